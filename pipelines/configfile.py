@@ -1,0 +1,80 @@
+"""YAML configuration files with errors that name file, line and place.
+
+Policies and destination maps are written by people; when one is wrong the
+message must point at the line to fix. ruamel.yaml keeps each key's line,
+which PyYAML's plain loader throws away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+__all__ = ["ConfigError", "Problems", "load_yaml", "line_of", "CommentedMap", "CommentedSeq"]
+
+
+class ConfigError(ValueError):
+    """A configuration file was refused; ``str()`` lists every problem found."""
+
+    def __init__(self, path: Path | str, problems: list[str]):
+        self.path = str(path)
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass
+class Problems:
+    """Collects every problem in a file, so one run reports them all."""
+
+    path: str
+    items: list[str] = field(default_factory=list)
+
+    def add(self, line: int | None, where: str, message: str) -> None:
+        location = f"{self.path}:{line}" if line else self.path
+        self.items.append(f"{location}: {where}: {message}" if where else f"{location}: {message}")
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise ConfigError(self.path, self.items)
+
+
+def load_yaml(path: Path | str) -> Any:
+    """Parse a YAML file keeping line numbers; syntax errors become ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, [f"{path}: cannot read: {exc}"]) from None
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        return yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(path, [f"{path}:{line}: YAML syntax: {problem}"]) from None
+    except YAMLError as exc:
+        raise ConfigError(path, [f"{path}: YAML syntax: {exc}"]) from None
+
+
+def line_of(node: Any, key: Any = None) -> int | None:
+    """1-based line of ``node[key]`` (or of the node itself) in its file."""
+    lc = getattr(node, "lc", None)
+    if lc is None:
+        return None
+    try:
+        if key is None:
+            return lc.line + 1
+        if isinstance(node, CommentedMap):
+            return lc.key(key)[0] + 1
+        if isinstance(node, CommentedSeq):
+            return lc.item(key)[0] + 1
+    except (KeyError, IndexError, TypeError):
+        return lc.line + 1
+    return None

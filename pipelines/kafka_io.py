@@ -1,0 +1,419 @@
+"""Kafka in and out of Beam with kafka-python, at least once.
+
+Reading: one splittable DoFn element per topic-partition, restricted to an
+offset range; it claims offsets as it goes, self-checkpoints (so a runner can
+resume it anywhere), holds a watermark from the records' timestamps and emits
+*batches* of consecutive messages.
+
+Writing: violations and dead letters of a batch are produced, then, once the
+broker has acknowledged every one of them, the batch's offsets are committed
+for the consumer group. A crash before that replays the batch; violation ids
+are deterministic, so the replay only repeats identical records.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.core import RestrictionProvider
+from apache_beam.utils.timestamp import Duration, Timestamp
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from .records import AuditedBatch, MessageBatch, RawMessage, SourceOffset
+from .violations import encode_single_object
+
+__all__ = [
+    "KafkaConfig",
+    "PartitionSpec",
+    "plan_partitions",
+    "ReadFromKafkaPartitions",
+    "PublishAndCommit",
+    "create_topics",
+    "end_offsets",
+    "committed_offsets",
+]
+
+_log = logging.getLogger(__name__)
+UNBOUNDED_STOP = sys.maxsize
+VIOLATION_CONTENT_TYPE = b"application/vnd.flowaudit.violation.v1+avro"
+DEAD_LETTER_CONTENT_TYPE = b"application/vnd.flowaudit.dead-letter.v1+avro"
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    """Where the cluster is and how to talk to it (kafka-python options)."""
+
+    bootstrap_servers: str
+    client_options: tuple[tuple[str, Any], ...] = ()
+    client_id: str = "flowaudit"
+
+    def _common(self) -> dict[str, Any]:
+        return {"bootstrap_servers": self.bootstrap_servers.split(","), "client_id": self.client_id, **dict(self.client_options)}
+
+    def consumer(self, **options: Any) -> KafkaConsumer:
+        return KafkaConsumer(**{**self._common(), "enable_auto_commit": False, **options})
+
+    def producer(self, **options: Any) -> KafkaProducer:
+        return KafkaProducer(**{**self._common(), **options})
+
+    def admin(self) -> KafkaAdminClient:
+        return KafkaAdminClient(**self._common())
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionSpec:
+    """One partition to read, from ``start_offset`` up to ``stop_offset`` (exclusive; None: forever)."""
+
+    topic: str
+    partition: int
+    start_offset: int
+    stop_offset: int | None
+
+
+def create_topics(config: KafkaConfig, topics: Sequence[str], partitions: int = 3, replication: int = 1) -> None:
+    """Create topics that do not exist yet."""
+    admin = config.admin()
+    try:
+        existing = set(admin.list_topics())
+        wanted = [NewTopic(t, partitions, replication) for t in topics if t not in existing]
+        if wanted:
+            try:
+                admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+def _partitions(consumer: KafkaConsumer, topic: str, timeout: float = 30.0) -> list[TopicPartition]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = consumer.partitions_for_topic(topic)
+        if found:
+            return [TopicPartition(topic, p) for p in sorted(found)]
+        if time.monotonic() > deadline:
+            raise ValueError(f"topic {topic!r} does not exist on the cluster (or has no partitions)")
+        time.sleep(0.2)
+
+
+def end_offsets(config: KafkaConfig, topics: Sequence[str]) -> dict[TopicPartition, int]:
+    consumer = config.consumer()
+    try:
+        tps = [tp for topic in topics for tp in _partitions(consumer, topic)]
+        return consumer.end_offsets(tps)
+    finally:
+        consumer.close()
+
+
+def committed_offsets(config: KafkaConfig, group: str, topics: Sequence[str]) -> dict[TopicPartition, int | None]:
+    consumer = config.consumer(group_id=group)
+    try:
+        tps = [tp for topic in topics for tp in _partitions(consumer, topic)]
+        return {tp: consumer.committed(tp) for tp in tps}
+    finally:
+        consumer.close()
+
+
+def plan_partitions(config: KafkaConfig, topics: Sequence[str], group: str, *, start: str = "earliest",
+                    bounded: bool = False, max_records: int | None = None) -> list[PartitionSpec]:
+    """Where each partition's read starts and stops.
+
+    Starts at the group's committed offset, else at ``start`` (earliest or
+    latest). Bounded reads stop at the end offsets seen now, and with
+    ``max_records`` after that many records in all, shared out partition by
+    partition in a fixed order so the same call plans the same reads.
+    """
+    if start not in ("earliest", "latest"):
+        raise ValueError(f"start must be 'earliest' or 'latest', not {start!r}")
+    consumer = config.consumer(group_id=group)
+    try:
+        tps = [tp for topic in topics for tp in _partitions(consumer, topic)]
+        begins = consumer.beginning_offsets(tps)
+        ends = consumer.end_offsets(tps)
+        specs = []
+        for tp in tps:
+            committed = consumer.committed(tp)
+            first = committed if committed is not None else (begins[tp] if start == "earliest" else ends[tp])
+            first = max(first, begins[tp])  # committed offsets may point at data deleted by retention
+            specs.append(PartitionSpec(tp.topic, tp.partition, first, ends[tp] if bounded else None))
+    finally:
+        consumer.close()
+    if bounded and max_records is not None:
+        remaining = max_records
+        capped = []
+        for spec in specs:
+            take = min(remaining, spec.stop_offset - spec.start_offset)
+            remaining -= take
+            capped.append(PartitionSpec(spec.topic, spec.partition, spec.start_offset, spec.start_offset + take))
+        specs = capped
+    return specs
+
+
+class _PartitionOffsets(RestrictionProvider):
+    def initial_restriction(self, spec: PartitionSpec) -> OffsetRange:
+        return OffsetRange(spec.start_offset, UNBOUNDED_STOP if spec.stop_offset is None else spec.stop_offset)
+
+    def create_tracker(self, restriction: OffsetRange) -> OffsetRestrictionTracker:
+        return OffsetRestrictionTracker(restriction)
+
+    def restriction_size(self, spec: PartitionSpec, restriction: OffsetRange) -> int:
+        return restriction.size()
+
+    def split(self, spec: PartitionSpec, restriction: OffsetRange) -> Iterator[OffsetRange]:
+        # One reader per partition: the committer relies on batches of a
+        # partition arriving in offset order.
+        yield restriction
+
+
+@dataclass(frozen=True)
+class ReaderSettings:
+    batch_size: int = 500
+    poll_timeout_ms: int = 200
+    max_bundle_seconds: float = 1.0
+    idle_resume_seconds: float = 0.2
+    max_out_of_orderness_seconds: float = 5.0
+    fetch_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+
+
+class _ReadPartitionBatches(beam.DoFn):
+    """Reads one partition's offset range as MessageBatch elements."""
+
+    def __init__(self, config: KafkaConfig, settings: ReaderSettings):
+        self._config = config
+        self._settings = settings
+
+    def setup(self) -> None:
+        self._consumers: dict[TopicPartition, KafkaConsumer] = {}
+        self._positions: dict[TopicPartition, int] = {}
+        self._read = Metrics.counter("flowaudit", "kafka_messages_read")
+
+    def teardown(self) -> None:
+        for consumer in getattr(self, "_consumers", {}).values():
+            consumer.close()
+
+    def _consumer(self, tp: TopicPartition) -> KafkaConsumer:
+        consumer = self._consumers.get(tp)
+        if consumer is None:
+            consumer = self._config.consumer(
+                max_poll_records=self._settings.batch_size,
+                auto_offset_reset="earliest",
+                **dict(self._settings.fetch_options),
+            )
+            consumer.assign([tp])
+            self._consumers[tp] = consumer
+        return consumer
+
+    def _read_partition(self, spec: PartitionSpec, tracker: OffsetRestrictionTracker, watermark: ManualWatermarkEstimator, unbounded: bool):
+        settings = self._settings
+        tp = TopicPartition(spec.topic, spec.partition)
+        restriction = tracker.current_restriction()
+        position, stop = restriction.start, restriction.stop
+        if position >= stop:
+            return
+        consumer = self._consumer(tp)
+        if self._positions.get(tp) != position:
+            consumer.seek(tp, position)
+        deadline = time.monotonic() + settings.max_bundle_seconds
+        lag = Duration(seconds=settings.max_out_of_orderness_seconds)
+        while True:
+            records = consumer.poll(timeout_ms=settings.poll_timeout_ms, max_records=settings.batch_size).get(tp, [])
+            if not records:
+                moved_to = consumer.position(tp)
+                if moved_to >= stop:  # only transaction markers or compacted gaps were left
+                    tracker.try_claim(stop)
+                    self._positions[tp] = moved_to
+                    return
+                if unbounded:  # caught up: let time move on without new records
+                    self._advance(watermark, Timestamp.now() - lag)
+                self._positions[tp] = position
+                tracker.defer_remainder(Duration(seconds=settings.idle_resume_seconds))
+                return
+            messages = []
+            first = position
+            stopped = False
+            for record in records:
+                if not tracker.try_claim(record.offset):
+                    stopped = True
+                    break
+                messages.append(RawMessage(SourceOffset(spec.topic, spec.partition, record.offset, record.timestamp), record.value, record.key))
+                position = record.offset + 1
+            if messages:
+                self._read.inc(len(messages))
+                timestamps = [m.source.timestamp_ms for m in messages]
+                yield beam.window.TimestampedValue(
+                    MessageBatch(spec.topic, spec.partition, first, position, messages),
+                    Timestamp(micros=min(timestamps) * 1000),
+                )
+                self._advance(watermark, Timestamp(micros=max(timestamps) * 1000) - lag)
+            if stopped:
+                self._positions.pop(tp, None)  # the consumer fetched past the split point
+                return
+            if time.monotonic() >= deadline:
+                self._positions[tp] = position
+                tracker.defer_remainder()
+                return
+
+    @staticmethod
+    def _advance(watermark: ManualWatermarkEstimator, candidate: Timestamp) -> None:
+        current = watermark.current_watermark()
+        if current is None or candidate > current:
+            watermark.set_watermark(candidate)
+
+
+class _ReadBoundedPartition(_ReadPartitionBatches):
+    def process(self, spec: PartitionSpec,
+                tracker=beam.DoFn.RestrictionParam(_PartitionOffsets()),
+                watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())):
+        yield from self._read_partition(spec, tracker, watermark, unbounded=False)
+
+
+class _ReadUnboundedPartition(_ReadPartitionBatches):
+    @beam.DoFn.unbounded_per_element()
+    def process(self, spec: PartitionSpec,
+                tracker=beam.DoFn.RestrictionParam(_PartitionOffsets()),
+                watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())):
+        yield from self._read_partition(spec, tracker, watermark, unbounded=True)
+
+
+class ReadFromKafkaPartitions(beam.PTransform):
+    """MessageBatch elements from the planned partitions (see ``plan_partitions``)."""
+
+    def __init__(self, config: KafkaConfig, specs: Sequence[PartitionSpec], settings: ReaderSettings = ReaderSettings()):
+        super().__init__()
+        if not specs:
+            raise ValueError("no partitions to read")
+        self._config = config
+        self._specs = list(specs)
+        self._settings = settings
+
+    def expand(self, pbegin):
+        bounded = all(spec.stop_offset is not None for spec in self._specs)
+        reader = _ReadBoundedPartition if bounded else _ReadUnboundedPartition
+        return (
+            pbegin
+            | "Partitions" >> beam.Create(self._specs)
+            | "SpreadPartitions" >> beam.Reshuffle()
+            | "ReadBatches" >> beam.ParDo(reader(self._config, self._settings))
+        )
+
+
+class _CommitTracker:
+    """Commits a partition only up to the first offset not yet acknowledged."""
+
+    def __init__(self) -> None:
+        self._next: dict[TopicPartition, int] = {}
+        self._acked: dict[TopicPartition, dict[int, int]] = {}
+
+    def acknowledge(self, tp: TopicPartition, first: int, next_offset: int) -> None:
+        self._next.setdefault(tp, first)
+        self._acked.setdefault(tp, {})[first] = next_offset
+
+    def ready(self) -> dict[TopicPartition, int]:
+        """Offsets that became committable since the last call."""
+        out = {}
+        for tp, ranges in self._acked.items():
+            position = self._next[tp]
+            start = position
+            while position in ranges:
+                position = ranges.pop(position)
+            if position != start:
+                self._next[tp] = position
+                out[tp] = position
+        return out
+
+
+@dataclass(frozen=True)
+class OutputTopics:
+    violations: str
+    dead_letters: str
+
+
+class _PublishAndCommit(beam.DoFn):
+    def __init__(self, config: KafkaConfig, topics: OutputTopics, group: str, producer_options: dict[str, Any]):
+        self._config = config
+        self._topics = topics
+        self._group = group
+        self._producer_options = producer_options
+
+    def setup(self) -> None:
+        self._producer = self._config.producer(**{
+            "acks": "all",
+            "linger_ms": 20,
+            "batch_size": 256 * 1024,
+            "retries": 2**31 - 1,
+            "delivery_timeout_ms": 120_000,
+            **self._producer_options,
+        })
+        self._committer = self._config.consumer(group_id=self._group)
+        self._tracker = _CommitTracker()
+        self._published = Metrics.counter("flowaudit", "violations_published")
+        self._dead_published = Metrics.counter("flowaudit", "dead_letters_published")
+        self._committed = Metrics.counter("flowaudit", "offset_commits")
+
+    def teardown(self) -> None:
+        if hasattr(self, "_producer"):
+            self._producer.close(timeout=10)
+            self._committer.close()
+
+    def start_bundle(self) -> None:
+        self._futures = []
+        self._done: list[tuple[TopicPartition, int, int]] = []
+
+    def process(self, batch: AuditedBatch):
+        send = self._producer.send
+        for violation in batch.violations:
+            self._futures.append(send(self._topics.violations, key=violation["violation_id"].encode(),
+                                      value=encode_single_object(violation, "violation"),
+                                      headers=[("content-type", VIOLATION_CONTENT_TYPE)]))
+        for letter in batch.dead_letters:
+            source = letter["source"]
+            key = f"{source['topic']}/{source['partition']}/{source['offset']}".encode()
+            self._futures.append(send(self._topics.dead_letters, key=key, value=encode_single_object(letter, "dead_letter"),
+                                      headers=[("content-type", DEAD_LETTER_CONTENT_TYPE)]))
+        self._published.inc(len(batch.violations))
+        self._dead_published.inc(len(batch.dead_letters))
+        self._done.append((TopicPartition(batch.topic, batch.partition), batch.first_offset, batch.next_offset))
+        yield batch
+
+    def finish_bundle(self) -> None:
+        self._producer.flush()
+        failed = [f for f in self._futures if not f.is_done or f.failed()]
+        if failed:
+            first = failed[0].exception if failed[0].is_done else "not acknowledged in time"
+            # Raising fails the bundle: the runner retries it from the last
+            # checkpoint, and nothing past the acknowledged outputs is committed.
+            raise RuntimeError(f"{len(failed)} of {len(self._futures)} outputs were not acknowledged by Kafka ({first}); offsets not committed")
+        for tp, first, next_offset in self._done:
+            self._tracker.acknowledge(tp, first, next_offset)
+        ready = self._tracker.ready()
+        if ready:
+            self._committer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in ready.items()})
+            self._committed.inc(len(ready))
+        self._futures = []
+        self._done = []
+
+
+class PublishAndCommit(beam.PTransform):
+    """Produce each batch's violations and dead letters, then commit its offsets."""
+
+    def __init__(self, config: KafkaConfig, topics: OutputTopics, group: str, producer_options: dict[str, Any] | None = None):
+        super().__init__()
+        self._fn = _PublishAndCommit(config, topics, group, producer_options or {})
+
+    def expand(self, batches):
+        return batches | "ProduceThenCommit" >> beam.ParDo(self._fn)
+
+
+__all__ += ["OutputTopics", "ReaderSettings"]

@@ -1,0 +1,223 @@
+"""A real single-node Apache Kafka (KRaft) on 127.0.0.1, for the demo and tests.
+
+The broker's jars come from Maven Central through ``local/pom.xml``; Java
+17 runs them. State lives in one directory: ``server.properties``, the
+formatted log dirs, ``broker.log`` and ``broker.pid``.
+
+    python -m pipelines.localkafka start|stop|status|topics
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from .resources import repo_root
+
+__all__ = ["LocalKafka", "ensure_broker_jars", "DEFAULT_TOPICS", "free_port", "BrokerError"]
+
+DEFAULT_TOPICS = ("app-events", "flowaudit.violations", "flowaudit.dead-letters")
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+def _local_dir() -> Path:
+    root = repo_root()
+    if root is None:
+        raise BrokerError("the local broker is part of the source checkout (local/pom.xml); run from a clone of the repository")
+    return root / "local"
+
+
+def ensure_broker_jars(libs: Path | None = None) -> Path:
+    """Resolve the broker jars with Maven once; later calls reuse them."""
+    local = _local_dir()
+    libs = libs or local / ".kafka" / "libs"
+    if libs.is_dir() and any(libs.glob("kafka_2.13-*.jar")):
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerError("Maven (mvn) is needed to fetch the Kafka broker jars from Maven Central")
+    result = subprocess.run([mvn, "-q", "-B", "-f", str(local / "pom.xml"), "dependency:copy-dependencies"],
+                            capture_output=True, text=True)
+    if result.returncode != 0 or not any(libs.glob("kafka_2.13-*.jar")):
+        raise BrokerError(f"mvn could not resolve the Kafka broker jars:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    return libs
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LocalKafka:
+    home: Path
+    port: int = 9092
+    controller_port: int = 9093
+    libs: Path | None = None
+    heap: str = "768m"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def _pid_file(self) -> Path:
+        return self.home / "broker.pid"
+
+    def _properties(self) -> str:
+        data = self.home / "data"
+        return "\n".join([
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={data}",
+            "num.partitions=3",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=3",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=false",
+            "log.retention.hours=168",
+            "",
+        ])
+
+    def _java(self, main: str, *args: str) -> list[str]:
+        libs = self.libs or ensure_broker_jars()
+        java = os.environ.get("JAVA_HOME")
+        java_bin = str(Path(java) / "bin" / "java") if java else (shutil.which("java") or "java")
+        log4j = _local_dir() / "log4j2.yaml"
+        return [java_bin, f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={self.home}",
+                "-cp", f"{libs}/*", main, *args]
+
+    def format(self) -> None:
+        """Write the config and format storage, once."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "server.properties").write_text(self._properties())
+        if (self.home / "data" / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        result = subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id,
+                                           "-c", str(self.home / "server.properties")),
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BrokerError(f"kafka-storage format failed:\n{result.stdout}{result.stderr}")
+
+    def running_pid(self) -> int | None:
+        try:
+            pid = int(self._pid_file.read_text())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+    def start(self, timeout: float = 90.0) -> None:
+        if self.running_pid():
+            self.wait_ready(timeout)
+            return
+        self.format()
+        log = open(self.home / "broker.log", "ab")
+        process = subprocess.Popen(self._java("kafka.Kafka", str(self.home / "server.properties")),
+                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+        self._pid_file.write_text(str(process.pid))
+        self.wait_ready(timeout, process)
+
+    def wait_ready(self, timeout: float = 90.0, process: subprocess.Popen | None = None) -> None:
+        """Until a client can list topics over the wire."""
+        from kafka import KafkaAdminClient
+        from kafka.errors import KafkaError
+
+        deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                raise BrokerError(f"the broker exited with status {process.returncode}; see {self.home / 'broker.log'}")
+            try:
+                admin = KafkaAdminClient(bootstrap_servers=[self.bootstrap], request_timeout_ms=5000)
+                admin.list_topics()
+                admin.close()
+                return
+            except (KafkaError, OSError, ValueError) as exc:
+                last_error = exc
+                time.sleep(0.5)
+        raise BrokerError(f"the broker on {self.bootstrap} was not ready within {timeout:.0f}s ({last_error}); see {self.home / 'broker.log'}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        pid = self.running_pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        self._pid_file.unlink(missing_ok=True)
+
+
+def _default_broker() -> LocalKafka:
+    home = Path(os.environ.get("FLOWAUDIT_KAFKA_HOME", _local_dir() / ".kafka" / "broker"))
+    return LocalKafka(home=home, port=int(os.environ.get("FLOWAUDIT_KAFKA_PORT", "9092")),
+                      controller_port=int(os.environ.get("FLOWAUDIT_KAFKA_CONTROLLER_PORT", "9093")))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="local/kafka", description="Run the local single-node Kafka (KRaft) on 127.0.0.1.")
+    parser.add_argument("command", choices=["jars", "start", "stop", "status", "topics"])
+    parser.add_argument("--partitions", type=int, default=3, help="partitions of each topic created by 'topics'")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "jars":
+            print(ensure_broker_jars())
+            return 0
+        broker = _default_broker()
+        if args.command == "start":
+            broker.start()
+            print(f"kafka ready on {broker.bootstrap} (home {broker.home})")
+        elif args.command == "stop":
+            broker.stop()
+            print("kafka stopped")
+        elif args.command == "status":
+            pid = broker.running_pid()
+            print(f"kafka running, pid {pid}, {broker.bootstrap}" if pid else "kafka not running")
+            return 0 if pid else 1
+        elif args.command == "topics":
+            from .kafka_io import KafkaConfig, create_topics
+
+            create_topics(KafkaConfig(broker.bootstrap), DEFAULT_TOPICS, args.partitions)
+            print(f"topics ready: {', '.join(DEFAULT_TOPICS)} ({args.partitions} partitions)")
+    except BrokerError as exc:
+        print(f"local/kafka: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
