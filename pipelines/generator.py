@@ -71,7 +71,7 @@ def _prefixes(provider: str, region: str) -> list[str]:
 def generate(count: int, *, seed: int = 7, start: datetime | None = None, mix: TrafficMix = TrafficMix()) -> Iterator[GeneratedMessage]:
     """``count`` messages, keyed by server id, timestamped with event time."""
     rng = random.Random(seed)
-    start = start or datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    start = start or datetime(2026, 11, 30, 9, 0, tzinfo=UTC)  # in the past: brokers refuse timestamps > 1 h ahead
     oci_us = {r: _prefixes("oci", r) for r in _OCI_US}
     off = {pr: _prefixes(*pr) for pr in _OFF_POLICY}
     v6_oci = sorted(e.prefix for e in feed_entries() if e.provider == "oci" and ":" in e.prefix and e.region.startswith("us-")) or None

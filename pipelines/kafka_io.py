@@ -417,3 +417,22 @@ class PublishAndCommit(beam.PTransform):
 
 
 __all__ += ["OutputTopics", "ReaderSettings"]
+
+
+def produce_messages(config: KafkaConfig, topic: str, messages, *, partition_by_key: bool = True) -> int:
+    """Send (key, value, timestamp_ms) messages and wait for every acknowledgement."""
+    producer = config.producer(acks="all", linger_ms=20, batch_size=256 * 1024)
+    futures = []
+    try:
+        for message in messages:
+            futures.append(producer.send(topic, key=message.key if partition_by_key else None, value=message.value,
+                                         timestamp_ms=message.timestamp_ms))
+        producer.flush()
+        for future in futures:
+            future.get(timeout=30)
+    finally:
+        producer.close(timeout=10)
+    return len(futures)
+
+
+__all__ += ["produce_messages"]

@@ -1,0 +1,282 @@
+"""``flowaudit``: run the audit, replay files, watch violations, try the demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+_log = logging.getLogger("flowaudit")
+SEVERITY_ORDER = ("info", "low", "medium", "high", "critical")
+
+
+def _quiet_beam_import_warnings() -> None:
+    # apache_beam warns on import about optional GCP clients nobody here uses.
+    logging.getLogger().setLevel(logging.ERROR)
+    import apache_beam  # noqa: F401
+
+    logging.getLogger().setLevel(logging.WARNING)
+
+
+def _add_policy_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--policy", help="residency policy YAML (default: the shipped US residency policy)")
+    parser.add_argument("--destinations", help="destination map YAML: internal ranges, host rules (default: shipped)")
+
+
+def _add_kafka_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap-servers", default=os.environ.get("FLOWAUDIT_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+                        help="Kafka bootstrap servers, host:port[,host:port] (env FLOWAUDIT_BOOTSTRAP_SERVERS)")
+
+
+def _settings(args: argparse.Namespace, *, allow_random_key: bool):
+    from .parsing import DecoderConfig
+    from .policy import load_policy
+    from .pseudonym import key_from_environment
+    from .tagging import load_destination_map
+    from .transforms import AuditSettings
+
+    destinations = load_destination_map(args.destinations)
+    policy = load_policy(args.policy, extra_regions=[region for _, _, region, _ in destinations.internal])
+    schema_ids = getattr(args, "schema_id", None)
+    decoder = DecoderConfig(confluent_schema_ids=frozenset(schema_ids) if schema_ids else None,
+                            bare_avro=getattr(args, "bare_avro", False))
+    return AuditSettings(policy=policy, destinations=destinations,
+                         pseudonym_key=key_from_environment(allow_random=allow_random_key), decoder=decoder)
+
+
+def _counters(result: Any) -> dict[str, int]:
+    from apache_beam.metrics.metric import MetricsFilter
+
+    counts: dict[str, int] = {}
+    for counter in result.metrics().query(MetricsFilter().with_namespace("flowaudit"))["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        counts[counter.key.metric.name] = counts.get(counter.key.metric.name, 0) + (value or 0)
+    return counts
+
+
+def cmd_backtest(args: argparse.Namespace, beam_args: list[str]) -> int:
+    import apache_beam as beam
+    import orjson
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    from .pipeline import build_file_audit
+
+    events = Path(args.events)
+    if not events.is_file():
+        print(f"flowaudit backtest: {events}: no such file", file=sys.stderr)
+        return 2
+    settings = _settings(args, allow_random_key=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    # The in-process engine: a file replay is bounded and needs no binary.
+    pipeline = beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(beam_args))
+    build_file_audit(pipeline, str(events.resolve()), str(out.resolve()), settings)
+    result = pipeline.run()
+    result.wait_until_finish()
+    counts = _counters(result)
+    summary = {name: counts.get(name, 0) for name in ("in", "parsed", "dead_letters", "violations")}
+    (out / "counts.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+    print(orjson.dumps(summary).decode())
+    if summary["in"] != summary["parsed"] + summary["dead_letters"]:
+        print("flowaudit backtest: counts do not balance (in != parsed + dead_letters)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    import apache_beam as beam
+    import orjson
+
+    from .kafka_io import KafkaConfig, OutputTopics, plan_partitions
+    from .pipeline import build_kafka_audit
+    from .runners import pipeline_options
+
+    settings = _settings(args, allow_random_key=False)
+    kafka = KafkaConfig(args.bootstrap_servers)
+    bounded = args.bounded or args.max_records is not None
+    partitions = plan_partitions(kafka, args.events_topic, args.group, start=args.start,
+                                 bounded=bounded, max_records=args.max_records)
+    options = pipeline_options(beam_args, streaming=not bounded)
+    pipeline = beam.Pipeline(options=options)
+    build_kafka_audit(pipeline, kafka, partitions, OutputTopics(args.violations_topic, args.dead_letters_topic),
+                      args.group, settings)
+    _log.info("auditing %d partitions of %s (%s)", len(partitions), ", ".join(args.events_topic),
+              "bounded" if bounded else "streaming")
+    result = pipeline.run()
+    result.wait_until_finish()
+    counts = _counters(result)
+    summary = {name: counts.get(name, 0) for name in ("in", "parsed", "dead_letters", "violations",
+                                                       "violations_published", "dead_letters_published")}
+    print(orjson.dumps(summary).decode())
+    return 0
+
+
+def _decode(value: bytes, schema_name: str) -> dict[str, Any]:
+    import io
+
+    from fastavro import schemaless_reader
+
+    from . import schemas
+
+    if value[:2] != schemas.SINGLE_OBJECT_MAGIC or value[2:10] != schemas.fingerprint_of(schema_name):
+        raise ValueError(f"not a {schema_name} record (unknown header {value[:10].hex()})")
+    return schemaless_reader(io.BytesIO(value[10:]), schemas.load(schema_name), None)
+
+
+def format_violation(v: dict[str, Any]) -> str:
+    dest = v["destination"]
+    return (f"{v['event_time']}  {v['severity'].upper():8} {v['rule_id']:12} {v['event_id']}  {v['server_id']} -> "
+            f"{dest['provider']}/{dest['region']} ({dest['country']})  {v['action']} {','.join(v['data_categories'])}\n"
+            f"    {v['message']}")
+
+
+def cmd_violations_tail(args: argparse.Namespace, beam_args: list[str]) -> int:
+    import orjson
+    from kafka import TopicPartition
+
+    from .kafka_io import KafkaConfig
+
+    kafka = KafkaConfig(args.bootstrap_servers, client_id="flowaudit-tail")
+    consumer = kafka.consumer(auto_offset_reset="earliest" if args.from_beginning else "latest")
+    partitions = consumer.partitions_for_topic(args.topic)
+    if not partitions:
+        print(f"flowaudit violations tail: topic {args.topic!r} not found on {args.bootstrap_servers}", file=sys.stderr)
+        return 2
+    tps = [TopicPartition(args.topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    if args.from_beginning:
+        consumer.seek_to_beginning(*tps)
+    else:
+        consumer.seek_to_end(*tps)
+    floor = SEVERITY_ORDER.index(args.severity) if args.severity else 0
+    shown = 0
+    try:
+        while args.max is None or shown < args.max:
+            polled = consumer.poll(timeout_ms=500)
+            if not polled and args.exit_when_idle:
+                break
+            for records in polled.values():
+                for record in records:
+                    try:
+                        violation = _decode(record.value, "violation")
+                    except (ValueError, EOFError) as exc:
+                        print(f"# {args.topic}[{record.partition}]@{record.offset}: {exc}", file=sys.stderr)
+                        continue
+                    if SEVERITY_ORDER.index(violation["severity"]) < floor:
+                        continue
+                    if args.rule and violation["rule_id"] not in args.rule:
+                        continue
+                    if args.json:
+                        violation["event_time_ms"] = int(violation["event_time_ms"].timestamp() * 1000)
+                        print(orjson.dumps(violation, default=str).decode(), flush=True)
+                    else:
+                        print(format_violation(violation), flush=True)
+                    shown += 1
+                    if args.max is not None and shown >= args.max:
+                        return 0
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from .demo import run_demo
+
+    return run_demo(duration=args.duration, rate=args.rate, beam_args=beam_args, quiet=args.quiet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowaudit", description="Continuous data-residency audit of Kafka event streams (Apache Beam).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    run = verbs.add_parser("run", help="stream-audit Kafka topics; unknown options go to Beam (--runner, ...)",
+                           description="Read app events from Kafka, tag and check them, write violations and dead letters "
+                                       "to their topics and commit offsets after the broker acknowledged them. Options "
+                                       "not listed here are Beam pipeline options (e.g. --runner=FlinkRunner). "
+                                       "Needs FLOWAUDIT_PSEUDONYM_KEY or FLOWAUDIT_PSEUDONYM_KEY_FILE.")
+    _add_kafka_args(run)
+    run.add_argument("--events-topic", action="append", default=None, help="topic of app events (repeatable; default app-events)")
+    run.add_argument("--violations-topic", default="flowaudit.violations")
+    run.add_argument("--dead-letters-topic", default="flowaudit.dead-letters")
+    run.add_argument("--group", default="flowaudit", help="consumer group whose offsets are committed")
+    run.add_argument("--start", choices=["earliest", "latest"], default="earliest",
+                     help="where to begin when the group has no committed offset")
+    run.add_argument("--bounded", action="store_true", help="stop at the end offsets seen at start (backfills, tests)")
+    run.add_argument("--max-records", type=int, help="stop after this many records in all (implies --bounded)")
+    run.add_argument("--schema-id", type=int, action="append", help="Confluent schema id(s) of app events (default: any)")
+    run.add_argument("--bare-avro", action="store_true", help="messages are schemaless Avro with no header")
+    _add_policy_args(run)
+    run.set_defaults(func=cmd_run)
+
+    backtest = verbs.add_parser("backtest", help="audit a JSONL or Avro file, no broker needed",
+                                description="Run the same audit steps over a file of app events (JSON Lines, or an Avro "
+                                            "container file ending in .avro) and write violations.jsonl, "
+                                            "dead_letters.jsonl and counts.json to the output directory.")
+    backtest.add_argument("--events", required=True, help="JSONL or .avro file of app events")
+    backtest.add_argument("--out", required=True, help="output directory")
+    _add_policy_args(backtest)
+    backtest.set_defaults(func=cmd_backtest)
+
+    violations = verbs.add_parser("violations", help="work with the violations topic")
+    vverbs = violations.add_subparsers(dest="violations_verb", required=True, metavar="VERB")
+    tail = vverbs.add_parser("tail", help="print violations as they arrive",
+                             description="Subscribe to the violations topic and print each violation readably.")
+    _add_kafka_args(tail)
+    tail.add_argument("--topic", default="flowaudit.violations")
+    tail.add_argument("--severity", choices=SEVERITY_ORDER, help="show only this severity and above")
+    tail.add_argument("--rule", action="append", help="show only this rule id (repeatable)")
+    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest violation, not now")
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    tail.add_argument("--max", type=int, help="stop after printing this many")
+    tail.add_argument("--exit-when-idle", action="store_true", help="stop when nothing new arrives for 0.5 s")
+    tail.set_defaults(func=cmd_violations_tail)
+
+    demo = verbs.add_parser("demo", help="local broker + generated traffic + live audit on DirectRunner",
+                            description="Start the local Kafka, produce realistic app-server traffic, audit it on "
+                                        "DirectRunner (Prism) and show violations as they arrive.")
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
+    demo.add_argument("--rate", type=float, default=200.0, help="events per second (default 200)")
+    demo.add_argument("--quiet", action="store_true", help="progress and totals only, no violation lines")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    if beam_args and args.func not in (cmd_run, cmd_demo, cmd_backtest):
+        parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "events_topic", "unset") is None:
+        args.events_topic = ["app-events"]
+    from .configfile import ConfigError
+    from .pseudonym import MissingKeyError
+    from .runners import RunnerSetupError
+
+    _quiet_beam_import_warnings()
+    try:
+        return args.func(args, beam_args)
+    except ConfigError as exc:
+        print(f"flowaudit: refused configuration:\n{exc}", file=sys.stderr)
+        return 2
+    except (MissingKeyError, RunnerSetupError) as exc:
+        print(f"flowaudit: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        if "IP range feed" in str(exc) or "does not exist" in str(exc):
+            print(f"flowaudit: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
