@@ -149,7 +149,6 @@ def _check_keys(item: Any, allowed: set[str], required: set[str], where: str, pr
     for key in item:
         if key not in allowed:
             problems.add(line_of(item, key), where, f"unknown key '{key}' (allowed: {', '.join(sorted(allowed))})")
-            ok = False
     for key in sorted(required - set(item)):
         problems.add(line_of(item), where, f"missing '{key}'")
         ok = False

@@ -1,0 +1,59 @@
+"""Shared fixtures: one real KRaft broker per test session, topics per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pipelines.kafka_io import KafkaConfig, create_topics
+from pipelines.localkafka import LocalKafka, free_port
+from pipelines.runners import find_prism
+
+BOOTSTRAP_ENV = "FLOWAUDIT_TEST_BOOTSTRAP"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory):
+    """A running broker: the one named by $FLOWAUDIT_TEST_BOOTSTRAP (CI starts
+    it), else a fresh single-node KRaft broker on free 127.0.0.1 ports."""
+    given = os.environ.get(BOOTSTRAP_ENV)
+    if given:
+        yield given
+        return
+    broker = LocalKafka(home=Path(tmp_path_factory.mktemp("kafka")), port=free_port(), controller_port=free_port())
+    broker.start(timeout=120)
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def kafka(kafka_bootstrap: str) -> KafkaConfig:
+    return KafkaConfig(kafka_bootstrap)
+
+
+@pytest.fixture
+def topics(kafka: KafkaConfig) -> dict[str, str]:
+    """Fresh events / violations / dead-letters topics (3 partitions each)."""
+    run = uuid.uuid4().hex[:10]
+    names = {"events": f"test-{run}.events", "violations": f"test-{run}.violations", "dead_letters": f"test-{run}.dead-letters"}
+    create_topics(kafka, list(names.values()), partitions=3)
+    return names
+
+
+@pytest.fixture(scope="session")
+def prism_binary() -> str:
+    found = find_prism()
+    if not found:
+        pytest.fail("no prism binary: run `make prism` (the README's test command does)")
+    return found
+
+
+@pytest.fixture
+def pseudonym_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("FLOWAUDIT_PSEUDONYM_KEY", "test-pseudonym-key")
+    return "test-pseudonym-key"
