@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -161,12 +162,28 @@ def plan_partitions(config: KafkaConfig, topics: Sequence[str], group: str, *, s
     return specs
 
 
+class _PartitionOffsetTracker(OffsetRestrictionTracker):
+    """Offset tracker that only splits to checkpoint.
+
+    Runners (Prism among them) also ask for dynamic splits at a fraction of
+    the remaining range; for an open-ended Kafka range that would hand
+    offsets from the middle of nowhere to a second reader, and two readers
+    of one partition would break the in-order commits. Self-checkpoints
+    (fraction 0) are still granted.
+    """
+
+    def try_split(self, fraction_of_remainder):
+        if fraction_of_remainder > 0:
+            return None
+        return super().try_split(fraction_of_remainder)
+
+
 class _PartitionOffsets(RestrictionProvider):
     def initial_restriction(self, spec: PartitionSpec) -> OffsetRange:
         return OffsetRange(spec.start_offset, UNBOUNDED_STOP if spec.stop_offset is None else spec.stop_offset)
 
     def create_tracker(self, restriction: OffsetRange) -> OffsetRestrictionTracker:
-        return OffsetRestrictionTracker(restriction)
+        return _PartitionOffsetTracker(restriction)
 
     def restriction_size(self, spec: PartitionSpec, restriction: OffsetRange) -> int:
         return restriction.size()
@@ -244,6 +261,8 @@ class _ReadPartitionBatches(beam.DoFn):
             first = position
             stopped = False
             for record in records:
+                if record.offset < position:  # already audited: a fetch restarted behind us
+                    continue
                 if not tracker.try_claim(record.offset):
                     stopped = True
                     break
@@ -272,31 +291,31 @@ class _ReadPartitionBatches(beam.DoFn):
             watermark.set_watermark(candidate)
 
 
+_OFFSETS = beam.DoFn.RestrictionParam(_PartitionOffsets())
+_WATERMARK = beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())
+
+
 class _ReadBoundedPartition(_ReadPartitionBatches):
-    def process(self, spec: PartitionSpec,
-                tracker=beam.DoFn.RestrictionParam(_PartitionOffsets()),
-                watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())):
+    def process(self, spec: PartitionSpec, tracker=_OFFSETS, watermark=_WATERMARK):
         yield from self._read_partition(spec, tracker, watermark, unbounded=False)
 
 
 class _ReadUnboundedPartition(_ReadPartitionBatches):
     @beam.DoFn.unbounded_per_element()
-    def process(self, spec: PartitionSpec,
-                tracker=beam.DoFn.RestrictionParam(_PartitionOffsets()),
-                watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())):
+    def process(self, spec: PartitionSpec, tracker=_OFFSETS, watermark=_WATERMARK):
         yield from self._read_partition(spec, tracker, watermark, unbounded=True)
 
 
 class ReadFromKafkaPartitions(beam.PTransform):
     """MessageBatch elements from the planned partitions (see ``plan_partitions``)."""
 
-    def __init__(self, config: KafkaConfig, specs: Sequence[PartitionSpec], settings: ReaderSettings = ReaderSettings()):
+    def __init__(self, config: KafkaConfig, specs: Sequence[PartitionSpec], settings: ReaderSettings | None = None):
         super().__init__()
         if not specs:
             raise ValueError("no partitions to read")
         self._config = config
         self._specs = list(specs)
-        self._settings = settings
+        self._settings = settings or ReaderSettings()
 
     def expand(self, pbegin):
         bounded = all(spec.stop_offset is not None for spec in self._specs)
@@ -310,28 +329,50 @@ class ReadFromKafkaPartitions(beam.PTransform):
 
 
 class _CommitTracker:
-    """Commits a partition only up to the first offset not yet acknowledged."""
+    """Commits a partition only up to the first offset not yet acknowledged.
+
+    One per worker process and consumer group, shared by every instance of
+    the publishing DoFn: a runner may hand consecutive bundles of one
+    partition to different instances, and each alone would see gaps.
+    """
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._next: dict[TopicPartition, int] = {}
-        self._acked: dict[TopicPartition, dict[int, int]] = {}
+        self._committed: dict[TopicPartition, int] = {}
+        self._pending: dict[TopicPartition, dict[int, int]] = {}
 
     def acknowledge(self, tp: TopicPartition, first: int, next_offset: int) -> None:
-        self._next.setdefault(tp, first)
-        self._acked.setdefault(tp, {})[first] = next_offset
+        with self._lock:
+            position = self._next.setdefault(tp, first)
+            pending = self._pending.setdefault(tp, {})
+            if first > position:
+                pending[first] = max(pending.get(first, first), next_offset)
+                return
+            position = max(position, next_offset)
+            while True:
+                reachable = [start for start in pending if start <= position]
+                if not reachable:
+                    break
+                for start in reachable:
+                    position = max(position, pending.pop(start))
+            self._next[tp] = position
 
     def ready(self) -> dict[TopicPartition, int]:
         """Offsets that became committable since the last call."""
-        out = {}
-        for tp, ranges in self._acked.items():
-            position = self._next[tp]
-            start = position
-            while position in ranges:
-                position = ranges.pop(position)
-            if position != start:
-                self._next[tp] = position
-                out[tp] = position
-        return out
+        with self._lock:
+            out = {tp: n for tp, n in self._next.items() if n > self._committed.get(tp, -1)}
+            self._committed.update(out)
+            return out
+
+
+_TRACKERS: dict[tuple[str, str], _CommitTracker] = {}
+_TRACKERS_LOCK = threading.Lock()
+
+
+def _tracker_for(bootstrap: str, group: str) -> _CommitTracker:
+    with _TRACKERS_LOCK:
+        return _TRACKERS.setdefault((bootstrap, group), _CommitTracker())
 
 
 @dataclass(frozen=True)
@@ -357,7 +398,7 @@ class _PublishAndCommit(beam.DoFn):
             **self._producer_options,
         })
         self._committer = self._config.consumer(group_id=self._group)
-        self._tracker = _CommitTracker()
+        self._tracker = _tracker_for(self._config.bootstrap_servers, self._group)
         self._published = Metrics.counter("flowaudit", "violations_published")
         self._dead_published = Metrics.counter("flowaudit", "dead_letters_published")
         self._committed = Metrics.counter("flowaudit", "offset_commits")

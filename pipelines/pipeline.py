@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import apache_beam as beam
 
 from .files_io import ReadEventFile, WriteAuditFiles
-from .kafka_io import KafkaConfig, OutputTopics, PartitionSpec, PublishAndCommit, ReadFromKafkaPartitions, ReaderSettings
+from .kafka_io import KafkaConfig, OutputTopics, PartitionSpec, PublishAndCommit, ReaderSettings, ReadFromKafkaPartitions
 from .transforms import AuditSettings, CheckResidency, ParseAppEvents, TagOriginDestination
 
 __all__ = ["audit_batches", "build_kafka_audit", "build_file_audit"]
@@ -31,7 +31,7 @@ def audit_batches(batches: beam.PCollection, settings: AuditSettings) -> beam.PC
 
 def build_kafka_audit(pipeline: beam.Pipeline, kafka: KafkaConfig, partitions: Sequence[PartitionSpec],
                       outputs: OutputTopics, group: str, settings: AuditSettings,
-                      reader: ReaderSettings = ReaderSettings()) -> beam.PCollection:
+                      reader: ReaderSettings | None = None) -> beam.PCollection:
     batches = pipeline | "ReadAppEvents" >> ReadFromKafkaPartitions(kafka, partitions, reader)
     audited = audit_batches(batches, settings)
     return audited | "PublishAndCommit" >> PublishAndCommit(kafka, outputs, group)

@@ -164,7 +164,7 @@ class Tagger:
         self._countries = countries
         self._feeds = PrefixIndex.from_feeds(feed_entries(feed_dir), countries)
         self._internal = PrefixIndex()
-        for cidr, name, region, country in destinations.internal:
+        for cidr, _name, region, country in destinations.internal:
             self._internal.add(cidr, RangeMatch("internal", region, country, cidr))
         self._internal_names = {str(ipaddress.ip_network(c)): n for c, n, _, _ in destinations.internal}
         self._hosts = destinations.hosts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from pathlib import Path
@@ -57,3 +58,8 @@ def prism_binary() -> str:
 def pseudonym_key(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("FLOWAUDIT_PSEUDONYM_KEY", "test-pseudonym-key")
     return "test-pseudonym-key"
+
+
+# Beam stops its cached Prism job server at interpreter exit and logs as it
+# does; by then pytest has closed the captured streams.
+logging.getLogger("apache_beam.utils.subprocess_server").setLevel(logging.ERROR)

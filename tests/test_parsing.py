@@ -18,8 +18,8 @@ EVENT = {
 }
 
 
-def parse(value, config=DecoderConfig(), source=SOURCE):
-    return parse_message(RawMessage(source, value), config)
+def parse(value, config=None, source=SOURCE):
+    return parse_message(RawMessage(source, value), config or DecoderConfig())
 
 
 def avro_body(event=EVENT) -> bytes:

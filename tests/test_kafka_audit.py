@@ -1,0 +1,145 @@
+"""The audit end to end on the real broker and DirectRunner (Prism)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from fastavro import schemaless_reader
+from fastavro.schema import load_schema
+from kafka import TopicPartition
+
+from pipelines.cli import _decode, main
+from pipelines.generator import generate
+from pipelines.kafka_io import KafkaConfig, committed_offsets, end_offsets, produce_messages
+
+from .helpers import read_jsonl, write_jsonl
+
+pytestmark = [pytest.mark.kafka, pytest.mark.prism]
+REPO = Path(__file__).resolve().parent.parent
+
+
+def consume_all(kafka: KafkaConfig, topic: str) -> list:
+    consumer = kafka.consumer()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        records = []
+        deadline = time.monotonic() + 60
+        while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
+def run_cli(args: list[str], capsys) -> dict:
+    assert main(args) == 0
+    return orjson.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_every_event_accounted_for_and_same_violations_as_backtest(kafka, topics, prism_binary, pseudonym_key, tmp_path, capsys):
+    messages = list(generate(3000, seed=21))
+    malformed = sum(m.malformed for m in messages)
+    assert produce_messages(kafka, topics["events"], messages) == 3000
+
+    counts = run_cli(["run", "--bootstrap-servers", kafka.bootstrap_servers, "--events-topic", topics["events"],
+                      "--violations-topic", topics["violations"], "--dead-letters-topic", topics["dead_letters"],
+                      "--group", "it-audit", "--bounded", f"--prism_location={prism_binary}"], capsys)
+
+    # Accounting: every message read is parsed or dead-lettered.
+    assert counts["in"] == 3000
+    assert counts["in"] == counts["parsed"] + counts["dead_letters"]
+    assert counts["dead_letters"] == malformed
+
+    violations = [_decode(r.value, "violation") for r in consume_all(kafka, topics["violations"])]
+    dead = [_decode(r.value, "dead_letter") for r in consume_all(kafka, topics["dead_letters"])]
+    assert len(dead) == malformed
+    assert len(violations) == counts["violations"] > 0
+    assert all(d["source"]["topic"] == topics["events"] for d in dead)
+
+    # Offsets of everything audited are committed for the group.
+    assert committed_offsets(kafka, "it-audit", [topics["events"]]) == end_offsets(kafka, [topics["events"]])
+
+    # The same events through backtest give the same violation ids.
+    events_file = write_jsonl(messages, tmp_path / "events.jsonl")
+    backtest = run_cli(["backtest", "--events", str(events_file), "--out", str(tmp_path / "bt")], capsys)
+    assert backtest["dead_letters"] == malformed
+    expected = sorted(v["violation_id"] for v in read_jsonl(tmp_path / "bt" / "violations.jsonl"))
+    assert sorted(v["violation_id"] for v in violations) == expected
+
+    # Kafka key = violation id; violation id deterministic from event and rule.
+    for record in consume_all(kafka, topics["violations"])[:50]:
+        assert record.key.decode() == _decode(record.value, "violation")["violation_id"]
+
+
+def test_rerun_resumes_from_committed_offsets(kafka, topics, prism_binary, pseudonym_key, capsys):
+    produce_messages(kafka, topics["events"], list(generate(600, seed=3)))
+    base = ["run", "--bootstrap-servers", kafka.bootstrap_servers, "--events-topic", topics["events"],
+            "--violations-topic", topics["violations"], "--dead-letters-topic", topics["dead_letters"],
+            "--group", "it-resume", f"--prism_location={prism_binary}"]
+    first = run_cli(base + ["--max-records", "250"], capsys)
+    assert first["in"] == 250
+    second = run_cli(base + ["--bounded"], capsys)
+    assert second["in"] == 350
+    assert committed_offsets(kafka, "it-resume", [topics["events"]]) == end_offsets(kafka, [topics["events"]])
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat not installed (CI installs it from Debian)")
+def test_violation_decodes_with_kcat_and_fastavro(kafka, topics, prism_binary, pseudonym_key, capsys):
+    produce_messages(kafka, topics["events"], list(generate(400, seed=8)))
+    run_cli(["run", "--bootstrap-servers", kafka.bootstrap_servers, "--events-topic", topics["events"],
+             "--violations-topic", topics["violations"], "--dead-letters-topic", topics["dead_letters"],
+             "--group", "it-kcat", "--bounded", f"--prism_location={prism_binary}"], capsys)
+    partition = next(p for p, n in ((tp.partition, n) for tp, n in end_offsets(kafka, [topics["violations"]]).items()) if n > 0)
+    raw = subprocess.run(["kcat", "-C", "-b", kafka.bootstrap_servers, "-t", topics["violations"], "-p", str(partition),
+                          "-o", "beginning", "-c", "1", "-e", "-D", "", "-f", "%s"], capture_output=True, timeout=60, check=True).stdout
+    key = subprocess.run(["kcat", "-C", "-b", kafka.bootstrap_servers, "-t", topics["violations"], "-p", str(partition),
+                          "-o", "beginning", "-c", "1", "-e", "-D", "", "-f", "%k"], capture_output=True, timeout=60, check=True).stdout
+    assert raw[:2] == b"\xc3\x01"  # Avro single-object encoding
+    schema = load_schema(str(REPO / "schemas" / "violation.avsc"))
+    violation = schemaless_reader(io.BytesIO(raw[10:]), schema, None)
+    assert violation["violation_id"] == key.decode()
+    assert violation["kind"] == "residency"
+    assert violation["evidence"]["user_id"].startswith("hmac:")
+
+
+def test_streaming_run_audits_events_as_they_arrive(kafka, topics, prism_binary, tmp_path):
+    """Unbounded: the pipeline keeps running and commits offsets as events come in."""
+    env = {"FLOWAUDIT_PSEUDONYM_KEY": "k", "PATH": "/usr/bin:/bin"}
+    log = open(tmp_path / "run.log", "wb")
+    process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "--bootstrap-servers", kafka.bootstrap_servers,
+                                "--events-topic", topics["events"], "--violations-topic", topics["violations"],
+                                "--dead-letters-topic", topics["dead_letters"], "--group", "it-stream",
+                                f"--prism_location={prism_binary}"], stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+    try:
+        messages = list(generate(1500, seed=13))
+        for start in range(0, 1500, 500):
+            produce_messages(kafka, topics["events"], messages[start:start + 500])
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                assert process.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+                done = sum(v or 0 for v in committed_offsets(kafka, "it-stream", [topics["events"]]).values())
+                if done == start + 500:
+                    break
+                time.sleep(0.5)
+            else:
+                pytest.fail(f"offsets reached {done}, not {start + 500}, within 90 s:\n" + (tmp_path / "run.log").read_text()[-3000:])
+        dead = consume_all(kafka, topics["dead_letters"])
+        assert len(dead) == sum(m.malformed for m in messages)
+        assert len(consume_all(kafka, topics["violations"])) > 0
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
