@@ -196,10 +196,19 @@ class _PartitionOffsets(RestrictionProvider):
 
 @dataclass(frozen=True)
 class ReaderSettings:
+    """How a partition reader polls.
+
+    Idle bundles are kept short (a brief poll, then a deferred resume)
+    because Prism drives a running bundle with frequent progress and split
+    requests: a bundle blocked in a long poll kept the Prism process at a
+    full core while the stream was idle (measured: 100% with a 200 ms poll,
+    about 7-25% with a 20 ms poll and a 0.25 s resume).
+    """
+
     batch_size: int = 500
-    poll_timeout_ms: int = 200
+    poll_timeout_ms: int = 20
     max_bundle_seconds: float = 1.0
-    idle_resume_seconds: float = 0.2
+    idle_resume_seconds: float = 0.25
     max_out_of_orderness_seconds: float = 5.0
     fetch_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
 
