@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,24 @@ def _counters(result: Any) -> dict[str, int]:
     return counts
 
 
+def _unreadable_avro(path: Path) -> str | None:
+    """Why an Avro container file cannot be read, or None. A corrupt block
+    loses every record after it, so the replay is refused up front."""
+    from fastavro import reader
+
+    records = -1
+    try:
+        with open(path, "rb") as fh:
+            avro = reader(fh)
+            records = 0
+            for _ in avro:
+                records += 1
+    except Exception as exc:  # fastavro raises many types on corrupt files  # noqa: BLE001
+        at = "in its header" if records < 0 else f"after record {records}"
+        return f"{path}: not a readable Avro container file ({at}): {type(exc).__name__}: {exc}"
+    return None
+
+
 def cmd_backtest(args: argparse.Namespace, beam_args: list[str]) -> int:
     import apache_beam as beam
     import orjson
@@ -70,6 +89,11 @@ def cmd_backtest(args: argparse.Namespace, beam_args: list[str]) -> int:
     if not events.is_file():
         print(f"flowaudit backtest: {events}: no such file", file=sys.stderr)
         return 2
+    if events.suffix == ".avro":
+        problem = _unreadable_avro(events)
+        if problem:
+            print(f"flowaudit backtest: {problem}", file=sys.stderr)
+            return 2
     settings = _settings(args, allow_random_key=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -155,10 +179,13 @@ def cmd_violations_tail(args: argparse.Namespace, beam_args: list[str]) -> int:
         consumer.seek_to_end(*tps)
     floor = SEVERITY_ORDER.index(args.severity) if args.severity else 0
     shown = 0
+    last_record = time.monotonic()
     try:
         while args.max is None or shown < args.max:
             polled = consumer.poll(timeout_ms=500)
-            if not polled and args.exit_when_idle:
+            if polled:
+                last_record = time.monotonic()
+            elif args.exit_when_idle and time.monotonic() - last_record > 2:
                 break
             for records in polled.values():
                 for record in records:
@@ -189,7 +216,8 @@ def cmd_violations_tail(args: argparse.Namespace, beam_args: list[str]) -> int:
 def cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     from .demo import run_demo
 
-    return run_demo(duration=args.duration, rate=args.rate, beam_args=beam_args, quiet=args.quiet)
+    return run_demo(duration=args.duration, rate=args.rate, beam_args=beam_args, quiet=args.quiet,
+                    bootstrap_servers=args.bootstrap_servers)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--from-beginning", action="store_true", help="start at the oldest violation, not now")
     tail.add_argument("--json", action="store_true", help="one JSON object per line")
     tail.add_argument("--max", type=int, help="stop after printing this many")
-    tail.add_argument("--exit-when-idle", action="store_true", help="stop when nothing new arrives for 0.5 s")
+    tail.add_argument("--exit-when-idle", action="store_true", help="stop when nothing new arrives for 2 s")
     tail.set_defaults(func=cmd_violations_tail)
 
     demo = verbs.add_parser("demo", help="local broker + generated traffic + live audit on DirectRunner",
@@ -245,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
     demo.add_argument("--rate", type=float, default=200.0, help="events per second (default 200)")
     demo.add_argument("--quiet", action="store_true", help="progress and totals only, no violation lines")
+    demo.add_argument("--bootstrap-servers", help="use this running Kafka instead of starting the local one")
     demo.set_defaults(func=cmd_demo)
     return parser
 
@@ -258,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_beam_import_warnings()
     if getattr(args, "events_topic", "unset") is None:
         args.events_topic = ["app-events"]
+    from kafka.errors import KafkaError
+
     from .configfile import ConfigError
     from .pseudonym import MissingKeyError
     from .runners import RunnerSetupError
@@ -270,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     except (MissingKeyError, RunnerSetupError) as exc:
         print(f"flowaudit: {exc}", file=sys.stderr)
         return 2
+    except KafkaError as exc:
+        where = getattr(args, "bootstrap_servers", "")
+        print(f"flowaudit: Kafka at {where}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 3
     except ValueError as exc:
         if "IP range feed" in str(exc) or "does not exist" in str(exc):
             print(f"flowaudit: {exc}", file=sys.stderr)

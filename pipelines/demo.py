@@ -44,7 +44,8 @@ def _produce_steadily(kafka: KafkaConfig, topic: str, total: int, rate: float, p
         producer.close(timeout=10)
 
 
-def run_demo(duration: float = 60.0, rate: float = 200.0, beam_args: list[str] | None = None, quiet: bool = False) -> int:
+def run_demo(duration: float = 60.0, rate: float = 200.0, beam_args: list[str] | None = None, quiet: bool = False,
+             bootstrap_servers: str | None = None) -> int:
     from .cli import _decode
 
     root = repo_root()
@@ -52,12 +53,15 @@ def run_demo(duration: float = 60.0, rate: float = 200.0, beam_args: list[str] |
         print("flowaudit demo runs from a source checkout (it starts local/ Kafka)", file=sys.stderr)
         return 2
     print("== flowaudit demo ==")
-    print("starting the local Kafka (KRaft, 127.0.0.1:9092)...", flush=True)
-    ensure_broker_jars()
-    broker = LocalKafka(home=root / "local" / ".kafka" / "broker")
-    was_running = broker.running_pid() is not None
-    broker.start()
-    kafka = KafkaConfig(broker.bootstrap, client_id="flowaudit-demo")
+    broker = None
+    if bootstrap_servers is None:
+        print("starting the local Kafka (KRaft, 127.0.0.1:9092)...", flush=True)
+        ensure_broker_jars()
+        broker = LocalKafka(home=root / "local" / ".kafka" / "broker")
+        was_running = broker.running_pid() is not None
+        broker.start()
+        bootstrap_servers = broker.bootstrap
+    kafka = KafkaConfig(bootstrap_servers, client_id="flowaudit-demo")
     run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     topics = {"events": f"demo-{run_id}.app-events", "violations": f"demo-{run_id}.violations", "dead": f"demo-{run_id}.dead-letters"}
     create_topics(kafka, list(topics.values()), partitions=3)
@@ -71,7 +75,7 @@ def run_demo(duration: float = 60.0, rate: float = 200.0, beam_args: list[str] |
     log_path = root / "local" / ".kafka" / f"demo-{run_id}.log"
     log = open(log_path, "wb")
     pipeline = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "-v", "run", "--bootstrap-servers", broker.bootstrap,
+        [sys.executable, "-m", "pipelines.cli", "-v", "run", "--bootstrap-servers", bootstrap_servers,
          "--events-topic", topics["events"], "--violations-topic", topics["violations"],
          "--dead-letters-topic", topics["dead"], "--group", group, *(beam_args or [])],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
@@ -129,13 +133,12 @@ def run_demo(duration: float = 60.0, rate: float = 200.0, beam_args: list[str] |
             pipeline.wait(timeout=30)
         except subprocess.TimeoutExpired:
             pipeline.kill()
-        if not was_running:
+        dead = sum(end_offsets(kafka, [topics["dead"]]).values())
+        if broker is not None and not was_running:
             broker.stop()
-    dead = sum(end_offsets(kafka, [topics["dead"]]).values()) if broker.running_pid() else None
     print("\n== totals ==")
     print(f"events produced: {produced[0]}; audited and committed: {audited}")
     print(f"violations: {seen['violations']} ({', '.join(f'{k} {v}' for k, v in sorted(by_severity.items()))})")
-    if dead is not None:
-        print(f"dead letters: {dead}")
+    print(f"dead letters: {dead}")
     print(f"pipeline log: {log_path}")
     return 0 if audited >= produced[0] else 1

@@ -143,3 +143,34 @@ def test_streaming_run_audits_events_as_they_arrive(kafka, topics, prism_binary,
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def test_violations_tail_filters_by_severity_and_rule(kafka, topics, prism_binary, pseudonym_key, capsys):
+    produce_messages(kafka, topics["events"], list(generate(800, seed=17)))
+    run_cli(["run", "--bootstrap-servers", kafka.bootstrap_servers, "--events-topic", topics["events"],
+             "--violations-topic", topics["violations"], "--dead-letters-topic", topics["dead_letters"],
+             "--group", "it-tail", "--bounded", f"--prism_location={prism_binary}"], capsys)
+    everything = [_decode(r.value, "violation") for r in consume_all(kafka, topics["violations"])]
+    tail = ["violations", "tail", "--bootstrap-servers", kafka.bootstrap_servers, "--topic", topics["violations"],
+            "--from-beginning", "--exit-when-idle", "--json"]
+
+    assert main(tail + ["--severity", "critical"]) == 0
+    shown = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(v["violation_id"] for v in shown) == sorted(v["violation_id"] for v in everything if v["severity"] == "critical")
+    assert shown
+
+    assert main(tail + ["--rule", "US-RES-004"]) == 0
+    shown = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {v["rule_id"] for v in shown} == {"US-RES-004"}
+
+    assert main(tail[:-1] + ["--max", "3"]) == 0
+    text = capsys.readouterr().out
+    assert text.count("\n    ") == 3 and "->" in text
+
+
+def test_demo_runs_on_an_existing_broker(kafka_bootstrap, prism_binary, capsys, monkeypatch):
+    monkeypatch.setenv("FLOWAUDIT_PRISM", prism_binary)
+    assert main(["demo", "--duration", "4", "--rate", "100", "--quiet", "--bootstrap-servers", kafka_bootstrap]) == 0
+    out = capsys.readouterr().out
+    assert "events produced: 400; audited and committed: 400" in out
+    assert "violations: " in out

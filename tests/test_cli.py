@@ -1,0 +1,49 @@
+"""The CLI as a user meets it: help, refusals, clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pipelines.cli import main
+from pipelines.generator import generate
+
+from .helpers import write_jsonl
+
+
+@pytest.mark.parametrize("verb", [["run"], ["backtest"], ["violations", "tail"], ["demo"]])
+def test_every_verb_has_help(verb):
+    result = subprocess.run([sys.executable, "-m", "pipelines.cli", *verb, "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert "usage: flowaudit" in result.stdout
+
+
+def test_run_refuses_to_start_without_a_pseudonym_key(monkeypatch, capsys):
+    monkeypatch.delenv("FLOWAUDIT_PSEUDONYM_KEY", raising=False)
+    monkeypatch.delenv("FLOWAUDIT_PSEUDONYM_KEY_FILE", raising=False)
+    assert main(["run", "--bootstrap-servers", "127.0.0.1:1", "--bounded"]) == 2
+    assert "FLOWAUDIT_PSEUDONYM_KEY" in capsys.readouterr().err
+
+
+def test_missing_events_file(tmp_path, capsys):
+    assert main(["backtest", "--events", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_corrupt_avro_file_is_refused_clearly(tmp_path, capsys):
+    bad = tmp_path / "events.avro"
+    bad.write_bytes(b"Obj\x01garbage")
+    assert main(["backtest", "--events", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: not a readable Avro container file" in err
+    assert "Traceback" not in err
+
+
+def test_bad_destination_map_is_refused(tmp_path, capsys):
+    dest = tmp_path / "d.yaml"
+    dest.write_text("hosts:\n  - suffix: .x\n    provider: oci\n    region_pattern: '(unclosed'\n")
+    events = write_jsonl(list(generate(5)), tmp_path / "e.jsonl")
+    assert main(["backtest", "--events", str(events), "--out", str(tmp_path / "o"), "--destinations", str(dest)]) == 2
+    assert f"{dest}:4: hosts[0]: region_pattern:" in capsys.readouterr().err
