@@ -140,18 +140,6 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
-def _decode(value: bytes, schema_name: str) -> dict[str, Any]:
-    import io
-
-    from fastavro import schemaless_reader
-
-    from . import schemas
-
-    if value[:2] != schemas.SINGLE_OBJECT_MAGIC or value[2:10] != schemas.fingerprint_of(schema_name):
-        raise ValueError(f"not a {schema_name} record (unknown header {value[:10].hex()})")
-    return schemaless_reader(io.BytesIO(value[10:]), schemas.load(schema_name), None)
-
-
 def format_violation(v: dict[str, Any]) -> str:
     dest = v["destination"]
     return (f"{v['event_time']}  {v['severity'].upper():8} {v['rule_id']:12} {v['event_id']}  {v['server_id']} -> "
@@ -164,6 +152,7 @@ def cmd_violations_tail(args: argparse.Namespace, beam_args: list[str]) -> int:
     from kafka import TopicPartition
 
     from .kafka_io import KafkaConfig
+    from .violations import decode_single_object
 
     kafka = KafkaConfig(args.bootstrap_servers, client_id="flowaudit-tail")
     consumer = kafka.consumer(auto_offset_reset="earliest" if args.from_beginning else "latest")
@@ -190,7 +179,7 @@ def cmd_violations_tail(args: argparse.Namespace, beam_args: list[str]) -> int:
             for records in polled.values():
                 for record in records:
                     try:
-                        violation = _decode(record.value, "violation")
+                        violation = decode_single_object(record.value, "violation")
                     except (ValueError, EOFError) as exc:
                         print(f"# {args.topic}[{record.partition}]@{record.offset}: {exc}", file=sys.stderr)
                         continue

@@ -22,6 +22,7 @@ from .generator import TrafficMix, generate
 from .kafka_io import KafkaConfig, committed_offsets, create_topics, end_offsets
 from .localkafka import LocalKafka, ensure_broker_jars
 from .resources import repo_root
+from .violations import decode_single_object
 
 __all__ = ["run_demo"]
 
@@ -46,8 +47,6 @@ def _produce_steadily(kafka: KafkaConfig, topic: str, total: int, rate: float, p
 
 def run_demo(duration: float = 60.0, rate: float = 200.0, beam_args: list[str] | None = None, quiet: bool = False,
              bootstrap_servers: str | None = None) -> int:
-    from .cli import _decode
-
     root = repo_root()
     if root is None:
         print("flowaudit demo runs from a source checkout (it starts local/ Kafka)", file=sys.stderr)
@@ -103,7 +102,7 @@ def run_demo(duration: float = 60.0, rate: float = 200.0, beam_args: list[str] |
                 return 1
             for records in consumer.poll(timeout_ms=300).values():
                 for record in records:
-                    violation = _decode(record.value, "violation")
+                    violation = decode_single_object(record.value, "violation")
                     seen["violations"] += 1
                     by_severity[violation["severity"]] = by_severity.get(violation["severity"], 0) + 1
                     if not quiet:

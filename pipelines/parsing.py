@@ -211,16 +211,6 @@ def parse_message(message: RawMessage, config: DecoderConfig = DecoderConfig()) 
     return record, None
 
 
-def parse_decoded(obj: Any, raw: bytes, source: SourceOffset) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """Validate an already decoded object (an Avro container file record)."""
-    try:
-        record = _decoder(DecoderConfig()).validator.validate(obj)
-    except _Invalid as bad:
-        return None, dead_letter(raw, source, bad.kind, bad.message, bad.field, bad.event_id)
-    record["_source"] = source
-    return record, None
-
-
 def parse_messages(messages: Iterable[RawMessage], config: DecoderConfig = DecoderConfig()) -> ParseOutcome:
     events: list[dict[str, Any]] = []
     dead: list[dict[str, Any]] = []
@@ -239,5 +229,3 @@ def dead_letter_to_json(letter: dict[str, Any]) -> dict[str, Any]:
     out["raw_base64"] = base64.b64encode(letter["raw"]).decode("ascii")
     return out
 
-
-__all__ += ["parse_decoded"]

@@ -2,8 +2,8 @@
 
 Events themselves stay plain dicts (the JSON object, cut down to the schema's
 fields, plus the derived ``event_time_ms`` and ``_source``): no per-record
-object churn on the hot path. Batches are frozen dataclasses so a step can
-never change what an earlier step produced.
+object churn on the hot path. Tagging adds ``_origin`` and ``_destination``
+to those dicts in place; everything else about a batch is frozen.
 """
 
 from __future__ import annotations

@@ -7,14 +7,14 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
-from fastavro import schemaless_writer
+from fastavro import schemaless_reader, schemaless_writer
 
 from . import schemas
 from .policy import Finding, Policy
 from .pseudonym import Pseudonymizer
 from .tagging import DestinationTag, OriginTag
 
-__all__ = ["violation_id", "residency_violation", "encode_single_object"]
+__all__ = ["violation_id", "residency_violation", "encode_single_object", "decode_single_object"]
 
 # Personal values: in outputs only as keyed pseudonyms.
 _PERSONAL_FIELDS = ("user_id", "client_ip", "server_ip", "dest_ip", "actor_id")
@@ -71,3 +71,10 @@ def encode_single_object(record: Mapping[str, Any], schema_name: str) -> bytes:
     buffer.write(schemas.fingerprint_of(schema_name))
     schemaless_writer(buffer, schemas.load(schema_name), record)
     return buffer.getvalue()
+
+
+def decode_single_object(value: bytes, schema_name: str) -> dict[str, Any]:
+    """Inverse of ``encode_single_object``; refuses a record of another schema."""
+    if value[:2] != schemas.SINGLE_OBJECT_MAGIC or value[2:10] != schemas.fingerprint_of(schema_name):
+        raise ValueError(f"not a {schema_name} record (header {value[:10].hex()})")
+    return schemaless_reader(io.BytesIO(value[10:]), schemas.load(schema_name), None)

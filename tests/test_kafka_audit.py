@@ -15,9 +15,10 @@ from fastavro import schemaless_reader
 from fastavro.schema import load_schema
 from kafka import TopicPartition
 
-from pipelines.cli import _decode, main
+from pipelines.cli import main
 from pipelines.generator import generate
 from pipelines.kafka_io import KafkaConfig, committed_offsets, end_offsets, produce_messages
+from pipelines.violations import decode_single_object as _decode
 
 from .helpers import read_jsonl, write_jsonl
 
