@@ -1,0 +1,525 @@
+"""Data-quality expectations: Great Expectations suites, checked at stream speed.
+
+Suites are GX's own JSON (``ExpectationSuite.to_json_dict()``). They are
+compiled once into column-wise checks that reproduce GX's pandas semantics,
+nulls included: a map expectation ignores nulls (None, NaN) except
+``not_be_null``/``be_null``; ``mostly`` compares the share of unexpected
+values among the rows considered. tests/test_quality_conformance.py holds
+the two to identical verdicts.
+
+Expectations without ``mostly`` (or with ``mostly: 1``) decide per record:
+each failing record is a violation. Those with ``mostly`` < 1 and the
+aggregate ones (uniqueness, mean, median, ...) are judged per event-time
+window. A type the project cannot evaluate refuses the suite at load.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from dateutil.parser import parse as dateutil_parse
+
+from .configfile import CommentedMap, CommentedSeq, ConfigError, Problems, line_of, load_yaml
+from .resources import expectations_dir
+
+__all__ = [
+    "Expectation",
+    "QualitySuite",
+    "load_suite",
+    "default_suite_path",
+    "is_null",
+    "unexpected_indices",
+    "map_success",
+    "aggregate_observed",
+    "aggregate_success",
+    "RECORD_TYPES",
+    "AGGREGATE_TYPES",
+    "GX_SEVERITIES",
+    "ConfigError",
+]
+
+GX_SEVERITIES = ("critical", "warning", "info")
+
+# Column map expectations: a verdict per value.
+RECORD_TYPES = frozenset({
+    "expect_column_values_to_not_be_null",
+    "expect_column_values_to_be_null",
+    "expect_column_values_to_be_in_set",
+    "expect_column_values_to_not_be_in_set",
+    "expect_column_values_to_be_between",
+    "expect_column_values_to_match_regex",
+    "expect_column_values_to_not_match_regex",
+    "expect_column_values_to_match_regex_list",
+    "expect_column_values_to_not_match_regex_list",
+    "expect_column_value_lengths_to_be_between",
+    "expect_column_value_lengths_to_equal",
+    "expect_column_values_to_be_of_type",
+    "expect_column_values_to_be_in_type_list",
+    "expect_column_values_to_be_dateutil_parseable",
+    "expect_column_values_to_match_strftime_format",
+})
+
+# Judged over a window of records.
+AGGREGATE_TYPES = frozenset({
+    "expect_column_values_to_be_unique",
+    "expect_column_mean_to_be_between",
+    "expect_column_median_to_be_between",
+    "expect_column_stdev_to_be_between",
+    "expect_column_min_to_be_between",
+    "expect_column_max_to_be_between",
+    "expect_column_sum_to_be_between",
+    "expect_column_proportion_of_unique_values_to_be_between",
+    "expect_column_unique_value_count_to_be_between",
+    "expect_column_proportion_of_non_null_values_to_be_between",
+    "expect_table_row_count_to_be_between",
+})
+
+# Keyword arguments each type accepts (beyond column/mostly), and which are required.
+_KWARGS: dict[str, tuple[set[str], set[str]]] = {
+    "expect_column_values_to_not_be_null": (set(), set()),
+    "expect_column_values_to_be_null": (set(), set()),
+    "expect_column_values_to_be_in_set": ({"value_set"}, {"value_set"}),
+    "expect_column_values_to_not_be_in_set": ({"value_set"}, {"value_set"}),
+    "expect_column_values_to_be_between": ({"min_value", "max_value", "strict_min", "strict_max"}, set()),
+    "expect_column_values_to_match_regex": ({"regex"}, {"regex"}),
+    "expect_column_values_to_not_match_regex": ({"regex"}, {"regex"}),
+    "expect_column_values_to_match_regex_list": ({"regex_list", "match_on"}, {"regex_list"}),
+    "expect_column_values_to_not_match_regex_list": ({"regex_list"}, {"regex_list"}),
+    "expect_column_value_lengths_to_be_between": ({"min_value", "max_value", "strict_min", "strict_max"}, set()),
+    "expect_column_value_lengths_to_equal": ({"value"}, {"value"}),
+    "expect_column_values_to_be_of_type": ({"type_"}, {"type_"}),
+    "expect_column_values_to_be_in_type_list": ({"type_list"}, {"type_list"}),
+    "expect_column_values_to_be_dateutil_parseable": (set(), set()),
+    "expect_column_values_to_match_strftime_format": ({"strftime_format"}, {"strftime_format"}),
+    "expect_column_values_to_be_unique": (set(), set()),
+    "expect_table_row_count_to_be_between": ({"min_value", "max_value", "strict_min", "strict_max"}, set()),
+}
+for _between in AGGREGATE_TYPES - {"expect_column_values_to_be_unique", "expect_table_row_count_to_be_between"}:
+    _KWARGS[_between] = ({"min_value", "max_value", "strict_min", "strict_max"}, set())
+
+_COMMON_KWARGS = {"column", "mostly", "result_format", "catch_exceptions", "meta", "row_condition", "condition_parser"}
+
+# GX's own names for Python types (great_expectations.expectations.type_comparison).
+_NATIVE_TYPES: dict[str, tuple[type, ...]] = {
+    "none": (type(None),), "bool": (bool,), "int": (int,), "long": (int,), "float": (float,),
+    "bytes": (bytes,), "complex": (complex,), "str": (str,), "string_types": (str,), "list": (list,), "dict": (dict,),
+}
+
+
+def is_null(value: Any) -> bool:
+    """GX (pandas) treats None and NaN as null; empty strings are values."""
+    return value is None or (type(value) is float and value != value)
+
+
+def _between(min_value: Any, max_value: Any, strict_min: bool, strict_max: bool) -> Callable[[Any], bool]:
+    if min_value is not None and max_value is not None:
+        if strict_min and strict_max:
+            return lambda v: min_value < v < max_value
+        if strict_min:
+            return lambda v: min_value < v <= max_value
+        if strict_max:
+            return lambda v: min_value <= v < max_value
+        return lambda v: min_value <= v <= max_value
+    if min_value is not None:
+        return (lambda v: v > min_value) if strict_min else (lambda v: v >= min_value)
+    if max_value is not None:
+        return (lambda v: v < max_value) if strict_max else (lambda v: v <= max_value)
+    return lambda v: True
+
+
+# RFC 3339 shape with valid fields: dateutil parses every such string, and
+# checking the shape costs far less than calling dateutil for each event.
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d{1,6})?([Zz]|[+-]\d\d:\d\d)?")
+
+
+def _dateutil_parseable(value: Any) -> bool:
+    if type(value) is not str:
+        raise TypeError("expect_column_values_to_be_dateutil_parseable needs string values")
+    if _RFC3339.fullmatch(value):
+        try:
+            datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+            return True
+        except ValueError:
+            pass
+    try:
+        dateutil_parse(value)
+        return True
+    except (ValueError, OverflowError):
+        return False
+
+
+def _strftime_parseable(fmt: str) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        try:
+            datetime.strptime(value, fmt)  # noqa: DTZ007 - a format check, as GX does it
+            return True
+        except ValueError:
+            return False
+
+    return check
+
+
+def _as_str(value: Any) -> str:
+    """pandas' ``astype(str)``, which GX applies before regexes and lengths."""
+    if type(value) is str:
+        return value
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return str(value)
+    return str(value)
+
+
+def _expected_predicate(kind: str, kw: Mapping[str, Any]) -> Callable[[Any], bool]:
+    """For a map expectation: value -> True when the (non-null) value is as expected."""
+    if kind == "expect_column_values_to_be_in_set":
+        allowed = _hashable_set(kw["value_set"])
+        return lambda v: _in(v, allowed)
+    if kind == "expect_column_values_to_not_be_in_set":
+        banned = _hashable_set(kw["value_set"])
+        return lambda v: not _in(v, banned)
+    if kind == "expect_column_values_to_be_between":
+        return _between(kw.get("min_value"), kw.get("max_value"), kw.get("strict_min", False), kw.get("strict_max", False))
+    if kind == "expect_column_values_to_match_regex":
+        search = re.compile(kw["regex"]).search
+        return lambda v: search(v if type(v) is str else _as_str(v)) is not None
+    if kind == "expect_column_values_to_not_match_regex":
+        search = re.compile(kw["regex"]).search
+        return lambda v: search(v if type(v) is str else _as_str(v)) is None
+    if kind == "expect_column_values_to_match_regex_list":
+        searches = [re.compile(r).search for r in kw["regex_list"]]
+        if kw.get("match_on", "any") == "all":
+            return lambda v: all(s(_as_str(v)) is not None for s in searches)
+        return lambda v: any(s(_as_str(v)) is not None for s in searches)
+    if kind == "expect_column_values_to_not_match_regex_list":
+        searches = [re.compile(r).search for r in kw["regex_list"]]
+        return lambda v: not any(s(_as_str(v)) is not None for s in searches)
+    if kind == "expect_column_value_lengths_to_be_between":
+        within = _between(kw.get("min_value"), kw.get("max_value"), kw.get("strict_min", False), kw.get("strict_max", False))
+        return lambda v: within(len(v if type(v) is str else _as_str(v)))
+    if kind == "expect_column_value_lengths_to_equal":
+        length = kw["value"]
+        return lambda v: len(v if type(v) is str else _as_str(v)) == length
+    if kind == "expect_column_values_to_be_of_type":
+        types = _NATIVE_TYPES[kw["type_"].lower()]
+        return lambda v: isinstance(v, types)
+    if kind == "expect_column_values_to_be_in_type_list":
+        types = tuple(t for name in kw["type_list"] for t in _NATIVE_TYPES[name.lower()])
+        return lambda v: isinstance(v, types)
+    if kind == "expect_column_values_to_be_dateutil_parseable":
+        return _dateutil_parseable
+    if kind == "expect_column_values_to_match_strftime_format":
+        return _strftime_parseable(kw["strftime_format"])
+    raise KeyError(kind)
+
+
+def _hashable_set(values: Iterable[Any]) -> frozenset:
+    return frozenset(v for v in values if not isinstance(v, (list, dict)))
+
+
+def _in(value: Any, allowed: frozenset) -> bool:
+    try:
+        return value in allowed
+    except TypeError:  # unhashable values (lists) are never members
+        return False
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """One expectation of a suite, compiled."""
+
+    index: int
+    type: str
+    rule_id: str
+    column: str | None
+    kwargs: Mapping[str, Any]
+    severity: str  # GX's: critical | warning | info
+    description: str
+    mostly: float
+    parameters: tuple[str, ...] = ()  # kwargs given as {"$PARAMETER": name}
+    _expected: Callable[[Any], bool] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def per_record(self) -> bool:
+        """Decided record by record (no tolerance), so each failure is a violation."""
+        return self.type in RECORD_TYPES and self.mostly >= 1.0
+
+    def resolved(self, parameters: Mapping[str, Any]) -> Expectation:
+        """This expectation with its $PARAMETER values filled in."""
+        if not self.parameters:
+            return self
+        kwargs = {k: (parameters[v["$PARAMETER"]] if isinstance(v, Mapping) and "$PARAMETER" in v else v)
+                  for k, v in self.kwargs.items()}
+        return _compile(self.index, self.type, self.rule_id, self.column, kwargs, self.severity, self.description,
+                        self.mostly, ())
+
+    def unexpected(self, values: Sequence[Any]) -> list[int]:
+        return unexpected_indices(self, values)
+
+
+def _compile(index: int, kind: str, rule_id: str, column: str | None, kwargs: Mapping[str, Any], severity: str,
+             description: str, mostly: float, parameters: tuple[str, ...]) -> Expectation:
+    expected = None
+    if kind in RECORD_TYPES and kind not in ("expect_column_values_to_not_be_null", "expect_column_values_to_be_null") and not parameters:
+        expected = _expected_predicate(kind, kwargs)
+    return Expectation(index, kind, rule_id, column, dict(kwargs), severity, description, mostly, parameters, expected)
+
+
+def unexpected_indices(expectation: Expectation, values: Sequence[Any]) -> list[int]:
+    """Rows GX would list in ``unexpected_index_list`` for a map expectation."""
+    kind = expectation.type
+    if kind == "expect_column_values_to_not_be_null":
+        return [i for i, v in enumerate(values) if v is None or (type(v) is float and v != v)]
+    if kind == "expect_column_values_to_be_null":
+        return [i for i, v in enumerate(values) if not (v is None or (type(v) is float and v != v))]
+    if kind == "expect_column_values_to_be_unique":
+        counts = Counter(v for v in values if not is_null(v))
+        return [i for i, v in enumerate(values) if not is_null(v) and counts[v] > 1]
+    expected = expectation._expected
+    return [i for i, v in enumerate(values) if not (v is None or (type(v) is float and v != v)) and not expected(v)]
+
+
+def map_success(expectation: Expectation, element_count: int, null_count: int, unexpected_count: int) -> bool:
+    """GX's success rule for map expectations, ``mostly`` included."""
+    if expectation.type in ("expect_column_values_to_not_be_null", "expect_column_values_to_be_null"):
+        considered = element_count
+    else:
+        considered = element_count - null_count
+    if considered == 0:
+        return True  # vacuously, as GX says
+    return (float(considered) - float(unexpected_count)) / float(considered) >= expectation.mostly
+
+
+def aggregate_observed(expectation: Expectation, values: Sequence[Any]) -> Any:
+    """The observed value GX reports for an aggregate expectation over ``values``."""
+    kind = expectation.type
+    if kind == "expect_table_row_count_to_be_between":
+        return len(values)
+    present = [v for v in values if not is_null(v)]
+    if kind == "expect_column_proportion_of_non_null_values_to_be_between":
+        return len(present) / len(values) if values else None
+    if kind == "expect_column_unique_value_count_to_be_between":
+        return len(set(present))
+    if kind == "expect_column_proportion_of_unique_values_to_be_between":
+        return len(set(present)) / len(present) if present else None
+    if not present:
+        return None
+    if kind == "expect_column_mean_to_be_between":
+        return math.fsum(present) / len(present)
+    if kind == "expect_column_median_to_be_between":
+        return statistics.median(present)
+    if kind == "expect_column_stdev_to_be_between":
+        return statistics.stdev(present) if len(present) > 1 else None
+    if kind == "expect_column_min_to_be_between":
+        return min(present)
+    if kind == "expect_column_max_to_be_between":
+        return max(present)
+    if kind == "expect_column_sum_to_be_between":
+        return math.fsum(present)
+    raise KeyError(kind)
+
+
+def aggregate_success(expectation: Expectation, observed: Any) -> bool:
+    kw = expectation.kwargs
+    if observed is None:
+        return False
+    return _between(kw.get("min_value"), kw.get("max_value"), kw.get("strict_min", False), kw.get("strict_max", False))(observed)
+
+
+@dataclass(frozen=True)
+class QualitySuite:
+    name: str
+    path: str
+    expectations: tuple[Expectation, ...]
+
+    @property
+    def per_record(self) -> tuple[Expectation, ...]:
+        return tuple(e for e in self.expectations if e.per_record)
+
+    @property
+    def windowed(self) -> tuple[Expectation, ...]:
+        return tuple(e for e in self.expectations if not e.per_record)
+
+    @property
+    def parameters(self) -> frozenset[str]:
+        return frozenset(p for e in self.expectations for p in e.parameters)
+
+
+def default_suite_path() -> Path:
+    return expectations_dir() / "app_event.suite.json"
+
+
+def load_suite(path: Path | str | None = None, columns: Iterable[str] | None = None) -> QualitySuite:
+    """Load a GX suite JSON file, refusing anything this project cannot evaluate.
+
+    ``columns``: the columns records have; an expectation on another column
+    is refused. Every problem is reported with file, line and expectation.
+    """
+    path = Path(path) if path else default_suite_path()
+    doc = load_yaml(path)  # JSON is YAML 1.2, and this keeps line numbers
+    problems = Problems(str(path))
+    if not isinstance(doc, CommentedMap):
+        problems.add(line_of(doc), "", "a suite is a JSON object with 'name' and 'expectations' (GX's ExpectationSuite.to_json_dict())")
+        problems.raise_if_any()
+    for key in doc:
+        if key not in ("name", "id", "expectations", "meta", "notes", "data_asset_name", "ge_cloud_id"):
+            problems.add(line_of(doc, key), f"'{key}'", "not a field of a GX expectation suite")
+    name = doc.get("name")
+    if not isinstance(name, str) or not name:
+        problems.add(line_of(doc, "name") if "name" in doc else 1, "name", "the suite needs a non-empty 'name'")
+        name = "suite"
+    items = doc.get("expectations")
+    compiled: list[Expectation] = []
+    if not isinstance(items, CommentedSeq):
+        problems.add(line_of(doc, "expectations") if "expectations" in doc else None, "expectations", "expected a list")
+        items = []
+    known_columns = set(columns) if columns is not None else None
+    seen_ids: dict[str, int] = {}
+    for index, item in enumerate(items):
+        expectation = _load_expectation(item, index, line_of(items, index), name, problems, known_columns)
+        if expectation is None:
+            continue
+        if expectation.rule_id in seen_ids:
+            problems.add(line_of(item), f"expectation #{index + 1} ({expectation.type})",
+                         f"rule id {expectation.rule_id!r} is already used by expectation #{seen_ids[expectation.rule_id] + 1}; "
+                         "give one a meta.rule_id")
+        seen_ids[expectation.rule_id] = index
+        compiled.append(expectation)
+    problems.raise_if_any()
+    return QualitySuite(name=name, path=str(path), expectations=tuple(compiled))
+
+
+def _load_expectation(item: Any, index: int, line: int | None, suite_name: str, problems: Problems,
+                      known_columns: set[str] | None) -> Expectation | None:
+    where = f"expectation #{index + 1}"
+    if not isinstance(item, CommentedMap):
+        problems.add(line, where, "expected an object with 'type' and 'kwargs'")
+        return None
+    kind = item.get("type") or item.get("expectation_type")
+    if isinstance(kind, str):
+        where = f"expectation #{index + 1} ({kind})"
+    if not isinstance(kind, str):
+        problems.add(line_of(item), where, "missing 'type'")
+        return None
+    if kind not in RECORD_TYPES and kind not in AGGREGATE_TYPES:
+        problems.add(line_of(item, "type") if "type" in item else line_of(item), where,
+                     "this project cannot evaluate this expectation type on a stream (supported: "
+                     + ", ".join(sorted(RECORD_TYPES | AGGREGATE_TYPES)) + ")")
+        return None
+    for key in item:
+        if key not in ("type", "expectation_type", "kwargs", "meta", "severity", "id", "notes", "description", "rendered_content"):
+            problems.add(line_of(item, key), where, f"'{key}' is not a field of a GX expectation")
+    kwargs = item.get("kwargs", CommentedMap())
+    if not isinstance(kwargs, CommentedMap):
+        problems.add(line_of(item, "kwargs"), where, "kwargs must be an object")
+        return None
+    before = len(problems.items)
+    allowed, required = _KWARGS[kind]
+    for key in kwargs:
+        if key not in allowed and key not in _COMMON_KWARGS:
+            problems.add(line_of(kwargs, key), where, f"unknown argument '{key}' (accepted: {', '.join(sorted(allowed | {'column', 'mostly'}))})")
+        if key in ("row_condition", "condition_parser") and kwargs[key] is not None:
+            problems.add(line_of(kwargs, key), where, "row_condition is not supported on a stream")
+    for key in sorted(required - set(kwargs)):
+        problems.add(line_of(kwargs) or line_of(item), where, f"missing argument '{key}'")
+    column = kwargs.get("column")
+    if kind != "expect_table_row_count_to_be_between":
+        if not isinstance(column, str):
+            problems.add(line_of(kwargs, "column") if "column" in kwargs else line_of(item), where, "needs a 'column'")
+        elif known_columns is not None and column not in known_columns:
+            problems.add(line_of(kwargs, "column"), where, f"column {column!r} is not a field of app events ({', '.join(sorted(known_columns))})")
+    mostly = kwargs.get("mostly", 1.0)
+    if "mostly" in kwargs and (isinstance(mostly, bool) or not isinstance(mostly, (int, float)) or not 0 <= mostly <= 1):
+        problems.add(line_of(kwargs, "mostly"), where, "mostly must be a number between 0 and 1")
+        mostly = 1.0
+    if kind in AGGREGATE_TYPES and kind != "expect_column_values_to_be_unique" and "mostly" in kwargs:
+        problems.add(line_of(kwargs, "mostly"), where, "mostly does not apply to an aggregate expectation")
+    parameters = []
+    plain: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if isinstance(value, CommentedMap) and "$PARAMETER" in value:
+            parameters.append(str(value["$PARAMETER"]))
+            plain[key] = {"$PARAMETER": str(value["$PARAMETER"])}
+        else:
+            plain[key] = _plain(value)
+    _check_values(kind, plain, kwargs, where, problems)
+    severity = item.get("severity", "critical")
+    if severity not in GX_SEVERITIES:
+        problems.add(line_of(item, "severity"), where, f"severity {severity!r} is not one of GX's {', '.join(GX_SEVERITIES)}")
+    meta = item.get("meta") or {}
+    if not isinstance(meta, CommentedMap) and meta:
+        problems.add(line_of(item, "meta"), where, "meta must be an object")
+        meta = {}
+    description = str(meta.get("description") or item.get("description") or "")
+    rule_id = str(meta.get("rule_id") or f"{suite_name}:{kind}:{column or 'table'}")
+    if len(problems.items) > before:
+        return None
+    return _compile(index, kind, rule_id, column, plain, severity, description, float(mostly), tuple(parameters))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, CommentedMap):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, CommentedSeq):
+        return [_plain(v) for v in value]
+    if isinstance(value, str) and _SURROGATE.search(value):
+        # JSON escapes a non-BMP character as a surrogate pair (\ud83d\ude42);
+        # YAML decodes each half alone. Join them as JSON would.
+        return value.encode("utf-16", "surrogatepass").decode("utf-16")
+    return value
+
+
+def _check_values(kind: str, kw: dict[str, Any], node: CommentedMap, where: str, problems: Problems) -> None:
+    def bad(key: str, message: str) -> None:
+        problems.add(line_of(node, key), where, f"{key}: {message}")
+
+    for key in ("regex",):
+        if key in kw and not isinstance(kw[key], dict):
+            try:
+                re.compile(kw[key])
+            except (re.error, TypeError) as exc:
+                bad(key, f"not a valid regular expression ({exc})")
+    if "regex_list" in kw:
+        if not isinstance(kw["regex_list"], list) or not kw["regex_list"]:
+            bad("regex_list", "must be a non-empty list")
+        else:
+            for regex in kw["regex_list"]:
+                try:
+                    re.compile(regex)
+                except (re.error, TypeError) as exc:
+                    bad("regex_list", f"{regex!r} is not a valid regular expression ({exc})")
+    if kw.get("match_on", "any") not in ("any", "all"):
+        bad("match_on", "must be 'any' or 'all'")
+    if "value_set" in kw and not isinstance(kw["value_set"], list):
+        bad("value_set", "must be a list")
+    if "type_" in kw and str(kw["type_"]).lower() not in _NATIVE_TYPES:
+        bad("type_", f"{kw['type_']!r} is not a type this project checks ({', '.join(sorted(_NATIVE_TYPES))})")
+    if "type_list" in kw:
+        unknown = [t for t in kw["type_list"] or [] if str(t).lower() not in _NATIVE_TYPES]
+        if unknown or not isinstance(kw["type_list"], list):
+            bad("type_list", f"unknown types {unknown} (known: {', '.join(sorted(_NATIVE_TYPES))})")
+    if "strftime_format" in kw and not isinstance(kw["strftime_format"], str):
+        bad("strftime_format", "must be a string")
+    if "value" in kw and (isinstance(kw["value"], bool) or not isinstance(kw["value"], int)):
+        bad("value", "must be an integer length")
+    bounds = [kw.get("min_value"), kw.get("max_value")]
+    if "between" in kind and kind != "expect_column_values_to_be_between" or kind.startswith("expect_column_value_lengths"):
+        for key, value in (("min_value", bounds[0]), ("max_value", bounds[1])):
+            if value is not None and not isinstance(value, dict) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                bad(key, "must be a number")
+    if "between" in kind and all(b is None for b in bounds):
+        problems.add(line_of(node), where, "min_value and max_value cannot both be missing")
+    if all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds) and bounds[0] > bounds[1]:
+        problems.add(line_of(node, "min_value"), where, "min_value is greater than max_value")
