@@ -26,6 +26,11 @@ def _quiet_beam_import_warnings() -> None:
 def _add_policy_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", help="residency policy YAML (default: the shipped US residency policy)")
     parser.add_argument("--destinations", help="destination map YAML: internal ranges, host rules (default: shipped)")
+    parser.add_argument("--expectations", help="Great Expectations suite JSON (default: the shipped app-event suite)")
+    parser.add_argument("--no-expectations", action="store_true", help="residency rules only, no quality checks")
+    parser.add_argument("--window-seconds", type=int, default=60, help="event-time window of window-level expectations (default 60)")
+    parser.add_argument("--clock-skew", type=int, default=300, metavar="SECONDS",
+                        help="how far ahead of processing time an event time may be (default 300)")
 
 
 def _add_kafka_args(parser: argparse.ArgumentParser) -> None:
@@ -34,18 +39,24 @@ def _add_kafka_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace, *, allow_random_key: bool):
-    from .parsing import DecoderConfig
+    from .parsing import DecoderConfig, event_columns
     from .policy import load_policy
     from .pseudonym import key_from_environment
+    from .quality import load_suite
     from .tagging import load_destination_map
-    from .transforms import AuditSettings
+    from .transforms import AuditSettings, QualitySettings
 
+    if args.window_seconds < 1 or args.clock_skew < 0:
+        raise ValueError("--window-seconds must be at least 1 and --clock-skew at least 0")
+    quality = None
+    if not args.no_expectations:
+        quality = QualitySettings(load_suite(args.expectations, columns=event_columns()), args.window_seconds, args.clock_skew)
     destinations = load_destination_map(args.destinations)
     policy = load_policy(args.policy, extra_regions=[region for _, _, region, _ in destinations.internal])
     schema_ids = getattr(args, "schema_id", None)
     decoder = DecoderConfig(confluent_schema_ids=frozenset(schema_ids) if schema_ids else None,
                             bare_avro=getattr(args, "bare_avro", False))
-    return AuditSettings(policy=policy, destinations=destinations,
+    return AuditSettings(policy=policy, destinations=destinations, quality=quality,
                          pseudonym_key=key_from_environment(allow_random=allow_random_key), decoder=decoder)
 
 
@@ -134,8 +145,8 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     result = pipeline.run()
     result.wait_until_finish()
     counts = _counters(result)
-    summary = {name: counts.get(name, 0) for name in ("in", "parsed", "dead_letters", "violations",
-                                                       "violations_published", "dead_letters_published")}
+    summary = {name: counts.get(name, 0) for name in ("in", "parsed", "dead_letters", "violations", "quality_violations",
+                                                       "window_violations", "violations_published", "dead_letters_published")}
     print(orjson.dumps(summary).decode())
     return 0
 
@@ -202,6 +213,20 @@ def cmd_violations_tail(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def cmd_expectations_check(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from .parsing import event_columns
+    from .quality import load_suite
+
+    suite = load_suite(args.file, columns=event_columns())
+    print(f"{args.file}: suite {suite.name!r} is valid: {len(suite.expectations)} expectations, "
+          f"{len(suite.per_record)} per record, {len(suite.windowed)} per window"
+          + (f"; parameters: {', '.join(sorted(suite.parameters))}" if suite.parameters else ""))
+    for expectation in suite.expectations:
+        scope = "record" if expectation.per_record else "window"
+        print(f"  {scope:6} {expectation.severity:8} {expectation.rule_id}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     from .demo import run_demo
 
@@ -256,6 +281,14 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--exit-when-idle", action="store_true", help="stop when nothing new arrives for 2 s")
     tail.set_defaults(func=cmd_violations_tail)
 
+    expectations = verbs.add_parser("expectations", help="work with Great Expectations suites")
+    everbs = expectations.add_subparsers(dest="expectations_verb", required=True, metavar="VERB")
+    check = everbs.add_parser("check", help="validate a suite file", description=(
+        "Check that a GX suite (ExpectationSuite.to_json_dict() JSON) is one the audit can evaluate; "
+        "exit 0 if so, else 2 with every problem named by file, line and expectation."))
+    check.add_argument("file", help="suite JSON file")
+    check.set_defaults(func=cmd_expectations_check)
+
     demo = verbs.add_parser("demo", help="local broker + generated traffic + live audit on DirectRunner",
                             description="Start the local Kafka, produce realistic app-server traffic, audit it on "
                                         "DirectRunner (Prism) and show violations as they arrive.")
@@ -295,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flowaudit: Kafka at {where}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 3
     except ValueError as exc:
-        if "IP range feed" in str(exc) or "does not exist" in str(exc):
+        if "IP range feed" in str(exc) or "does not exist" in str(exc) or str(exc).startswith("--"):
             print(f"flowaudit: {exc}", file=sys.stderr)
             return 2
         raise

@@ -12,11 +12,12 @@ from dataclasses import replace
 from .parsing import DecoderConfig, parse_messages
 from .policy import Policy
 from .pseudonym import Pseudonymizer
+from .quality import QualitySuite, WindowPartial, record_failures, window_partials
 from .records import AuditedBatch, MessageBatch
 from .tagging import Tagger
-from .violations import residency_violation
+from .violations import quality_violation, residency_violation
 
-__all__ = ["parse_batch", "tag_batch", "check_batch"]
+__all__ = ["parse_batch", "tag_batch", "check_batch", "check_quality_batch", "quality_parameters", "window_parts"]
 
 
 def parse_batch(batch: MessageBatch, config: DecoderConfig) -> AuditedBatch:
@@ -46,3 +47,25 @@ def check_batch(batch: AuditedBatch, policy: Policy, pseudonymize: Pseudonymizer
         for finding in policy.evaluate(event, origin, dest):
             violations.append(residency_violation(event, origin, dest, finding, policy, pseudonymize))
     return replace(batch, violations=violations)
+
+
+def quality_parameters(now_ms: int, clock_skew_ms: int) -> dict[str, int]:
+    """Values of the $PARAMETERs the shipped suites use, at processing time ``now_ms``."""
+    return {"max_event_time_ms": now_ms + clock_skew_ms, "now_ms": now_ms}
+
+
+def check_quality_batch(batch: AuditedBatch, suite: QualitySuite, pseudonymize: Pseudonymizer,
+                        parameters: dict[str, int]) -> AuditedBatch:
+    """Per-record expectations: one violation per failed expectation per event."""
+    failures = record_failures(suite.per_record, batch.events, parameters)
+    if not failures:
+        return batch
+    events = batch.events
+    violations = list(batch.violations)
+    violations.extend(quality_violation(events[index], expectation, suite, pseudonymize) for index, expectation in failures)
+    return replace(batch, violations=violations)
+
+
+def window_parts(batch: AuditedBatch, suite: QualitySuite, window_ms: int, parameters: dict[str, int]) -> dict[int, WindowPartial]:
+    """The batch's share of each event-time window's window-level expectations."""
+    return window_partials(suite.windowed, batch.events, window_ms, parameters)

@@ -76,18 +76,27 @@ class ReadEventFile(beam.PTransform):
 
 
 class WriteAuditFiles(beam.PTransform):
-    """``violations.jsonl`` and ``dead_letters.jsonl`` in ``out_dir``."""
+    """``violations.jsonl`` and ``dead_letters.jsonl`` in ``out_dir``.
+
+    Input: (audited batches, lists of window violations or None).
+    """
 
     def __init__(self, out_dir: str):
         super().__init__()
         self._out = out_dir.rstrip("/")
 
-    def expand(self, audited):
-        violations = (
-            audited
-            | "Violations" >> beam.FlatMap(lambda b: [orjson.dumps(v).decode() for v in b.violations])
-            | "WriteViolations" >> beam.io.WriteToText(f"{self._out}/violations.jsonl", shard_name_template="", num_shards=1)
-        )
+    def expand(self, inputs):
+        audited, windows = inputs
+        lines = audited | "Violations" >> beam.FlatMap(lambda b: [orjson.dumps(v).decode() for v in b.violations])
+        if windows is not None:
+            window_lines = (
+                windows
+                | "WindowViolations" >> beam.FlatMap(lambda vs: [orjson.dumps(v).decode() for v in vs])
+                | "IntoOneFile" >> beam.WindowInto(beam.window.GlobalWindows())
+            )
+            lines = (lines, window_lines) | "AllViolations" >> beam.Flatten()
+        violations = lines | "WriteViolations" >> beam.io.WriteToText(
+            f"{self._out}/violations.jsonl", shard_name_template="", num_shards=1)
         dead = (
             audited
             | "DeadLetters" >> beam.FlatMap(_dead_letter_lines)

@@ -40,6 +40,7 @@ class TrafficMix:
     off_policy_share: float = 0.08  # flows of US data sent outside OCI US
     restricted_actor_share: float = 0.01
     malformed_share: float = 0.02
+    quality_fault_share: float = 0.02  # schema-valid events with one bad value (for the quality suite)
     avro_share: float = 0.05  # valid events sent as Avro (Confluent wire format) instead of JSON
     events_per_second: float = 200.0
 
@@ -127,6 +128,8 @@ def generate(count: int, *, seed: int = 7, start: datetime | None = None, mix: T
             "actor_country": actor_country,
             "bytes": rng.randrange(200, 5_000_000),
         }
+        if rng.random() < mix.quality_fault_share:
+            _quality_fault(rng, event, n)
         timestamp_ms = int(moment.timestamp() * 1000)
         key = server["id"].encode()
         if rng.random() < mix.malformed_share:
@@ -138,6 +141,35 @@ def generate(count: int, *, seed: int = 7, start: datetime | None = None, mix: T
             yield GeneratedMessage(key, buffer.getvalue(), timestamp_ms, False)
         else:
             yield GeneratedMessage(key, orjson.dumps(event), timestamp_ms, False)
+
+
+def _quality_fault(rng: random.Random, event: dict, n: int) -> None:
+    """One value a data-quality expectation should catch; the event still parses."""
+    kind = rng.randrange(12)
+    if kind == 0:
+        event["user_residency"] = rng.choice(["XX", "us", "USA", "UK", ""])
+    elif kind == 1:
+        event["actor_country"] = rng.choice(["ZZ", "EU", "u s"])
+    elif kind == 2:
+        event["client_ip"] = rng.choice(["300.1.2.3", "10.0.0", "fe80::1%eth0", "::ffff:999.0.0.1", "localhost"])
+    elif kind == 3:
+        event["dest_ip"] = rng.choice(["not-an-ip", "1.2.3.4.5", "2001:db8::zz"])
+    elif kind == 4:
+        event["bytes"] = rng.choice([-5, -1, 50 * 2**30])
+    elif kind == 5:
+        event["event_time"] = "2099-01-01T00:00:00.000Z"  # far in the future
+    elif kind == 6 and n > 0:
+        event["event_id"] = f"{event['event_id'][:-9]}{n - 1:09d}"  # repeats the previous event's id
+    elif kind == 7:
+        event["event_id"] = f"e{n % 10}"  # too short to be an id
+    elif kind == 8:
+        event["dest_host"] = rng.choice(["bad_host!.example.com", "-leading.example.com", "a" * 300])
+    elif kind == 9:
+        event["seq"] = 0
+    elif kind == 10:
+        event["server_id"] = "app-" + "x" * 80
+    else:
+        event["user_id"] = ""
 
 
 def _malform(rng: random.Random, event: dict) -> bytes:

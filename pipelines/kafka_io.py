@@ -455,6 +455,50 @@ class _PublishAndCommit(beam.DoFn):
         self._done = []
 
 
+class _PublishWindowViolations(beam.DoFn):
+    """Window-level violations: not tied to source offsets, so only produced,
+    flushed at the end of each bundle, and the bundle failed (and retried) if
+    the broker did not acknowledge them."""
+
+    def __init__(self, config: KafkaConfig, topics: OutputTopics):
+        self._config = config
+        self._topics = topics
+
+    def setup(self) -> None:
+        self._producer = self._config.producer(acks="all", linger_ms=20, retries=2**31 - 1, delivery_timeout_ms=120_000)
+        self._published = Metrics.counter("flowaudit", "violations_published")
+
+    def teardown(self) -> None:
+        if hasattr(self, "_producer"):
+            self._producer.close(timeout=10)
+
+    def start_bundle(self) -> None:
+        self._futures = []
+
+    def process(self, violations: list[dict[str, Any]]):
+        for violation in violations:
+            self._futures.append(self._producer.send(
+                self._topics.violations, key=violation["violation_id"].encode(),
+                value=encode_single_object(violation, "violation"), headers=[("content-type", VIOLATION_CONTENT_TYPE)]))
+        self._published.inc(len(violations))
+
+    def finish_bundle(self) -> None:
+        self._producer.flush()
+        failed = [f for f in self._futures if not f.is_done or f.failed()]
+        if failed:
+            raise RuntimeError(f"{len(failed)} window violations were not acknowledged by Kafka ({failed[0].exception})")
+        self._futures = []
+
+
+class PublishWindowViolations(beam.PTransform):
+    def __init__(self, config: KafkaConfig, topics: OutputTopics):
+        super().__init__()
+        self._fn = _PublishWindowViolations(config, topics)
+
+    def expand(self, violation_lists):
+        return violation_lists | "Produce" >> beam.ParDo(self._fn)
+
+
 class PublishAndCommit(beam.PTransform):
     """Produce each batch's violations and dead letters, then commit its offsets."""
 
@@ -466,7 +510,7 @@ class PublishAndCommit(beam.PTransform):
         return batches | "ProduceThenCommit" >> beam.ParDo(self._fn)
 
 
-__all__ += ["OutputTopics", "ReaderSettings"]
+__all__ += ["OutputTopics", "ReaderSettings", "PublishWindowViolations"]
 
 
 def produce_messages(config: KafkaConfig, topic: str, messages, *, partition_by_key: bool = True) -> int:

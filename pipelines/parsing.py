@@ -21,7 +21,7 @@ from fastavro import schemaless_reader
 from . import schemas
 from .records import RawMessage, SourceOffset, describe_source
 
-__all__ = ["DecoderConfig", "ParseOutcome", "EventValidator", "parse_message", "parse_messages", "dead_letter", "dead_letter_to_json"]
+__all__ = ["event_columns", "DecoderConfig", "ParseOutcome", "EventValidator", "parse_message", "parse_messages", "dead_letter", "dead_letter_to_json"]
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 
@@ -111,6 +111,11 @@ class EventValidator:
             record[name] = value
         record["event_time_ms"] = _rfc3339_ms(record["event_time"], event_id)
         return record
+
+
+def event_columns() -> list[str]:
+    """Fields a parsed event has: the schema's, plus the derived ``event_time_ms``."""
+    return [f["name"] for f in schemas.load("app_event")["fields"]] + ["event_time_ms"]
 
 
 def _rfc3339_ms(text: str, event_id: str | None) -> int:

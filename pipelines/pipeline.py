@@ -1,7 +1,8 @@
-"""The audit pipeline, as in the design diagram.
+r"""The audit pipeline, as in the design diagram.
 
     app events --> ReadAppEvents --> ParseAppEvents --> TagOriginDestination
-               --> CheckResidency --> PublishAndCommit (violations, dead letters, offsets)
+               --> CheckResidency --> CheckQuality --> PublishAndCommit (violations, dead letters, offsets)
+                                                  \-> JudgeQualityWindows --> PublishWindowViolations
 
 ``backtest`` swaps the Kafka source and sink for files; the steps between
 are the same objects.
@@ -14,19 +15,36 @@ from collections.abc import Sequence
 import apache_beam as beam
 
 from .files_io import ReadEventFile, WriteAuditFiles
-from .kafka_io import KafkaConfig, OutputTopics, PartitionSpec, PublishAndCommit, ReaderSettings, ReadFromKafkaPartitions
-from .transforms import AuditSettings, CheckResidency, ParseAppEvents, TagOriginDestination
+from .kafka_io import (
+    KafkaConfig,
+    OutputTopics,
+    PartitionSpec,
+    PublishAndCommit,
+    PublishWindowViolations,
+    ReaderSettings,
+    ReadFromKafkaPartitions,
+)
+from .transforms import AuditSettings, CheckQuality, CheckResidency, JudgeQualityWindows, ParseAppEvents, TagOriginDestination
 
-__all__ = ["audit_batches", "build_kafka_audit", "build_file_audit"]
+__all__ = ["audit_batches", "judge_windows", "build_kafka_audit", "build_file_audit"]
 
 
 def audit_batches(batches: beam.PCollection, settings: AuditSettings) -> beam.PCollection:
-    return (
+    audited = (
         batches
         | "ParseAppEvents" >> ParseAppEvents(settings.decoder)
         | "TagOriginDestination" >> TagOriginDestination(settings.destinations)
         | "CheckResidency" >> CheckResidency(settings.policy, settings.pseudonym_key)
     )
+    if settings.quality is not None:
+        audited = audited | "CheckQuality" >> CheckQuality(settings.quality, settings.pseudonym_key)
+    return audited
+
+
+def judge_windows(audited: beam.PCollection, settings: AuditSettings) -> beam.PCollection | None:
+    if settings.quality is None or not settings.quality.suite.windowed:
+        return None
+    return audited | "JudgeQualityWindows" >> JudgeQualityWindows(settings.quality)
 
 
 def build_kafka_audit(pipeline: beam.Pipeline, kafka: KafkaConfig, partitions: Sequence[PartitionSpec],
@@ -34,10 +52,13 @@ def build_kafka_audit(pipeline: beam.Pipeline, kafka: KafkaConfig, partitions: S
                       reader: ReaderSettings | None = None) -> beam.PCollection:
     batches = pipeline | "ReadAppEvents" >> ReadFromKafkaPartitions(kafka, partitions, reader)
     audited = audit_batches(batches, settings)
+    windows = judge_windows(audited, settings)
+    if windows is not None:
+        windows | "PublishWindowViolations" >> PublishWindowViolations(kafka, outputs)
     return audited | "PublishAndCommit" >> PublishAndCommit(kafka, outputs, group)
 
 
 def build_file_audit(pipeline: beam.Pipeline, events_path: str, out_dir: str, settings: AuditSettings) -> None:
     batches = pipeline | "ReadEventFile" >> ReadEventFile(events_path)
     audited = audit_batches(batches, settings)
-    audited | "WriteAuditFiles" >> WriteAuditFiles(out_dir)
+    (audited, judge_windows(audited, settings)) | "WriteAuditFiles" >> WriteAuditFiles(out_dir)

@@ -15,6 +15,7 @@ window. A type the project cannot evaluate refuses the suite at load.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import statistics
@@ -43,6 +44,11 @@ __all__ = [
     "RECORD_TYPES",
     "AGGREGATE_TYPES",
     "GX_SEVERITIES",
+    "record_failures",
+    "WindowPartial",
+    "WindowFailure",
+    "window_partials",
+    "evaluate_window",
     "ConfigError",
 ]
 
@@ -288,12 +294,16 @@ def unexpected_indices(expectation: Expectation, values: Sequence[Any]) -> list[
     return [i for i, v in enumerate(values) if not (v is None or (type(v) is float and v != v)) and not expected(v)]
 
 
+def _considered(expectation: Expectation, element_count: int, null_count: int) -> int:
+    """Rows ``mostly`` is measured over: all of them for the null checks, else the non-null ones."""
+    if expectation.type in ("expect_column_values_to_not_be_null", "expect_column_values_to_be_null"):
+        return element_count
+    return element_count - null_count
+
+
 def map_success(expectation: Expectation, element_count: int, null_count: int, unexpected_count: int) -> bool:
     """GX's success rule for map expectations, ``mostly`` included."""
-    if expectation.type in ("expect_column_values_to_not_be_null", "expect_column_values_to_be_null"):
-        considered = element_count
-    else:
-        considered = element_count - null_count
+    considered = _considered(expectation, element_count, null_count)
     if considered == 0:
         return True  # vacuously, as GX says
     return (float(considered) - float(unexpected_count)) / float(considered) >= expectation.mostly
@@ -335,10 +345,114 @@ def aggregate_success(expectation: Expectation, observed: Any) -> bool:
     return _between(kw.get("min_value"), kw.get("max_value"), kw.get("strict_min", False), kw.get("strict_max", False))(observed)
 
 
+def record_failures(expectations: Sequence[Expectation], events: Sequence[Mapping[str, Any]],
+                    parameters: Mapping[str, Any]) -> list[tuple[int, Expectation]]:
+    """(event index, expectation) for every per-record expectation an event fails.
+
+    Column by column over the batch: each column is pulled out of the event
+    dicts once and every expectation on it runs as one tight loop.
+    """
+    columns: dict[str, list[Any]] = {}
+    failures: list[tuple[int, Expectation]] = []
+    for expectation in expectations:
+        expectation = expectation.resolved(parameters)
+        values = columns.get(expectation.column)
+        if values is None:
+            column = expectation.column
+            values = columns[column] = [event.get(column) for event in events]
+        for index in unexpected_indices(expectation, values):
+            failures.append((index, expectation))
+    return failures
+
+
+@dataclass
+class WindowPartial:
+    """What window-level expectations need from some of a window's events;
+    partials of one window merge into the whole window's."""
+
+    rows: int = 0
+    max_event_ms: int = 0
+    values: dict[str, list[Any]] = field(default_factory=dict)  # columns of aggregate expectations
+    counts: dict[str, list[int]] = field(default_factory=dict)  # rule id -> [elements, nulls, unexpected]
+
+    def merge(self, other: WindowPartial) -> WindowPartial:
+        self.rows += other.rows
+        self.max_event_ms = max(self.max_event_ms, other.max_event_ms)
+        for column, values in other.values.items():
+            self.values.setdefault(column, []).extend(values)
+        for rule, (elements, nulls, unexpected) in other.counts.items():
+            mine = self.counts.setdefault(rule, [0, 0, 0])
+            mine[0] += elements
+            mine[1] += nulls
+            mine[2] += unexpected
+        return self
+
+
+def _uses_values(expectation: Expectation) -> bool:
+    return expectation.type in AGGREGATE_TYPES
+
+
+def window_partials(expectations: Sequence[Expectation], events: Sequence[Mapping[str, Any]], window_ms: int,
+                    parameters: Mapping[str, Any]) -> dict[int, WindowPartial]:
+    """Split a batch's events by event-time window and summarise each part."""
+    groups: dict[int, list[Mapping[str, Any]]] = {}
+    for event in events:
+        start = event["event_time_ms"] - event["event_time_ms"] % window_ms
+        groups.setdefault(start, []).append(event)
+    out = {}
+    for start, group in groups.items():
+        partial = WindowPartial(rows=len(group), max_event_ms=max(e["event_time_ms"] for e in group))
+        for expectation in expectations:
+            if expectation.column is None:
+                continue
+            values = [e.get(expectation.column) for e in group]
+            if _uses_values(expectation):
+                partial.values.setdefault(expectation.column, values)
+            else:
+                resolved = expectation.resolved(parameters)
+                nulls = sum(1 for v in values if is_null(v))
+                partial.counts[expectation.rule_id] = [len(values), nulls, len(unexpected_indices(resolved, values))]
+        out[start] = partial
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class WindowFailure:
+    expectation: Expectation
+    element_count: int
+    observed: Any
+    unexpected_count: int | None
+
+
+def evaluate_window(expectations: Sequence[Expectation], partial: WindowPartial) -> list[WindowFailure]:
+    """Window-level expectations this window fails, with what was observed."""
+    failures = []
+    for expectation in expectations:
+        if expectation.type == "expect_column_values_to_be_unique":
+            values = partial.values.get(expectation.column, [])
+            unexpected = len(unexpected_indices(expectation, values))
+            nulls = sum(1 for v in values if is_null(v))
+            if not map_success(expectation, len(values), nulls, unexpected):
+                failures.append(WindowFailure(expectation, partial.rows, unexpected, unexpected))
+        elif expectation.type in AGGREGATE_TYPES:
+            values = partial.values.get(expectation.column, []) if expectation.column else [None] * partial.rows
+            observed = aggregate_observed(expectation, values)
+            if not aggregate_success(expectation, observed):
+                failures.append(WindowFailure(expectation, partial.rows, observed, None))
+        else:
+            elements, nulls, unexpected = partial.counts.get(expectation.rule_id, [0, 0, 0])
+            if not map_success(expectation, elements, nulls, unexpected):
+                considered = _considered(expectation, elements, nulls)
+                share = (considered - unexpected) / considered
+                failures.append(WindowFailure(expectation, partial.rows, share, unexpected))
+    return failures
+
+
 @dataclass(frozen=True)
 class QualitySuite:
     name: str
     path: str
+    sha256: str
     expectations: tuple[Expectation, ...]
 
     @property
@@ -395,7 +509,8 @@ def load_suite(path: Path | str | None = None, columns: Iterable[str] | None = N
         seen_ids[expectation.rule_id] = index
         compiled.append(expectation)
     problems.raise_if_any()
-    return QualitySuite(name=name, path=str(path), expectations=tuple(compiled))
+    return QualitySuite(name=name, path=str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                        expectations=tuple(compiled))
 
 
 def _load_expectation(item: Any, index: int, line: int | None, suite_name: str, problems: Problems,

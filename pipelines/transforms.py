@@ -6,19 +6,31 @@ Beam's per-element cost is paid once per few hundred records.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import FixedWindows
 
-from .core import check_batch, parse_batch, tag_batch
+from .core import check_batch, check_quality_batch, parse_batch, quality_parameters, tag_batch, window_parts
 from .parsing import DecoderConfig
 from .policy import Policy
 from .pseudonym import Pseudonymizer
+from .quality import QualitySuite, WindowPartial, evaluate_window
 from .records import AuditedBatch, MessageBatch
 from .tagging import DestinationMap, Tagger
+from .violations import window_violation
 
-__all__ = ["AuditSettings", "ParseAppEvents", "TagOriginDestination", "CheckResidency"]
+__all__ = ["AuditSettings", "QualitySettings", "ParseAppEvents", "TagOriginDestination", "CheckResidency",
+           "CheckQuality", "JudgeQualityWindows"]
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    suite: QualitySuite
+    window_seconds: int = 60
+    clock_skew_seconds: int = 300
 
 
 @dataclass(frozen=True)
@@ -28,6 +40,7 @@ class AuditSettings:
     policy: Policy
     destinations: DestinationMap
     pseudonym_key: bytes
+    quality: QualitySettings | None = None
     decoder: DecoderConfig = DecoderConfig()
 
 
@@ -106,3 +119,105 @@ class CheckResidency(beam.PTransform):
 
     def expand(self, batches):
         return batches | "EvaluateRules" >> beam.ParDo(_CheckFn(self._policy, self._key))
+
+
+def _now_parameters(settings: QualitySettings) -> dict[str, int]:
+    return quality_parameters(int(time.time() * 1000), settings.clock_skew_seconds * 1000)
+
+
+class _CheckQualityFn(beam.DoFn):
+    def __init__(self, settings: QualitySettings, pseudonym_key: bytes):
+        self._settings = settings
+        self._key = pseudonym_key
+
+    def setup(self) -> None:
+        self._pseudonymize = Pseudonymizer(self._key)
+        self._violations = Metrics.counter("flowaudit", "violations")
+        self._quality = Metrics.counter("flowaudit", "quality_violations")
+
+    def process(self, batch: AuditedBatch):
+        checked = check_quality_batch(batch, self._settings.suite, self._pseudonymize, _now_parameters(self._settings))
+        added = len(checked.violations) - len(batch.violations)
+        self._violations.inc(added)
+        self._quality.inc(added)
+        yield checked
+
+
+class CheckQuality(beam.PTransform):
+    """Per-record GX expectations; violations join their batch."""
+
+    def __init__(self, settings: QualitySettings, pseudonym_key: bytes):
+        super().__init__()
+        self._settings = settings
+        self._key = pseudonym_key
+
+    def expand(self, batches):
+        return batches | "ValidateRecords" >> beam.ParDo(_CheckQualityFn(self._settings, self._key))
+
+
+class _WindowPartsFn(beam.DoFn):
+    def __init__(self, settings: QualitySettings):
+        self._settings = settings
+
+    def process(self, batch: AuditedBatch):
+        parts = window_parts(batch, self._settings.suite, self._settings.window_seconds * 1000, _now_parameters(self._settings))
+        for start, partial in parts.items():
+            # Stamped with the part's latest event: inside its window, and as
+            # early as the watermark allows.
+            yield beam.window.TimestampedValue((start, partial), partial.max_event_ms / 1000)
+
+
+class _MergeParts(beam.CombineFn):
+    def create_accumulator(self) -> WindowPartial:
+        return WindowPartial()
+
+    def add_input(self, accumulator: WindowPartial, partial: WindowPartial) -> WindowPartial:
+        return accumulator.merge(partial)
+
+    def merge_accumulators(self, accumulators):
+        merged = WindowPartial()
+        for accumulator in accumulators:
+            merged.merge(accumulator)
+        return merged
+
+    def extract_output(self, accumulator: WindowPartial) -> WindowPartial:
+        return accumulator
+
+
+class _JudgeWindowFn(beam.DoFn):
+    def __init__(self, settings: QualitySettings):
+        self._settings = settings
+
+    def setup(self) -> None:
+        self._violations = Metrics.counter("flowaudit", "violations")
+        self._windowed = Metrics.counter("flowaudit", "window_violations")
+        self._windows = Metrics.counter("flowaudit", "quality_windows")
+
+    def process(self, keyed, window=beam.DoFn.WindowParam):
+        start_ms, partial = keyed
+        end_ms = start_ms + self._settings.window_seconds * 1000
+        violations = [window_violation(f, start_ms, end_ms, self._settings.suite)
+                      for f in evaluate_window(self._settings.suite.windowed, partial)]
+        self._windows.inc()
+        self._violations.inc(len(violations))
+        self._windowed.inc(len(violations))
+        if violations:
+            yield violations
+
+
+class JudgeQualityWindows(beam.PTransform):
+    """Window-level expectations (aggregates, ``mostly``) per fixed event-time
+    window; emits one list of violations per window that fails any."""
+
+    def __init__(self, settings: QualitySettings):
+        super().__init__()
+        self._settings = settings
+
+    def expand(self, batches):
+        return (
+            batches
+            | "SplitByWindow" >> beam.ParDo(_WindowPartsFn(self._settings))
+            | "FixedWindows" >> beam.WindowInto(FixedWindows(self._settings.window_seconds))
+            | "MergeWindowParts" >> beam.CombinePerKey(_MergeParts())
+            | "EvaluateWindows" >> beam.ParDo(_JudgeWindowFn(self._settings))
+        )

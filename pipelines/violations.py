@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
@@ -12,9 +14,14 @@ from fastavro import schemaless_reader, schemaless_writer
 from . import schemas
 from .policy import Finding, Policy
 from .pseudonym import Pseudonymizer
+from .quality import Expectation, QualitySuite, WindowFailure
 from .tagging import DestinationTag, OriginTag
 
-__all__ = ["violation_id", "residency_violation", "encode_single_object", "decode_single_object"]
+__all__ = ["violation_id", "residency_violation", "quality_violation", "window_violation", "window_id",
+           "encode_single_object", "decode_single_object", "QUALITY_SEVERITY"]
+
+# GX's severities on the violation's scale.
+QUALITY_SEVERITY = {"critical": "critical", "warning": "medium", "info": "info"}
 
 # Personal values: in outputs only as keyed pseudonyms.
 _PERSONAL_FIELDS = ("user_id", "client_ip", "server_ip", "dest_ip", "actor_id")
@@ -58,9 +65,113 @@ def residency_violation(event: Mapping[str, Any], origin: OriginTag, dest: Desti
         "actor_country": event.get("actor_country"),
         "evidence": _evidence(event, pseudonymize, finding),
         "source": event["_source"]._asdict(),
+        "window": None,
         "policy_id": policy.id,
         "policy_version": policy.version,
         "policy_sha256": policy.sha256,
+    }
+
+
+def _shown(column: str, value: Any, pseudonymize: Pseudonymizer) -> str:
+    if value is None:
+        return "null"
+    if column in _PERSONAL_FIELDS:
+        return pseudonymize(value if isinstance(value, str) else repr(value))
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 120 else text[:120] + "..."
+
+
+def _arguments(expectation: Expectation) -> str:
+    shown = []
+    for key, value in expectation.kwargs.items():
+        if key in ("column", "mostly"):
+            continue
+        if isinstance(value, list) and len(value) > 8:
+            value = f"[{len(value)} values]"
+        shown.append(f"{key}={value}")
+    return ", ".join(shown)
+
+
+def quality_violation(event: Mapping[str, Any], expectation: Expectation, suite: QualitySuite,
+                      pseudonymize: Pseudonymizer) -> dict[str, Any]:
+    """A record-level quality violation: ``event`` fails ``expectation``."""
+    column = expectation.column
+    value = event.get(column)
+    shown = _shown(column, value, pseudonymize)
+    message = (f"{expectation.rule_id}: {column} = {shown} fails {expectation.type}({_arguments(expectation)})"
+               + (f". {expectation.description}" if expectation.description else ""))
+    evidence = _evidence(event, pseudonymize, None)
+    evidence.update({"column": column, "value": shown, "expectation": expectation.type, "gx_severity": expectation.severity})
+    origin = event.get("_origin")
+    dest = event.get("_destination")
+    return {
+        "violation_id": violation_id(event["event_id"], expectation.rule_id),
+        "rule_id": expectation.rule_id,
+        "kind": "quality",
+        "severity": QUALITY_SEVERITY[expectation.severity],
+        "message": message,
+        "event_id": event["event_id"],
+        "event_time": event["event_time"],
+        "event_time_ms": event["event_time_ms"],
+        "action": event["action"],
+        "data_categories": list(event["data_categories"]),
+        "server_id": event["server_id"],
+        "origin": origin._asdict() if origin else None,
+        "destination": dest._asdict() if dest else None,
+        "actor_country": event.get("actor_country"),
+        "evidence": evidence,
+        "source": event["_source"]._asdict(),
+        "window": None,
+        "policy_id": suite.name,
+        "policy_version": suite.sha256[:12],
+        "policy_sha256": suite.sha256,
+    }
+
+
+def _rfc3339(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def window_id(start_ms: int, end_ms: int) -> str:
+    return f"window:{_rfc3339(start_ms)}/{_rfc3339(end_ms)}"
+
+
+def window_violation(failure: WindowFailure, start_ms: int, end_ms: int, suite: QualitySuite) -> dict[str, Any]:
+    """A window-level quality violation: the window as a whole fails an expectation."""
+    expectation = failure.expectation
+    wid = window_id(start_ms, end_ms)
+    observed = json.dumps(failure.observed, default=str)
+    if failure.unexpected_count is not None and expectation.type != "expect_column_values_to_be_unique":
+        what = f"{failure.unexpected_count} of {failure.element_count} events fail (share as expected {observed}, mostly {expectation.mostly})"
+    elif expectation.type == "expect_column_values_to_be_unique":
+        what = f"{failure.unexpected_count} of {failure.element_count} events repeat a value"
+    else:
+        what = f"observed {observed} over {failure.element_count} events"
+    message = (f"{expectation.rule_id}: window {_rfc3339(start_ms)}..{_rfc3339(end_ms)}: {what}; "
+               f"{expectation.type}({_arguments(expectation)})" + (f". {expectation.description}" if expectation.description else ""))
+    return {
+        "violation_id": violation_id(wid, expectation.rule_id),
+        "rule_id": expectation.rule_id,
+        "kind": "quality",
+        "severity": QUALITY_SEVERITY[expectation.severity],
+        "message": message,
+        "event_id": wid,
+        "event_time": _rfc3339(start_ms),
+        "event_time_ms": start_ms,
+        "action": None,
+        "data_categories": [],
+        "server_id": None,
+        "origin": None,
+        "destination": None,
+        "actor_country": None,
+        "evidence": {"column": expectation.column or "", "expectation": expectation.type, "gx_severity": expectation.severity,
+                     "observed": observed},
+        "source": None,
+        "window": {"start_ms": start_ms, "end_ms": end_ms, "element_count": failure.element_count,
+                   "unexpected_count": failure.unexpected_count, "observed": observed},
+        "policy_id": suite.name,
+        "policy_version": suite.sha256[:12],
+        "policy_sha256": suite.sha256,
     }
 
 
