@@ -227,6 +227,15 @@ def cmd_expectations_check(args: argparse.Namespace, beam_args: list[str]) -> in
     return 0
 
 
+def cmd_bench(args: argparse.Namespace, beam_args: list[str]) -> int:
+    if not args.quality:
+        print("flowaudit bench: say what to measure (--quality)", file=sys.stderr)
+        return 2
+    from .bench import main_quality
+
+    return main_quality(args.records, args.expectations, args.skip_gx)
+
+
 def cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     from .demo import run_demo
 
@@ -288,6 +297,15 @@ def build_parser() -> argparse.ArgumentParser:
         "exit 0 if so, else 2 with every problem named by file, line and expectation."))
     check.add_argument("file", help="suite JSON file")
     check.set_defaults(func=cmd_expectations_check)
+
+    bench = verbs.add_parser("bench", help="measure throughput (figures, not pass/fail)", description=(
+        "Measure throughput and print figures; the last line is one JSON object."))
+    bench.add_argument("--quality", action="store_true",
+                       help="the quality validator against Great Expectations on the same records and suite")
+    bench.add_argument("--records", type=int, default=200_000, help="records to generate (default 200000)")
+    bench.add_argument("--expectations", help="suite JSON (default: the shipped suite)")
+    bench.add_argument("--skip-gx", action="store_true", help="measure only the project's validator")
+    bench.set_defaults(func=cmd_bench)
 
     demo = verbs.add_parser("demo", help="local broker + generated traffic + live audit on DirectRunner",
                             description="Start the local Kafka, produce realistic app-server traffic, audit it on "
