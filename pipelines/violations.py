@@ -45,31 +45,38 @@ def _evidence(event: Mapping[str, Any], pseudonymize: Pseudonymizer, finding: Fi
     return evidence
 
 
-def residency_violation(event: Mapping[str, Any], origin: OriginTag, dest: DestinationTag, finding: Finding,
-                        policy: Policy, pseudonymize: Pseudonymizer) -> dict[str, Any]:
-    """A violation record for one finding; every field of the schema is set."""
+def _event_violation(event: Mapping[str, Any], rule_id: str, kind: str, severity: str, message: str,
+                     evidence: dict[str, str], origin: OriginTag | None, dest: DestinationTag | None,
+                     rules_id: str, rules_version: str, rules_sha256: str) -> dict[str, Any]:
+    """A violation about one event; every field of the schema is set."""
     return {
-        "violation_id": violation_id(event["event_id"], finding.rule_id),
-        "rule_id": finding.rule_id,
-        "kind": "residency",
-        "severity": finding.severity,
-        "message": finding.message,
+        "violation_id": violation_id(event["event_id"], rule_id),
+        "rule_id": rule_id,
+        "kind": kind,
+        "severity": severity,
+        "message": message,
         "event_id": event["event_id"],
         "event_time": event["event_time"],
         "event_time_ms": event["event_time_ms"],
         "action": event["action"],
         "data_categories": list(event["data_categories"]),
         "server_id": event["server_id"],
-        "origin": origin._asdict(),
-        "destination": dest._asdict(),
+        "origin": origin._asdict() if origin else None,
+        "destination": dest._asdict() if dest else None,
         "actor_country": event.get("actor_country"),
-        "evidence": _evidence(event, pseudonymize, finding),
+        "evidence": evidence,
         "source": event["_source"]._asdict(),
         "window": None,
-        "policy_id": policy.id,
-        "policy_version": policy.version,
-        "policy_sha256": policy.sha256,
+        "policy_id": rules_id,
+        "policy_version": rules_version,
+        "policy_sha256": rules_sha256,
     }
+
+
+def residency_violation(event: Mapping[str, Any], origin: OriginTag, dest: DestinationTag, finding: Finding,
+                        policy: Policy, pseudonymize: Pseudonymizer) -> dict[str, Any]:
+    return _event_violation(event, finding.rule_id, "residency", finding.severity, finding.message,
+                            _evidence(event, pseudonymize, finding), origin, dest, policy.id, policy.version, policy.sha256)
 
 
 def _shown(column: str, value: Any, pseudonymize: Pseudonymizer) -> str:
@@ -102,30 +109,9 @@ def quality_violation(event: Mapping[str, Any], expectation: Expectation, suite:
                + (f". {expectation.description}" if expectation.description else ""))
     evidence = _evidence(event, pseudonymize, None)
     evidence.update({"column": column, "value": shown, "expectation": expectation.type, "gx_severity": expectation.severity})
-    origin = event.get("_origin")
-    dest = event.get("_destination")
-    return {
-        "violation_id": violation_id(event["event_id"], expectation.rule_id),
-        "rule_id": expectation.rule_id,
-        "kind": "quality",
-        "severity": QUALITY_SEVERITY[expectation.severity],
-        "message": message,
-        "event_id": event["event_id"],
-        "event_time": event["event_time"],
-        "event_time_ms": event["event_time_ms"],
-        "action": event["action"],
-        "data_categories": list(event["data_categories"]),
-        "server_id": event["server_id"],
-        "origin": origin._asdict() if origin else None,
-        "destination": dest._asdict() if dest else None,
-        "actor_country": event.get("actor_country"),
-        "evidence": evidence,
-        "source": event["_source"]._asdict(),
-        "window": None,
-        "policy_id": suite.name,
-        "policy_version": suite.sha256[:12],
-        "policy_sha256": suite.sha256,
-    }
+    return _event_violation(event, expectation.rule_id, "quality", QUALITY_SEVERITY[expectation.severity], message,
+                            evidence, event.get("_origin"), event.get("_destination"),
+                            suite.name, suite.sha256[:12], suite.sha256)
 
 
 def _rfc3339(ms: int) -> str:
