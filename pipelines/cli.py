@@ -114,7 +114,7 @@ def cmd_backtest(args: argparse.Namespace, beam_args: list[str]) -> int:
     result = pipeline.run()
     result.wait_until_finish()
     counts = _counters(result)
-    summary = {name: counts.get(name, 0) for name in ("in", "parsed", "dead_letters", "violations")}
+    summary = {name: counts.get(name, 0) for name in ("in", "parsed", "dead_letters", "violations", "dead_letters_undated")}
     (out / "counts.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
     print(orjson.dumps(summary).decode())
     if summary["in"] != summary["parsed"] + summary["dead_letters"]:
@@ -227,6 +227,43 @@ def cmd_expectations_check(args: argparse.Namespace, beam_args: list[str]) -> in
     return 0
 
 
+def cmd_verify(args: argparse.Namespace, beam_args: list[str]) -> int:
+    import orjson
+
+    from .summary import day_of, verify_directory
+
+    folder = Path(args.dir)
+    if (folder / "summaries").is_dir():
+        folder = folder / "summaries"
+    if not folder.is_dir():
+        print(f"flowaudit verify: {args.dir}: no such folder", file=sys.stderr)
+        return 2
+    ids: dict[str, list[str]] | None = None
+    if args.violations:
+        ids = {}
+        for number, line in enumerate(Path(args.violations).read_bytes().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                violation = orjson.loads(line)
+                ids.setdefault(day_of(violation["event_time_ms"]), []).append(violation["violation_id"])
+            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                print(f"flowaudit verify: {args.violations} line {number}: not a violation record ({exc})", file=sys.stderr)
+                return 2
+    days, problems = verify_directory(folder, ids)
+    for problem in problems:
+        print(f"FAIL {problem}")
+    bad = {p.day for p in problems}
+    for day in days:
+        if day not in bad:
+            print(f"ok   {day}")
+    if not days:
+        print(f"flowaudit verify: no DATE.json summaries in {folder}", file=sys.stderr)
+        return 2
+    print(f"{len(days) - len(bad & set(days))} of {len(days)} days verified" + ("" if not problems else f"; {len(problems)} problems"))
+    return 1 if problems else 0
+
+
 def cmd_bench(args: argparse.Namespace, beam_args: list[str]) -> int:
     if not args.quality:
         print("flowaudit bench: say what to measure (--quality)", file=sys.stderr)
@@ -297,6 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
         "exit 0 if so, else 2 with every problem named by file, line and expectation."))
     check.add_argument("file", help="suite JSON file")
     check.set_defaults(func=cmd_expectations_check)
+
+    verify = verbs.add_parser("verify", help="check a folder of daily summaries for tampering", description=(
+        "Recompute each daily summary's digest and the chain of previous-day hashes; with --violations, also "
+        "each day's Merkle root over its violation ids. Exit 0 when all holds, 1 naming each edited, missing "
+        "or reordered day."))
+    verify.add_argument("dir", help="folder of DATE.json summaries (or a backtest output folder)")
+    verify.add_argument("--violations", help="violations JSONL (as backtest writes it) to check the Merkle roots against")
+    verify.set_defaults(func=cmd_verify)
 
     bench = verbs.add_parser("bench", help="measure throughput (figures, not pass/fail)", description=(
         "Measure throughput and print figures; the last line is one JSON object."))

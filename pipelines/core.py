@@ -14,10 +14,14 @@ from .policy import Policy
 from .pseudonym import Pseudonymizer
 from .quality import QualitySuite, WindowPartial, record_failures, window_partials
 from .records import AuditedBatch, MessageBatch
+from .summary import DayAccumulator, day_of, dead_letter_day
 from .tagging import Tagger
 from .violations import quality_violation, residency_violation
 
-__all__ = ["parse_batch", "tag_batch", "check_batch", "check_quality_batch", "quality_parameters", "window_parts"]
+__all__ = ["parse_batch", "tag_batch", "check_batch", "check_quality_batch", "quality_parameters", "window_parts",
+           "day_parts", "UNDATED"]
+
+UNDATED = "undated"  # dead letters with no time at all (no timestamp, unreadable event_time)
 
 
 def parse_batch(batch: MessageBatch, config: DecoderConfig) -> AuditedBatch:
@@ -69,3 +73,31 @@ def check_quality_batch(batch: AuditedBatch, suite: QualitySuite, pseudonymize: 
 def window_parts(batch: AuditedBatch, suite: QualitySuite, window_ms: int, parameters: dict[str, int]) -> dict[int, WindowPartial]:
     """The batch's share of each event-time window's window-level expectations."""
     return window_partials(suite.windowed, batch.events, window_ms, parameters)
+
+
+def day_parts(batch: AuditedBatch, window_ms: int | None) -> dict[str, DayAccumulator]:
+    """The batch's contribution to each UTC day's summary (by event time)."""
+    days: dict[str, DayAccumulator] = {}
+
+    def day(name: str) -> DayAccumulator:
+        found = days.get(name)
+        if found is None:
+            found = days[name] = DayAccumulator(name)
+        return found
+
+    by_day: dict[str, list] = {}
+    for event in batch.events:
+        by_day.setdefault(day_of(event["event_time_ms"]), []).append(event)
+    for name, events in by_day.items():
+        day(name).add_events(events, window_ms)
+    by_day = {}
+    for violation in batch.violations:
+        by_day.setdefault(day_of(violation["event_time_ms"]), []).append(violation)
+    for name, violations in by_day.items():
+        day(name).add_violations(violations)
+    by_day = {}
+    for letter in batch.dead_letters:
+        by_day.setdefault(dead_letter_day(letter) or UNDATED, []).append(letter)
+    for name, letters in by_day.items():
+        day(name).add_dead_letters(letters)
+    return days

@@ -18,7 +18,7 @@ from fastavro import reader as avro_reader
 from .parsing import dead_letter_to_json
 from .records import FILE_PARTITION, AuditedBatch, MessageBatch, RawMessage, SourceOffset
 
-__all__ = ["read_event_file", "ReadEventFile", "WriteAuditFiles"]
+__all__ = ["read_event_file", "ReadEventFile", "WriteAuditFiles", "WriteDailySummaries", "write_summaries"]
 
 
 def read_event_file(path: str, batch_size: int = 500) -> Iterator[MessageBatch]:
@@ -107,3 +107,41 @@ class WriteAuditFiles(beam.PTransform):
 
 def _dead_letter_lines(batch: AuditedBatch) -> list[str]:
     return [orjson.dumps(dead_letter_to_json(d)).decode() for d in batch.dead_letters]
+
+
+def write_summaries(days: list, folder: str, rules: dict, expectations: list, silent_gap_minutes: int) -> list[str]:
+    """Finish, chain and write ``DATE.json`` for every day with data, linked
+    to the newest earlier summary already in the folder, if any."""
+    from .summary import chain
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    if not days:
+        return []
+    documents = [d.finish(silent_gap_minutes=silent_gap_minutes, expectations=expectations, rules=rules)
+                 for d in sorted(days, key=lambda d: d.day)]
+    first = documents[0]["date"]
+    earlier = sorted(p for p in out.glob("*.json") if p.stem < first and len(p.stem) == 10)
+    previous = (earlier[-1].stem, earlier[-1].read_bytes()) if earlier else None
+    written = []
+    for document, data in zip(documents, chain(documents, previous), strict=True):
+        path = out / f"{document['date']}.json"
+        path.write_bytes(data)
+        written.append(str(path))
+    return written
+
+
+class WriteDailySummaries(beam.PTransform):
+    """All days' accumulators to one step that finishes, chains and writes them."""
+
+    def __init__(self, folder: str, rules: dict, expectations: list, silent_gap_minutes: int):
+        super().__init__()
+        self._args = (folder, rules, expectations, silent_gap_minutes)
+
+    def expand(self, days):
+        folder, rules, expectations, gap = self._args
+        return (
+            days
+            | "AllDays" >> beam.combiners.ToList()
+            | "FinishChainWrite" >> beam.FlatMap(lambda all_days: write_summaries(all_days, folder, rules, expectations, gap))
+        )

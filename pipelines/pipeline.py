@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import apache_beam as beam
 
-from .files_io import ReadEventFile, WriteAuditFiles
+from .files_io import ReadEventFile, WriteAuditFiles, WriteDailySummaries
 from .kafka_io import (
     KafkaConfig,
     OutputTopics,
@@ -24,7 +24,15 @@ from .kafka_io import (
     ReaderSettings,
     ReadFromKafkaPartitions,
 )
-from .transforms import AuditSettings, CheckQuality, CheckResidency, JudgeQualityWindows, ParseAppEvents, TagOriginDestination
+from .transforms import (
+    AuditSettings,
+    CheckQuality,
+    CheckResidency,
+    JudgeQualityWindows,
+    ParseAppEvents,
+    SummarizeDays,
+    TagOriginDestination,
+)
 
 __all__ = ["audit_batches", "judge_windows", "build_kafka_audit", "build_file_audit"]
 
@@ -61,4 +69,12 @@ def build_kafka_audit(pipeline: beam.Pipeline, kafka: KafkaConfig, partitions: S
 def build_file_audit(pipeline: beam.Pipeline, events_path: str, out_dir: str, settings: AuditSettings) -> None:
     batches = pipeline | "ReadEventFile" >> ReadEventFile(events_path)
     audited = audit_batches(batches, settings)
-    (audited, judge_windows(audited, settings)) | "WriteAuditFiles" >> WriteAuditFiles(out_dir)
+    windows = judge_windows(audited, settings)
+    (audited, windows) | "WriteAuditFiles" >> WriteAuditFiles(out_dir)
+    window_ms = settings.quality.window_seconds * 1000 if settings.quality else None
+    (
+        (audited, windows)
+        | "SummarizeDays" >> SummarizeDays(window_ms)
+        | "WriteDailySummaries" >> WriteDailySummaries(f"{out_dir}/summaries", settings.rules_identity(),
+                                                       settings.expectation_scopes(), settings.summary.silent_gap_minutes)
+    )

@@ -13,17 +13,18 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import FixedWindows
 
-from .core import check_batch, check_quality_batch, parse_batch, quality_parameters, tag_batch, window_parts
+from .core import UNDATED, check_batch, check_quality_batch, day_parts, parse_batch, quality_parameters, tag_batch, window_parts
 from .parsing import DecoderConfig
 from .policy import Policy
 from .pseudonym import Pseudonymizer
 from .quality import QualitySuite, WindowPartial, evaluate_window
 from .records import AuditedBatch, MessageBatch
+from .summary import DayAccumulator, day_of
 from .tagging import DestinationMap, Tagger
 from .violations import window_violation
 
 __all__ = ["AuditSettings", "QualitySettings", "ParseAppEvents", "TagOriginDestination", "CheckResidency",
-           "CheckQuality", "JudgeQualityWindows"]
+           "CheckQuality", "JudgeQualityWindows", "SummarizeDays", "SummarySettings"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,11 @@ class QualitySettings:
 
 
 @dataclass(frozen=True)
+class SummarySettings:
+    silent_gap_minutes: int = 30
+
+
+@dataclass(frozen=True)
 class AuditSettings:
     """Everything the workers need, loaded and checked on the launching machine."""
 
@@ -41,7 +47,21 @@ class AuditSettings:
     destinations: DestinationMap
     pseudonym_key: bytes
     quality: QualitySettings | None = None
+    summary: SummarySettings = SummarySettings()
     decoder: DecoderConfig = DecoderConfig()
+
+    def rules_identity(self) -> dict:
+        """Which rules a summary's verdicts come from."""
+        rules = {"policy": {"id": self.policy.id, "version": self.policy.version, "sha256": self.policy.sha256}}
+        if self.quality is not None:
+            rules["expectations"] = {"suite": self.quality.suite.name, "sha256": self.quality.suite.sha256,
+                                     "window_seconds": self.quality.window_seconds}
+        return rules
+
+    def expectation_scopes(self) -> list[dict]:
+        if self.quality is None:
+            return []
+        return [{"rule_id": e.rule_id, "scope": "record" if e.per_record else "window"} for e in self.quality.suite.expectations]
 
 
 class _ParseFn(beam.DoFn):
@@ -221,3 +241,66 @@ class JudgeQualityWindows(beam.PTransform):
             | "MergeWindowParts" >> beam.CombinePerKey(_MergeParts())
             | "EvaluateWindows" >> beam.ParDo(_JudgeWindowFn(self._settings))
         )
+
+
+class _DayPartsFn(beam.DoFn):
+    def __init__(self, window_ms: int | None):
+        self._window_ms = window_ms
+
+    def setup(self) -> None:
+        self._undated = Metrics.counter("flowaudit", "dead_letters_undated")
+
+    def process(self, batch: AuditedBatch):
+        for day, part in day_parts(batch, self._window_ms).items():
+            if day == UNDATED:
+                self._undated.inc(sum(part.dead_letters.values()))
+                continue
+            yield day, part
+
+
+class _MergeDays(beam.CombineFn):
+    def create_accumulator(self):
+        return None
+
+    def add_input(self, accumulator, part: DayAccumulator):
+        return part if accumulator is None else accumulator.merge(part)
+
+    def merge_accumulators(self, accumulators):
+        merged = None
+        for accumulator in accumulators:
+            if accumulator is not None:
+                merged = accumulator if merged is None else merged.merge(accumulator)
+        return merged
+
+    def extract_output(self, accumulator):
+        return accumulator
+
+
+def _window_violation_parts(violations: list[dict]):
+    by_day: dict[str, DayAccumulator] = {}
+    for violation in violations:
+        day = day_of(violation["event_time_ms"])
+        by_day.setdefault(day, DayAccumulator(day)).add_violations([violation])
+    return list(by_day.items())
+
+
+class SummarizeDays(beam.PTransform):
+    """One DayAccumulator per UTC day (event time) from audited batches and
+    window-level violations. Batch semantics: every day's total once the
+    input is complete (backtest)."""
+
+    def __init__(self, window_ms: int | None):
+        super().__init__()
+        self._window_ms = window_ms
+
+    def expand(self, inputs):
+        audited, windows = inputs
+        parts = audited | "DayParts" >> beam.ParDo(_DayPartsFn(self._window_ms))
+        if windows is not None:
+            window_parts_ = (
+                windows
+                | "WindowViolationDays" >> beam.FlatMap(_window_violation_parts)
+                | "Unwindowed" >> beam.WindowInto(beam.window.GlobalWindows())
+            )
+            parts = (parts, window_parts_) | "AllParts" >> beam.Flatten()
+        return parts | "MergeDays" >> beam.CombinePerKey(_MergeDays()) | "Days" >> beam.Values()

@@ -1,0 +1,367 @@
+"""Daily summaries: what flowed where in one UTC day (by event time), what broke
+the rules, how sound the data was, what the audit could not see, chained so
+that no day can be altered afterwards without detection.
+
+Pure functions: a ``DayAccumulator`` takes batches, merges with others of
+the same day (Beam combines them), and ``finish`` turns it into the summary
+document. ``chain`` links consecutive days; ``verify_directory`` checks a
+folder of summaries.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .merkle import merkle_root
+
+__all__ = [
+    "SUMMARY_FORMAT",
+    "DayAccumulator",
+    "day_of",
+    "dead_letter_day",
+    "canonical_json",
+    "content_digest",
+    "chain",
+    "verify_directory",
+    "VerifyProblem",
+]
+
+SUMMARY_FORMAT = "flowaudit.daily_summary/v1"
+DAY_MS = 86_400_000
+TOP_SERVERS = 10
+
+
+def day_of(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()
+
+
+def dead_letter_day(letter: Mapping[str, Any]) -> str | None:
+    """The day a dead letter counts in: its source timestamp's, else that of
+    an ``event_time`` still readable in the raw bytes, else None (undated)."""
+    stamp = letter["source"].get("timestamp_ms")
+    if stamp is not None:
+        return day_of(stamp)
+    try:
+        raw = orjson.loads(letter["raw"])
+        moment = datetime.fromisoformat(raw["event_time"])
+        if moment.tzinfo is not None:
+            return moment.astimezone(UTC).date().isoformat()
+    except (orjson.JSONDecodeError, TypeError, KeyError, ValueError):
+        pass
+    return None
+
+
+def _merge_intervals(intervals: list[list[int]], other: Iterable[list[int]]) -> int:
+    """Union ``other`` into the sorted disjoint ``intervals`` (inclusive bounds);
+    returns how many values were already present (duplicates)."""
+    duplicates = 0
+    for low, high in other:
+        index = bisect.bisect_left(intervals, [low, low])
+        if index > 0 and intervals[index - 1][1] >= low - 1:
+            index -= 1
+        new_low, new_high = low, high
+        end = index
+        while end < len(intervals) and intervals[end][0] <= high + 1:
+            a, b = intervals[end]
+            duplicates += max(0, min(b, high) - max(a, low) + 1)
+            new_low, new_high = min(new_low, a), max(new_high, b)
+            end += 1
+        intervals[index:end] = [[new_low, new_high]]
+    return duplicates
+
+
+def _runs(sorted_values: Sequence[int]) -> tuple[list[list[int]], int]:
+    """Sorted values -> (disjoint inclusive intervals, repeated values)."""
+    runs: list[list[int]] = []
+    duplicates = 0
+    for value in sorted_values:
+        if runs and value <= runs[-1][1]:
+            duplicates += 1
+        elif runs and value == runs[-1][1] + 1:
+            runs[-1][1] = value
+        else:
+            runs.append([value, value])
+    return runs, duplicates
+
+
+@dataclass
+class ServerDay:
+    events: int = 0
+    seq: list[list[int]] = field(default_factory=list)
+    duplicates: int = 0
+    minutes: set[int] = field(default_factory=set)  # minutes of the day with at least one event
+
+    def merge(self, other: ServerDay) -> None:
+        self.events += other.events
+        self.duplicates += other.duplicates + _merge_intervals(self.seq, other.seq)
+        self.minutes |= other.minutes
+
+
+@dataclass
+class DayAccumulator:
+    """Everything a day's summary needs, mergeable in any order."""
+
+    day: str
+    events: int = 0
+    bytes: int = 0
+    late_events: int = 0
+    flows: dict[tuple[str, str, str, str], list[int]] = field(default_factory=dict)
+    # violation id -> (rule id, kind, severity, hour, server id): keyed by id, so
+    # a replayed violation (at-least-once delivery) is counted once.
+    violations: dict[str, tuple[str, str, str, int, str | None]] = field(default_factory=dict)
+    dead_letters: Counter = field(default_factory=Counter)  # error kind -> count
+    servers: dict[str, ServerDay] = field(default_factory=dict)
+    windows: set[int] = field(default_factory=set)  # quality windows (start ms) with events
+
+    def add_events(self, events: Iterable[Mapping[str, Any]], window_ms: int | None = None) -> None:
+        seqs: dict[str, list[int]] = {}
+        day_start = _day_start_ms(self.day)
+        for event in events:
+            self.events += 1
+            size = event["bytes"]
+            self.bytes += size
+            origin, dest = event["_origin"], event["_destination"]
+            key = (origin.subject_jurisdiction, dest.provider, dest.region, dest.country)
+            flow = self.flows.get(key)
+            if flow is None:
+                self.flows[key] = [1, size]
+            else:
+                flow[0] += 1
+                flow[1] += size
+            server = self.servers.get(event["server_id"])
+            if server is None:
+                server = self.servers[event["server_id"]] = ServerDay()
+            server.events += 1
+            server.minutes.add((event["event_time_ms"] - day_start) // 60_000)
+            seqs.setdefault(event["server_id"], []).append(event["seq"])
+            if window_ms:
+                self.windows.add(event["event_time_ms"] - event["event_time_ms"] % window_ms)
+        for server_id, values in seqs.items():
+            runs, repeated = _runs(sorted(values))
+            server = self.servers[server_id]
+            server.duplicates += repeated + _merge_intervals(server.seq, runs)
+
+    def add_violations(self, violations: Iterable[Mapping[str, Any]]) -> None:
+        day_start = _day_start_ms(self.day)
+        for v in violations:
+            hour = min(23, (v["event_time_ms"] - day_start) // 3_600_000)
+            self.violations[v["violation_id"]] = (v["rule_id"], v["kind"], v["severity"], hour, v.get("server_id"))
+
+    def add_dead_letters(self, letters: Iterable[Mapping[str, Any]]) -> None:
+        for letter in letters:
+            self.dead_letters[letter["error_kind"]] += 1
+
+    def merge(self, other: DayAccumulator) -> DayAccumulator:
+        assert other.day == self.day, (self.day, other.day)
+        self.events += other.events
+        self.bytes += other.bytes
+        self.late_events += other.late_events
+        for key, (count, size) in other.flows.items():
+            flow = self.flows.setdefault(key, [0, 0])
+            flow[0] += count
+            flow[1] += size
+        for server_id, server in other.servers.items():
+            mine = self.servers.get(server_id)
+            if mine is None:
+                self.servers[server_id] = ServerDay(server.events, [list(r) for r in server.seq], server.duplicates, set(server.minutes))
+            else:
+                mine.merge(server)
+        self.violations.update(other.violations)
+        self.dead_letters.update(other.dead_letters)
+        self.windows |= other.windows
+        return self
+
+    def finish(self, *, silent_gap_minutes: int = 30, expectations: Sequence[Mapping[str, Any]] = (),
+               rules: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The summary document (without the chain fields)."""
+        rules_count: Counter = Counter()
+        by_severity: Counter = Counter()
+        by_kind: Counter = Counter()
+        by_hour = [0] * 24
+        by_server: Counter = Counter()
+        for rule_id, kind, severity, hour, server_id in self.violations.values():
+            rules_count[(rule_id, kind, severity)] += 1
+            by_severity[severity] += 1
+            by_kind[kind] += 1
+            by_hour[hour] += 1
+            if server_id:
+                by_server[server_id] += 1
+        by_rule = [{"rule_id": r, "kind": k, "severity": s, "count": n} for (r, k, s), n in sorted(rules_count.items())]
+        quality_counts = {r: n for (r, k, _), n in rules_count.items() if k == "quality"}
+        pass_rates = []
+        for expectation in expectations:
+            failed = quality_counts.get(expectation["rule_id"], 0)
+            evaluated = self.events if expectation["scope"] == "record" else len(self.windows)
+            pass_rates.append({"rule_id": expectation["rule_id"], "scope": expectation["scope"], "evaluated": evaluated,
+                               "failed": failed, "pass_rate": round(1 - failed / evaluated, 6) if evaluated else None})
+        servers = []
+        for server_id in sorted(set(self.servers) | set(by_server)):
+            server = self.servers.get(server_id) or ServerDay()
+            gaps = [[a[1] + 1, b[0] - 1] for a, b in zip(server.seq, server.seq[1:], strict=False)]
+            servers.append({
+                "server_id": server_id,
+                "events": server.events,
+                "violations": by_server.get(server_id, 0),
+                "seq_first": server.seq[0][0] if server.seq else None,
+                "seq_last": server.seq[-1][1] if server.seq else None,
+                "seq_missing": sum(b - a + 1 for a, b in gaps),
+                "seq_gaps": gaps,
+                "seq_duplicates": server.duplicates,
+                "silent": _silences(server.minutes, silent_gap_minutes),
+            })
+        top = sorted((s for s in servers if s["violations"]), key=lambda s: (-s["violations"], s["server_id"]))[:TOP_SERVERS]
+        return {
+            "format": SUMMARY_FORMAT,
+            "date": self.day,
+            "rules": dict(rules or {}),
+            "totals": {"events": self.events, "bytes": self.bytes, "violations": len(self.violations),
+                       "dead_letters": sum(self.dead_letters.values()), "late_events": self.late_events,
+                       "servers_seen": len(self.servers)},
+            "flow_matrix": [{"origin": o, "provider": p, "region": r, "country": c, "events": n, "bytes": b}
+                            for (o, p, r, c), (n, b) in sorted(self.flows.items())],
+            "violations": {"by_rule": by_rule, "by_severity": dict(sorted(by_severity.items())),
+                           "by_kind": dict(sorted(by_kind.items())), "by_hour": by_hour},
+            "expectations": pass_rates,
+            "dead_letters": {"by_kind": dict(sorted(self.dead_letters.items()))},
+            "completeness": {
+                "servers": servers,
+                "top_servers_by_violations": [{"server_id": s["server_id"], "violations": s["violations"]} for s in top],
+                "silent_gap_minutes": silent_gap_minutes,
+                "servers_with_gaps": sum(1 for s in servers if s["seq_missing"]),
+                "servers_with_duplicates": sum(1 for s in servers if s["seq_duplicates"]),
+            },
+            "violation_ids": {"count": len(self.violations), "merkle_root": merkle_root(sorted(v.encode() for v in self.violations)),
+                              "leaves": "sha256(0x00 || violation_id), ids sorted, RFC 6962 tree"},
+        }
+
+
+def _day_start_ms(day: str) -> int:
+    return int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def _silences(minutes: set[int], gap: int) -> list[list[str]]:
+    """Stretches of at least ``gap`` minutes with no event, between the first and last active minute."""
+    active = sorted(minutes)
+    out = []
+    for before, after in zip(active, active[1:], strict=False):
+        if after - before - 1 >= gap:
+            out.append([_clock(before + 1), _clock(after)])
+    return out
+
+
+def _clock(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def canonical_json(document: Mapping[str, Any]) -> bytes:
+    """The one byte form of a document: sorted keys, no spaces, a final newline."""
+    return orjson.dumps(document, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+
+
+def content_digest(document: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical document without its own digest field."""
+    body = {k: v for k, v in document.items() if k != "content_sha256"}
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def chain(documents: Sequence[dict[str, Any]], previous: tuple[str, bytes] | None = None) -> list[bytes]:
+    """Link days in date order. Each names the previous summarised day and
+    carries the SHA-256 of that day's file (days without data have no
+    summary, so a gap is explicit rather than silent), plus a digest of its
+    own content. ``previous``: (day, file bytes) of the summary before the
+    first document. Returns each day's file bytes."""
+    out = []
+    previous_day, previous_hash = (previous[0], hashlib.sha256(previous[1]).hexdigest()) if previous else (None, None)
+    for document in sorted(documents, key=lambda d: d["date"]):
+        document = dict(document)
+        document["previous_summary_date"] = previous_day
+        document["previous_summary_sha256"] = previous_hash
+        document["content_sha256"] = content_digest(document)
+        data = canonical_json(document)
+        out.append(data)
+        previous_day, previous_hash = document["date"], hashlib.sha256(data).hexdigest()
+    return out
+
+
+@dataclass(frozen=True)
+class VerifyProblem:
+    day: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.message}"
+
+
+def verify_directory(folder: Path, violation_ids: Mapping[str, Iterable[str]] | None = None) -> tuple[list[str], list[VerifyProblem]]:
+    """Check every ``DATE.json`` in ``folder``: own digest, canonical form,
+    chain to the previous day, and (given the day's violation ids) the Merkle
+    root. Returns (days checked, problems)."""
+    files = sorted(p for p in folder.glob("*.json") if _is_date(p.stem))
+    problems: list[VerifyProblem] = []
+    hashes: dict[str, str] = {}
+    documents: dict[str, dict[str, Any]] = {}
+    for path in files:
+        data = path.read_bytes()
+        hashes[path.stem] = hashlib.sha256(data).hexdigest()
+        try:
+            document = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            problems.append(VerifyProblem(path.stem, f"{path}: not JSON ({exc})"))
+            continue
+        documents[path.stem] = document
+        if document.get("date") != path.stem:
+            problems.append(VerifyProblem(path.stem, f"{path}: holds the summary of {document.get('date')!r}, not of {path.stem}"))
+        if canonical_json(document) != data:
+            problems.append(VerifyProblem(path.stem, f"{path}: not in canonical form (edited by hand?)"))
+        if document.get("content_sha256") != content_digest(document):
+            problems.append(VerifyProblem(path.stem, f"{path}: content does not match its content_sha256 (edited)"))
+    by_hash = {h: d for d, h in hashes.items()}
+    days = sorted(documents)
+    for index, day in enumerate(days):
+        named = documents[day].get("previous_summary_date")
+        claimed = documents[day].get("previous_summary_sha256")
+        before = days[index - 1] if index else None
+        if named is None and claimed is None:
+            if before is not None:
+                problems.append(VerifyProblem(day, f"starts a new chain although {before} precedes it"))
+            continue
+        if named == before and claimed == hashes.get(before):
+            continue
+        if named not in hashes:
+            if index:  # the first day of a folder may chain to a summary kept elsewhere
+                problems.append(VerifyProblem(day, f"the summary it chains to ({named}) is missing"))
+        elif named != before:
+            problems.append(VerifyProblem(day, f"chains to {named}, but {before} comes before it (reordered or inserted)"))
+        elif claimed in by_hash:
+            problems.append(VerifyProblem(day, f"chains to the file of {by_hash[claimed]}, not of {named} (reordered)"))
+        else:
+            problems.append(VerifyProblem(day, f"previous_summary_sha256 does not match the summary of {named} ({named} was edited or replaced)"))
+    for day, ids in (violation_ids or {}).items():
+        document = documents.get(day)
+        if document is None:
+            problems.append(VerifyProblem(day, "violations exist for this day but its summary is missing"))
+            continue
+        ids = sorted(set(ids))
+        root = merkle_root([i.encode() for i in ids])
+        recorded = document.get("violation_ids", {})
+        if recorded.get("merkle_root") != root or recorded.get("count") != len(ids):
+            problems.append(VerifyProblem(day, f"violation ids do not match: {len(ids)} ids give root {root[:16]}..., "
+                                               f"the summary says {recorded.get('count')} and {str(recorded.get('merkle_root'))[:16]}..."))
+    return days, problems
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+        return len(text) == 10
+    except ValueError:
+        return False
