@@ -110,8 +110,8 @@ def _dead_letter_lines(batch: AuditedBatch) -> list[str]:
 
 
 def write_summaries(days: list, folder: str, rules: dict, expectations: list, silent_gap_minutes: int) -> list[str]:
-    """Finish, chain and write ``DATE.json`` for every day with data, linked
-    to the newest earlier summary already in the folder, if any."""
+    """Finish, chain and write ``DATE.json`` and ``DATE.html`` for every day
+    with data, linked to the newest earlier summary already in the folder."""
     from .summary import chain
 
     out = Path(folder)
@@ -124,9 +124,12 @@ def write_summaries(days: list, folder: str, rules: dict, expectations: list, si
     earlier = sorted(p for p in out.glob("*.json") if p.stem < first and len(p.stem) == 10)
     previous = (earlier[-1].stem, earlier[-1].read_bytes()) if earlier else None
     written = []
+    from .report import render_html
+
     for document, data in zip(documents, chain(documents, previous), strict=True):
         path = out / f"{document['date']}.json"
         path.write_bytes(data)
+        (out / f"{document['date']}.html").write_text(render_html(orjson.loads(data)), encoding="utf-8")
         written.append(str(path))
     return written
 

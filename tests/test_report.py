@@ -1,0 +1,62 @@
+"""The HTML report renders in headless Chromium (Debian's package): not
+blank, self-contained, with the day's key figures on the page."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from pipelines.cli import main
+from pipelines.generator import TrafficMix, generate
+
+from .helpers import write_jsonl
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
+
+
+@pytest.fixture(scope="module")
+def summary_day(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    messages = list(generate(2000, seed=5, start=datetime(2026, 11, 25, 8, tzinfo=UTC), mix=TrafficMix(events_per_second=0.05)))
+    assert main(["backtest", "--events", str(write_jsonl(messages, out / "events.jsonl")), "--out", str(out)]) == 0
+    html = sorted((out / "summaries").glob("*.html"))[0]
+    return html, orjson.loads(html.with_suffix(".json").read_bytes())
+
+
+def test_report_is_self_contained(summary_day):
+    html, _ = summary_day
+    text = html.read_text()
+    assert "<script" not in text
+    # Nothing is fetched: no external sources, links to load, imports or fonts.
+    # (SVG's xmlns="http://www.w3.org/..." names a namespace; it is not a fetch.)
+    for fetch in ('src="http', "src='http", 'href="http', "url(http", "@import", "@font-face"):
+        assert fetch not in text, fetch
+    assert text.count("<svg") >= 3
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (CI installs it)")
+def test_report_renders_in_chromium(summary_day, tmp_path):
+    html, document = summary_day
+    profile = tempfile.mkdtemp()
+    shot = tmp_path / "report.png"
+    subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--window-size=1280,2400", f"--screenshot={shot}",
+                    html.as_uri()], capture_output=True, timeout=120, check=True)
+    dom = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--dump-dom", html.as_uri()],
+                         capture_output=True, timeout=120, check=True, text=True).stdout
+    assert f"{document['totals']['events']:,}" in dom
+    assert f"{document['totals']['violations']:,}" in dom
+    assert document["violation_ids"]["merkle_root"] in dom
+
+    from matplotlib.image import imread
+
+    pixels = imread(str(shot))
+    assert pixels.shape[0] >= 2000 and pixels.shape[1] >= 1200
+    assert pixels[..., :3].std() > 0.05, "the screenshot is blank"
+    assert (pixels[..., :3].min(axis=2) < 0.5).mean() > 0.01, "almost nothing dark was drawn"
