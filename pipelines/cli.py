@@ -31,6 +31,8 @@ def _add_policy_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window-seconds", type=int, default=60, help="event-time window of window-level expectations (default 60)")
     parser.add_argument("--clock-skew", type=int, default=300, metavar="SECONDS",
                         help="how far ahead of processing time an event time may be (default 300)")
+    parser.add_argument("--silent-gap-minutes", type=int, default=30,
+                        help="a server with no event for this long is reported silent in the daily summary (default 30)")
 
 
 def _add_kafka_args(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +46,7 @@ def _settings(args: argparse.Namespace, *, allow_random_key: bool):
     from .pseudonym import key_from_environment
     from .quality import load_suite
     from .tagging import load_destination_map
-    from .transforms import AuditSettings, QualitySettings
+    from .transforms import AuditSettings, QualitySettings, SummarySettings
 
     if args.window_seconds < 1 or args.clock_skew < 0:
         raise ValueError("--window-seconds must be at least 1 and --clock-skew at least 0")
@@ -56,7 +58,9 @@ def _settings(args: argparse.Namespace, *, allow_random_key: bool):
     schema_ids = getattr(args, "schema_id", None)
     decoder = DecoderConfig(confluent_schema_ids=frozenset(schema_ids) if schema_ids else None,
                             bare_avro=getattr(args, "bare_avro", False))
-    return AuditSettings(policy=policy, destinations=destinations, quality=quality,
+    summary = SummarySettings(silent_gap_minutes=args.silent_gap_minutes,
+                              allowed_lateness_seconds=getattr(args, "allowed_lateness", 3600))
+    return AuditSettings(policy=policy, destinations=destinations, quality=quality, summary=summary,
                          pseudonym_key=key_from_environment(allow_random=allow_random_key), decoder=decoder)
 
 
@@ -138,8 +142,13 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
                                  bounded=bounded, max_records=args.max_records)
     options = pipeline_options(beam_args, streaming=not bounded)
     pipeline = beam.Pipeline(options=options)
+    previous = None
+    if args.summaries_dir:
+        earlier = sorted(p for p in Path(args.summaries_dir).glob("*.json") if len(p.stem) == 10)
+        previous = (earlier[-1].stem, earlier[-1].read_bytes()) if earlier else None
     build_kafka_audit(pipeline, kafka, partitions, OutputTopics(args.violations_topic, args.dead_letters_topic),
-                      args.group, settings)
+                      args.group, settings, summary_topic=args.summary_topic, summaries_dir=args.summaries_dir,
+                      previous_summary=previous)
     _log.info("auditing %d partitions of %s (%s)", len(partitions), ", ".join(args.events_topic),
               "bounded" if bounded else "streaming")
     result = pipeline.run()
@@ -299,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where to begin when the group has no committed offset")
     run.add_argument("--bounded", action="store_true", help="stop at the end offsets seen at start (backfills, tests)")
     run.add_argument("--max-records", type=int, help="stop after this many records in all (implies --bounded)")
+    run.add_argument("--summary-topic", help="topic for the daily summaries (Avro, key = date); off unless given")
+    run.add_argument("--summaries-dir", help="also write summaries/DATE.json and DATE.html here; the newest file seeds the chain")
+    run.add_argument("--allowed-lateness", type=int, default=3600, metavar="SECONDS",
+                     help="how long after a day ends its summary waits for late events (default 3600)")
     run.add_argument("--schema-id", type=int, action="append", help="Confluent schema id(s) of app events (default: any)")
     run.add_argument("--bare-avro", action="store_true", help="messages are schemaless Avro with no header")
     _add_policy_args(run)

@@ -499,6 +499,52 @@ class PublishWindowViolations(beam.PTransform):
         return violation_lists | "Produce" >> beam.ParDo(self._fn)
 
 
+class _PublishSummaries(beam.DoFn):
+    """Each finished day: the Avro envelope on the summary topic (key = date),
+    and DATE.json / DATE.html in a folder when one is given."""
+
+    def __init__(self, config: KafkaConfig, topic: str | None, folder: str | None):
+        self._config = config
+        self._topic = topic
+        self._folder = folder
+
+    def setup(self) -> None:
+        self._producer = self._config.producer(acks="all", retries=2**31 - 1) if self._topic else None
+
+    def teardown(self) -> None:
+        if getattr(self, "_producer", None) is not None:
+            self._producer.close(timeout=10)
+
+    def process(self, dated: tuple[str, bytes]):
+        from .summary import avro_envelope
+
+        day, data = dated
+        if self._folder:
+            from pathlib import Path
+
+            from .report import render_html
+
+            folder = Path(self._folder)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{day}.json").write_bytes(data)
+            (folder / f"{day}.html").write_text(render_html(__import__("orjson").loads(data)), encoding="utf-8")
+        if self._producer is not None:
+            future = self._producer.send(self._topic, key=day.encode(), value=encode_single_object(avro_envelope(data), "daily_summary"),
+                                         headers=[("content-type", b"application/vnd.flowaudit.daily-summary.v1+avro")])
+            self._producer.flush()
+            future.get(timeout=60)  # a summary is never dropped quietly: failing here fails the bundle
+        yield day
+
+
+class PublishSummaries(beam.PTransform):
+    def __init__(self, config: KafkaConfig, topic: str | None, folder: str | None):
+        super().__init__()
+        self._fn = _PublishSummaries(config, topic, folder)
+
+    def expand(self, summaries):
+        return summaries | "ProduceAndWrite" >> beam.ParDo(self._fn)
+
+
 class PublishAndCommit(beam.PTransform):
     """Produce each batch's violations and dead letters, then commit its offsets."""
 
@@ -510,7 +556,7 @@ class PublishAndCommit(beam.PTransform):
         return batches | "ProduceThenCommit" >> beam.ParDo(self._fn)
 
 
-__all__ += ["OutputTopics", "ReaderSettings", "PublishWindowViolations"]
+__all__ += ["OutputTopics", "ReaderSettings", "PublishWindowViolations", "PublishSummaries"]
 
 
 def produce_messages(config: KafkaConfig, topic: str, messages, *, partition_by_key: bool = True) -> int:

@@ -20,6 +20,7 @@ from .kafka_io import (
     OutputTopics,
     PartitionSpec,
     PublishAndCommit,
+    PublishSummaries,
     PublishWindowViolations,
     ReaderSettings,
     ReadFromKafkaPartitions,
@@ -31,6 +32,7 @@ from .transforms import (
     JudgeQualityWindows,
     ParseAppEvents,
     SummarizeDays,
+    SummarizeDaysStreaming,
     TagOriginDestination,
 )
 
@@ -57,13 +59,26 @@ def judge_windows(audited: beam.PCollection, settings: AuditSettings) -> beam.PC
 
 def build_kafka_audit(pipeline: beam.Pipeline, kafka: KafkaConfig, partitions: Sequence[PartitionSpec],
                       outputs: OutputTopics, group: str, settings: AuditSettings,
-                      reader: ReaderSettings | None = None) -> beam.PCollection:
+                      reader: ReaderSettings | None = None, summary_topic: str | None = None,
+                      summaries_dir: str | None = None, previous_summary: tuple[str, bytes] | None = None) -> beam.PCollection:
     batches = pipeline | "ReadAppEvents" >> ReadFromKafkaPartitions(kafka, partitions, reader)
     audited = audit_batches(batches, settings)
     windows = judge_windows(audited, settings)
     if windows is not None:
         windows | "PublishWindowViolations" >> PublishWindowViolations(kafka, outputs)
+    if summary_topic or summaries_dir:
+        (
+            (audited, windows)
+            | "SummarizeDays" >> SummarizeDaysStreaming(
+                _window_ms(settings), settings.summary.allowed_lateness_seconds, settings.rules_identity(),
+                settings.expectation_scopes(), settings.summary.silent_gap_minutes, previous_summary)
+            | "PublishSummaries" >> PublishSummaries(kafka, summary_topic, summaries_dir)
+        )
     return audited | "PublishAndCommit" >> PublishAndCommit(kafka, outputs, group)
+
+
+def _window_ms(settings: AuditSettings) -> int | None:
+    return settings.quality.window_seconds * 1000 if settings.quality else None
 
 
 def build_file_audit(pipeline: beam.Pipeline, events_path: str, out_dir: str, settings: AuditSettings) -> None:
@@ -71,10 +86,9 @@ def build_file_audit(pipeline: beam.Pipeline, events_path: str, out_dir: str, se
     audited = audit_batches(batches, settings)
     windows = judge_windows(audited, settings)
     (audited, windows) | "WriteAuditFiles" >> WriteAuditFiles(out_dir)
-    window_ms = settings.quality.window_seconds * 1000 if settings.quality else None
     (
         (audited, windows)
-        | "SummarizeDays" >> SummarizeDays(window_ms)
+        | "SummarizeDays" >> SummarizeDays(_window_ms(settings))
         | "WriteDailySummaries" >> WriteDailySummaries(f"{out_dir}/summaries", settings.rules_identity(),
                                                        settings.expectation_scopes(), settings.summary.silent_gap_minutes)
     )

@@ -32,12 +32,15 @@ __all__ = [
     "content_digest",
     "chain",
     "verify_directory",
+    "avro_envelope",
     "VerifyProblem",
 ]
 
 SUMMARY_FORMAT = "flowaudit.daily_summary/v1"
 DAY_MS = 86_400_000
 TOP_SERVERS = 10
+LATE_IDS_LISTED = 1000
+LATE_IDS_PER_PART = 20  # parts travel through runner state; keep them small
 
 
 def day_of(ms: int) -> str:
@@ -45,11 +48,10 @@ def day_of(ms: int) -> str:
 
 
 def dead_letter_day(letter: Mapping[str, Any]) -> str | None:
-    """The day a dead letter counts in: its source timestamp's, else that of
-    an ``event_time`` still readable in the raw bytes, else None (undated)."""
-    stamp = letter["source"].get("timestamp_ms")
-    if stamp is not None:
-        return day_of(stamp)
+    """The day a dead letter counts in: that of an ``event_time`` still
+    readable in its bytes (the day its event belongs to, whatever the path),
+    else its source timestamp's (Kafka), else None: undated, as a line of a
+    file whose time cannot be read."""
     try:
         raw = orjson.loads(letter["raw"])
         moment = datetime.fromisoformat(raw["event_time"])
@@ -57,7 +59,8 @@ def dead_letter_day(letter: Mapping[str, Any]) -> str | None:
             return moment.astimezone(UTC).date().isoformat()
     except (orjson.JSONDecodeError, TypeError, KeyError, ValueError):
         pass
-    return None
+    stamp = letter["source"].get("timestamp_ms")
+    return day_of(stamp) if stamp is not None else None
 
 
 def _merge_intervals(intervals: list[list[int]], other: Iterable[list[int]]) -> int:
@@ -113,7 +116,12 @@ class DayAccumulator:
     day: str
     events: int = 0
     bytes: int = 0
-    late_events: int = 0
+    # Events of days already summarised (later than the allowed lateness),
+    # counted here, in the next summary: day -> count, a sample of ids, and
+    # the ids of their violations.
+    late_events: Counter = field(default_factory=Counter)
+    late_event_ids: list[str] = field(default_factory=list)
+    late_violation_ids: set[str] = field(default_factory=set)
     flows: dict[tuple[str, str, str, str], list[int]] = field(default_factory=dict)
     # violation id -> (rule id, kind, severity, hour, server id): keyed by id, so
     # a replayed violation (at-least-once delivery) is counted once.
@@ -121,11 +129,15 @@ class DayAccumulator:
     dead_letters: Counter = field(default_factory=Counter)  # error kind -> count
     servers: dict[str, ServerDay] = field(default_factory=dict)
     windows: set[int] = field(default_factory=set)  # quality windows (start ms) with events
+    event_ids: set[str] = field(default_factory=set, repr=False)  # a sample, kept to list late events
+
 
     def add_events(self, events: Iterable[Mapping[str, Any]], window_ms: int | None = None) -> None:
         seqs: dict[str, list[int]] = {}
         day_start = _day_start_ms(self.day)
         for event in events:
+            if len(self.event_ids) < LATE_IDS_PER_PART:
+                self.event_ids.add(event["event_id"])
             self.events += 1
             size = event["bytes"]
             self.bytes += size
@@ -160,11 +172,19 @@ class DayAccumulator:
         for letter in letters:
             self.dead_letters[letter["error_kind"]] += 1
 
+    def add_late(self, other: DayAccumulator) -> None:
+        """Record ``other`` (a part of an already summarised day) as late."""
+        self.late_events[other.day] += other.events
+        self.late_event_ids = sorted(set(self.late_event_ids) | set(other.event_ids))[:LATE_IDS_LISTED]
+        self.late_violation_ids |= set(other.violations)
+
     def merge(self, other: DayAccumulator) -> DayAccumulator:
         assert other.day == self.day, (self.day, other.day)
         self.events += other.events
         self.bytes += other.bytes
-        self.late_events += other.late_events
+        self.late_events.update(other.late_events)
+        self.late_event_ids = sorted(set(self.late_event_ids) | set(other.late_event_ids))[:LATE_IDS_LISTED]
+        self.late_violation_ids |= other.late_violation_ids
         for key, (count, size) in other.flows.items():
             flow = self.flows.setdefault(key, [0, 0])
             flow[0] += count
@@ -224,7 +244,7 @@ class DayAccumulator:
             "date": self.day,
             "rules": dict(rules or {}),
             "totals": {"events": self.events, "bytes": self.bytes, "violations": len(self.violations),
-                       "dead_letters": sum(self.dead_letters.values()), "late_events": self.late_events,
+                       "dead_letters": sum(self.dead_letters.values()), "late_events": sum(self.late_events.values()),
                        "servers_seen": len(self.servers)},
             "flow_matrix": [{"origin": o, "provider": p, "region": r, "country": c, "events": n, "bytes": b}
                             for (o, p, r, c), (n, b) in sorted(self.flows.items())],
@@ -239,9 +259,27 @@ class DayAccumulator:
                 "servers_with_gaps": sum(1 for s in servers if s["seq_missing"]),
                 "servers_with_duplicates": sum(1 for s in servers if s["seq_duplicates"]),
             },
+            "late": {"events_by_day": dict(sorted(self.late_events.items())), "event_ids": sorted(self.late_event_ids),
+                     "event_ids_listed_at_most": LATE_IDS_LISTED,
+                     "violation_ids": {"count": len(self.late_violation_ids),
+                                       "merkle_root": merkle_root(sorted(v.encode() for v in self.late_violation_ids))}},
             "violation_ids": {"count": len(self.violations), "merkle_root": merkle_root(sorted(v.encode() for v in self.violations)),
                               "leaves": "sha256(0x00 || violation_id), ids sorted, RFC 6962 tree"},
         }
+
+
+def avro_envelope(data: bytes) -> dict[str, Any]:
+    """The ``schemas/daily_summary.avsc`` record for a summary file's bytes."""
+    document = orjson.loads(data)
+    totals = document["totals"]
+    return {
+        "date": document["date"], "format": document["format"], "events": totals["events"], "bytes": totals["bytes"],
+        "violations": totals["violations"], "dead_letters": totals["dead_letters"], "late_events": totals["late_events"],
+        "servers_seen": totals["servers_seen"], "violation_ids_merkle_root": document["violation_ids"]["merkle_root"],
+        "previous_summary_date": document.get("previous_summary_date"),
+        "previous_summary_sha256": document.get("previous_summary_sha256"),
+        "content_sha256": document["content_sha256"], "summary_sha256": hashlib.sha256(data).hexdigest(), "document": data,
+    }
 
 
 def _day_start_ms(day: str) -> int:

@@ -7,11 +7,15 @@ Beam's per-element cost is paid once per few hundred records.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import apache_beam as beam
+from apache_beam.coders import PickleCoder
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.transforms.window import FixedWindows
+from apache_beam.utils.timestamp import Timestamp
 
 from .core import UNDATED, check_batch, check_quality_batch, day_parts, parse_batch, quality_parameters, tag_batch, window_parts
 from .parsing import DecoderConfig
@@ -19,12 +23,12 @@ from .policy import Policy
 from .pseudonym import Pseudonymizer
 from .quality import QualitySuite, WindowPartial, evaluate_window
 from .records import AuditedBatch, MessageBatch
-from .summary import DayAccumulator, day_of
+from .summary import DAY_MS, DayAccumulator, chain, day_of
 from .tagging import DestinationMap, Tagger
 from .violations import window_violation
 
 __all__ = ["AuditSettings", "QualitySettings", "ParseAppEvents", "TagOriginDestination", "CheckResidency",
-           "CheckQuality", "JudgeQualityWindows", "SummarizeDays", "SummarySettings"]
+           "CheckQuality", "JudgeQualityWindows", "SummarizeDays", "SummarySettings", "SummarizeDaysStreaming"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class QualitySettings:
 @dataclass(frozen=True)
 class SummarySettings:
     silent_gap_minutes: int = 30
+    allowed_lateness_seconds: int = 3600
 
 
 @dataclass(frozen=True)
@@ -304,3 +309,128 @@ class SummarizeDays(beam.PTransform):
             )
             parts = (parts, window_parts_) | "AllParts" >> beam.Flatten()
         return parts | "MergeDays" >> beam.CombinePerKey(_MergeDays()) | "Days" >> beam.Values()
+
+
+@dataclass
+class _ChainState:
+    pending: set[str] = field(default_factory=set)
+    last_day: str | None = None
+    last_bytes: bytes | None = None
+    late: DayAccumulator | None = None
+
+
+def _day_end_ms(day: str) -> int:
+    return _day_start(day) + DAY_MS
+
+
+def _day_start(day: str) -> int:
+    from datetime import UTC, datetime
+
+    return int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+class _CloseDaysFn(beam.DoFn):
+    """Holds each day's parts until the watermark passes the day's end plus
+    the allowed lateness, then finishes, chains and emits (date, file bytes).
+    A part of a day already emitted is late: it is counted and listed in the
+    next summary instead."""
+
+    PARTS = BagStateSpec("parts", PickleCoder())
+    CHAIN = ReadModifyWriteStateSpec("chain", PickleCoder())
+    CLOSE = TimerSpec("close", TimeDomain.WATERMARK)
+
+    def __init__(self, lateness_ms: int, rules: dict, expectations: list, silent_gap_minutes: int,
+                 previous: tuple[str, bytes] | None):
+        self._lateness_ms = lateness_ms
+        self._finish = {"rules": rules, "expectations": expectations, "silent_gap_minutes": silent_gap_minutes}
+        self._previous = previous
+
+    def setup(self) -> None:
+        self._late = Metrics.counter("flowaudit", "late_events")
+        self._days = Metrics.counter("flowaudit", "days_summarised")
+
+    def _state(self, chain_state) -> _ChainState:
+        state = chain_state.read()
+        if state is None:
+            state = _ChainState()
+            if self._previous is not None:
+                state.last_day, state.last_bytes = self._previous
+        return state
+
+    def process(self, keyed, parts=beam.DoFn.StateParam(PARTS), chain_state=beam.DoFn.StateParam(CHAIN),
+                close=beam.DoFn.TimerParam(CLOSE)):
+        _, (day, part) = keyed
+        state = self._state(chain_state)
+        if state.last_day is not None and day <= state.last_day:
+            state.late = state.late or DayAccumulator("late")
+            state.late.add_late(part)
+            self._late.inc(part.events)
+        else:
+            parts.add((day, part))
+            state.pending.add(day)
+        chain_state.write(state)
+        if state.pending:
+            close.set(Timestamp(micros=(_day_end_ms(min(state.pending)) + self._lateness_ms) * 1000))
+
+    @on_timer(CLOSE)
+    def close_days(self, fired=beam.DoFn.TimestampParam, parts=beam.DoFn.StateParam(PARTS),
+                   chain_state=beam.DoFn.StateParam(CHAIN), close=beam.DoFn.TimerParam(CLOSE)):
+        state = self._state(chain_state)
+        fired_ms = fired.micros // 1000
+        due = sorted(d for d in state.pending if _day_end_ms(d) + self._lateness_ms <= fired_ms)
+        merged: dict[str, DayAccumulator] = {}
+        keep = []
+        for day, part in parts.read():
+            if day in due:
+                merged[day] = part if day not in merged else merged[day].merge(part)
+            else:
+                keep.append((day, part))
+        parts.clear()
+        for item in keep:
+            parts.add(item)
+        for day in due:
+            accumulator = merged[day]
+            if state.late is not None:
+                accumulator.late_events.update(state.late.late_events)
+                accumulator.late_event_ids = sorted(set(accumulator.late_event_ids) | set(state.late.late_event_ids))
+                accumulator.late_violation_ids |= state.late.late_violation_ids
+                state.late = None
+            document = accumulator.finish(**self._finish)
+            previous = (state.last_day, state.last_bytes) if state.last_day else None
+            data = chain([document], previous)[0]
+            state.last_day, state.last_bytes = day, data
+            state.pending.discard(day)
+            self._days.inc()
+            yield day, data
+        chain_state.write(state)
+        if state.pending:
+            close.set(Timestamp(micros=(_day_end_ms(min(state.pending)) + self._lateness_ms) * 1000))
+
+
+class SummarizeDaysStreaming(beam.PTransform):
+    """Daily summaries on a stream: (date, summary file bytes), in date order,
+    each emitted once the watermark passes the end of its day plus the
+    allowed lateness. All days go through one key so the chain is sequential;
+    what crosses into it is one small part per batch and day."""
+
+    def __init__(self, window_ms: int | None, lateness_seconds: int, rules: dict, expectations: list,
+                 silent_gap_minutes: int, previous: tuple[str, bytes] | None = None):
+        super().__init__()
+        self._window_ms = window_ms
+        self._fn = _CloseDaysFn(lateness_seconds * 1000, rules, expectations, silent_gap_minutes, previous)
+
+    def expand(self, inputs):
+        audited, windows = inputs
+        parts = audited | "DayParts" >> beam.ParDo(_DayPartsFn(self._window_ms))
+        if windows is not None:
+            window_parts_ = (
+                windows
+                | "WindowViolationDays" >> beam.FlatMap(_window_violation_parts)
+                | "Unwindowed" >> beam.WindowInto(beam.window.GlobalWindows())
+            )
+            parts = (parts, window_parts_) | "AllParts" >> beam.Flatten()
+        return (
+            parts
+            | "OneChain" >> beam.Map(lambda day_part: ("summaries", day_part))
+            | "CloseDays" >> beam.ParDo(self._fn)
+        )

@@ -175,3 +175,52 @@ def test_demo_runs_on_an_existing_broker(kafka_bootstrap, prism_binary, capsys, 
     out = capsys.readouterr().out
     assert "events produced: 400; audited and committed: 400" in out
     assert "violations: " in out
+
+
+def test_daily_summaries_from_the_stream_match_backtest(kafka, topics, prism_binary, pseudonym_key, tmp_path, capsys):
+    """Several days through the broker: one chained summary per day, on the
+    summary topic and in a folder, equal to backtest's but for dead letters
+    that carry no readable time (a file has no Kafka timestamp to date them)."""
+    import hashlib
+    from datetime import UTC, datetime
+
+    from pipelines.generator import TrafficMix
+    from pipelines.kafka_io import create_topics
+
+    summary_topic = topics["events"].replace(".events", ".summaries")
+    create_topics(kafka, [summary_topic], partitions=1)
+    messages = list(generate(2400, seed=43, start=datetime(2026, 11, 20, 20, tzinfo=UTC),
+                             mix=TrafficMix(events_per_second=0.01, quality_fault_share=0.0, malformed_share=0.01)))
+    produce_messages(kafka, topics["events"], messages)
+    stream_dir = tmp_path / "stream"
+    run_cli(["run", "--bootstrap-servers", kafka.bootstrap_servers, "--events-topic", topics["events"],
+             "--violations-topic", topics["violations"], "--dead-letters-topic", topics["dead_letters"],
+             "--group", "it-summary", "--bounded", "--summary-topic", summary_topic, "--summaries-dir", str(stream_dir),
+             f"--prism_location={prism_binary}"], capsys)
+    backtest = run_cli(["backtest", "--events", str(write_jsonl(messages, tmp_path / "events.jsonl")),
+                        "--out", str(tmp_path / "bt")], capsys)
+
+    days = sorted(p.stem for p in (tmp_path / "bt" / "summaries").glob("*.json"))
+    assert len(days) >= 3
+    assert sorted(p.stem for p in stream_dir.glob("*.json")) == days
+
+    def comparable(path):
+        document = orjson.loads(path.read_bytes())
+        for key in ("dead_letters", "content_sha256", "previous_summary_sha256"):
+            document.pop(key)
+        document["totals"].pop("dead_letters")
+        return document
+
+    for day in days:
+        assert comparable(stream_dir / f"{day}.json") == comparable(tmp_path / "bt" / "summaries" / f"{day}.json"), day
+    undated = backtest["dead_letters_undated"]
+    stream_dead = sum(orjson.loads((stream_dir / f"{d}.json").read_bytes())["totals"]["dead_letters"] for d in days)
+    bt_dead = sum(orjson.loads((tmp_path / "bt" / "summaries" / f"{d}.json").read_bytes())["totals"]["dead_letters"] for d in days)
+    assert stream_dead == bt_dead + undated == sum(m.malformed for m in messages)
+
+    assert main(["verify", str(stream_dir)]) == 0
+    envelopes = [_decode(r.value, "daily_summary") for r in consume_all(kafka, summary_topic)]
+    assert [e["date"] for e in envelopes] == days
+    for envelope in envelopes:
+        assert envelope["summary_sha256"] == hashlib.sha256(envelope["document"]).hexdigest()
+        assert envelope["document"] == (stream_dir / f"{envelope['date']}.json").read_bytes()
