@@ -104,8 +104,10 @@ def cmd_backtest(args: argparse.Namespace, beam_args: list[str]) -> int:
     if not events.is_file():
         print(f"flowaudit backtest: {events}: no such file", file=sys.stderr)
         return 2
-    if events.suffix == ".avro":
-        problem = _unreadable_avro(events)
+    from .files_io import TOPIC_DUMP_SUFFIX, check_topic_dump
+
+    if events.suffix == ".avro" or events.name.endswith(TOPIC_DUMP_SUFFIX):
+        problem = _unreadable_avro(events) if events.suffix == ".avro" else check_topic_dump(str(events))
         if problem:
             print(f"flowaudit backtest: {problem}", file=sys.stderr)
             return 2
@@ -236,6 +238,38 @@ def cmd_expectations_check(args: argparse.Namespace, beam_args: list[str]) -> in
     return 0
 
 
+def cmd_export(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from kafka import TopicPartition
+
+    from .files_io import TOPIC_DUMP_SUFFIX, dump_line
+    from .kafka_io import KafkaConfig
+
+    if not args.out.endswith(TOPIC_DUMP_SUFFIX):
+        print(f"flowaudit export: the output file must end in {TOPIC_DUMP_SUFFIX} (backtest recognises dumps by it)", file=sys.stderr)
+        return 2
+    consumer = KafkaConfig(args.bootstrap_servers, client_id="flowaudit-export").consumer()
+    partitions = consumer.partitions_for_topic(args.topic)
+    if not partitions:
+        print(f"flowaudit export: topic {args.topic!r} not found on {args.bootstrap_servers}", file=sys.stderr)
+        return 2
+    written = 0
+    with open(args.out, "wb") as out:
+        for partition in sorted(partitions):
+            tp = TopicPartition(args.topic, partition)
+            consumer.assign([tp])
+            consumer.seek_to_beginning(tp)
+            end = consumer.end_offsets([tp])[tp]
+            while consumer.position(tp) < end:
+                for record in consumer.poll(timeout_ms=1000).get(tp, []):
+                    if record.offset >= end:
+                        break
+                    out.write(dump_line(args.topic, partition, record.offset, record.timestamp, record.key, record.value) + b"\n")
+                    written += 1
+    consumer.close()
+    print(f"{written} messages of {args.topic} written to {args.out}")
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace, beam_args: list[str]) -> int:
     import orjson
 
@@ -318,8 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     backtest = verbs.add_parser("backtest", help="audit a JSONL or Avro file, no broker needed",
-                                description="Run the same audit steps over a file of app events (JSON Lines, or an Avro "
-                                            "container file ending in .avro) and write violations.jsonl, "
+                                description="Run the same audit steps over a file of app events (JSON Lines, an Avro "
+                                            "container file ending in .avro, or a topic dump from `flowaudit export` "
+                                            "ending in .kafka.jsonl) and write violations.jsonl, "
                                             "dead_letters.jsonl and counts.json to the output directory.")
     backtest.add_argument("--events", required=True, help="JSONL or .avro file of app events")
     backtest.add_argument("--out", required=True, help="output directory")
@@ -347,6 +382,14 @@ def build_parser() -> argparse.ArgumentParser:
         "exit 0 if so, else 2 with every problem named by file, line and expectation."))
     check.add_argument("file", help="suite JSON file")
     check.set_defaults(func=cmd_expectations_check)
+
+    export = verbs.add_parser("export", help="dump a topic to a file that backtest replays exactly", description=(
+        "Write every message of a topic, with its partition, offset, timestamp and key, to FILE.kafka.jsonl; "
+        "`flowaudit backtest --events FILE.kafka.jsonl` then replays the topic exactly as the stream saw it."))
+    _add_kafka_args(export)
+    export.add_argument("--topic", required=True)
+    export.add_argument("--out", required=True, help="output file, ending in .kafka.jsonl")
+    export.set_defaults(func=cmd_export)
 
     verify = verbs.add_parser("verify", help="check a folder of daily summaries for tampering", description=(
         "Recompute each daily summary's digest and the chain of previous-day hashes; with --violations, also "

@@ -218,6 +218,14 @@ def test_daily_summaries_from_the_stream_match_backtest(kafka, topics, prism_bin
     bt_dead = sum(orjson.loads((tmp_path / "bt" / "summaries" / f"{d}.json").read_bytes())["totals"]["dead_letters"] for d in days)
     assert stream_dead == bt_dead + undated == sum(m.malformed for m in messages)
 
+    # A dump of the topic keeps Kafka's timestamps and offsets: its replay gives the same bytes.
+    dump = tmp_path / "events.kafka.jsonl"
+    assert main(["export", "--bootstrap-servers", kafka.bootstrap_servers, "--topic", topics["events"], "--out", str(dump)]) == 0
+    replay = run_cli(["backtest", "--events", str(dump), "--out", str(tmp_path / "replay")], capsys)
+    assert replay["dead_letters_undated"] == 0
+    for day in days:
+        assert (stream_dir / f"{day}.json").read_bytes() == (tmp_path / "replay" / "summaries" / f"{day}.json").read_bytes(), day
+
     assert main(["verify", str(stream_dir)]) == 0
     envelopes = [_decode(r.value, "daily_summary") for r in consume_all(kafka, summary_topic)]
     assert [e["date"] for e in envelopes] == days
