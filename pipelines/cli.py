@@ -238,6 +238,39 @@ def cmd_expectations_check(args: argparse.Namespace, beam_args: list[str]) -> in
     return 0
 
 
+def cmd_summarize(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    import apache_beam as beam
+
+    from .kafka_io import KafkaConfig, plan_time_range
+    from .pipeline import build_day_summary
+    from .runners import pipeline_options
+
+    try:
+        day = datetime.strptime(args.date, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        print(f"flowaudit summarize: --date {args.date!r} is not YYYY-MM-DD", file=sys.stderr)
+        return 2
+    settings = _settings(args, allow_random_key=True)
+    kafka = KafkaConfig(args.bootstrap_servers)
+    start_ms = int(day.timestamp() * 1000)
+    stop_ms = int((day + timedelta(days=1)).timestamp() * 1000) + args.allowed_lateness * 1000
+    partitions = plan_time_range(kafka, args.events_topic, start_ms, stop_ms)
+    if sum(p.stop_offset - p.start_offset for p in partitions) == 0:
+        print(f"flowaudit summarize: no messages of {args.date} on {', '.join(args.events_topic)}", file=sys.stderr)
+        return 1
+    pipeline = beam.Pipeline(options=pipeline_options(beam_args, streaming=False))
+    build_day_summary(pipeline, kafka, partitions, args.date, args.summaries_dir, settings)
+    pipeline.run().wait_until_finish()
+    written = Path(args.summaries_dir) / f"{args.date}.json"
+    if not written.exists():
+        print(f"flowaudit summarize: no events of {args.date} were found", file=sys.stderr)
+        return 1
+    print(f"{written} ({sum(p.stop_offset - p.start_offset for p in partitions)} messages read)")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace, beam_args: list[str]) -> int:
     from kafka import TopicPartition
 
@@ -383,6 +416,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", help="suite JSON file")
     check.set_defaults(func=cmd_expectations_check)
 
+    summarize = verbs.add_parser("summarize", help="one day's summary, read back from the topics", description=(
+        "Read the messages of one UTC day back from the events topic (offsets by time, up to the allowed "
+        "lateness after the day), audit them again and write DATE.json / DATE.html into --summaries-dir, "
+        "chained to the newest earlier summary there. Unknown options go to Beam."))
+    _add_kafka_args(summarize)
+    summarize.add_argument("--date", required=True, help="YYYY-MM-DD (UTC)")
+    summarize.add_argument("--events-topic", action="append", default=None, help="topic of app events (repeatable; default app-events)")
+    summarize.add_argument("--summaries-dir", required=True, help="folder of summaries: the previous day is read from it, the day written to it")
+    summarize.add_argument("--allowed-lateness", type=int, default=3600, metavar="SECONDS")
+    _add_policy_args(summarize)
+    summarize.set_defaults(func=cmd_summarize)
+
     export = verbs.add_parser("export", help="dump a topic to a file that backtest replays exactly", description=(
         "Write every message of a topic, with its partition, offset, timestamp and key, to FILE.kafka.jsonl; "
         "`flowaudit backtest --events FILE.kafka.jsonl` then replays the topic exactly as the stream saw it."))
@@ -422,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
-    if beam_args and args.func not in (cmd_run, cmd_demo, cmd_backtest):
+    if beam_args and args.func not in (cmd_run, cmd_demo, cmd_backtest, cmd_summarize):
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     _quiet_beam_import_warnings()

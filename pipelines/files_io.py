@@ -169,13 +169,17 @@ def _dead_letter_lines(batch: AuditedBatch) -> list[str]:
     return [orjson.dumps(dead_letter_to_json(d)).decode() for d in batch.dead_letters]
 
 
-def write_summaries(days: list, folder: str, rules: dict, expectations: list, silent_gap_minutes: int) -> list[str]:
+def write_summaries(days: list, folder: str, rules: dict, expectations: list, silent_gap_minutes: int,
+                    only_day: str | None = None) -> list[str]:
     """Finish, chain and write ``DATE.json`` and ``DATE.html`` for every day
-    with data, linked to the newest earlier summary already in the folder."""
+    with data (or just ``only_day``), linked to the newest earlier summary
+    already in the folder."""
     from .summary import chain
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
+    if only_day is not None:
+        days = [d for d in days if d.day == only_day]
     if not days:
         return []
     documents = [d.finish(silent_gap_minutes=silent_gap_minutes, expectations=expectations, rules=rules)
@@ -197,14 +201,14 @@ def write_summaries(days: list, folder: str, rules: dict, expectations: list, si
 class WriteDailySummaries(beam.PTransform):
     """All days' accumulators to one step that finishes, chains and writes them."""
 
-    def __init__(self, folder: str, rules: dict, expectations: list, silent_gap_minutes: int):
+    def __init__(self, folder: str, rules: dict, expectations: list, silent_gap_minutes: int, only_day: str | None = None):
         super().__init__()
-        self._args = (folder, rules, expectations, silent_gap_minutes)
+        self._args = (folder, rules, expectations, silent_gap_minutes, only_day)
 
     def expand(self, days):
-        folder, rules, expectations, gap = self._args
+        folder, rules, expectations, gap, only_day = self._args
         return (
             days
             | "AllDays" >> beam.combiners.ToList()
-            | "FinishChainWrite" >> beam.FlatMap(lambda all_days: write_summaries(all_days, folder, rules, expectations, gap))
+            | "FinishChainWrite" >> beam.FlatMap(lambda all_days: write_summaries(all_days, folder, rules, expectations, gap, only_day))
         )

@@ -162,6 +162,25 @@ def plan_partitions(config: KafkaConfig, topics: Sequence[str], group: str, *, s
     return specs
 
 
+def plan_time_range(config: KafkaConfig, topics: Sequence[str], start_ms: int, stop_ms: int) -> list[PartitionSpec]:
+    """Each partition from the first offset with a timestamp at or after
+    ``start_ms`` to the first at or after ``stop_ms`` (offsets by time)."""
+    consumer = config.consumer()
+    try:
+        tps = [tp for topic in topics for tp in _partitions(consumer, topic)]
+        ends = consumer.end_offsets(tps)
+        starts = consumer.offsets_for_times({tp: start_ms for tp in tps})
+        stops = consumer.offsets_for_times({tp: stop_ms for tp in tps})
+    finally:
+        consumer.close()
+    specs = []
+    for tp in tps:
+        first = starts[tp].offset if starts.get(tp) is not None else ends[tp]
+        last = stops[tp].offset if stops.get(tp) is not None else ends[tp]
+        specs.append(PartitionSpec(tp.topic, tp.partition, first, max(first, last)))
+    return specs
+
+
 class _PartitionOffsetTracker(OffsetRestrictionTracker):
     """Offset tracker that only splits to checkpoint.
 
@@ -556,7 +575,7 @@ class PublishAndCommit(beam.PTransform):
         return batches | "ProduceThenCommit" >> beam.ParDo(self._fn)
 
 
-__all__ += ["OutputTopics", "ReaderSettings", "PublishWindowViolations", "PublishSummaries"]
+__all__ += ["OutputTopics", "ReaderSettings", "PublishWindowViolations", "PublishSummaries", "plan_time_range"]
 
 
 def produce_messages(config: KafkaConfig, topic: str, messages, *, partition_by_key: bool = True) -> int:

@@ -36,7 +36,7 @@ from .transforms import (
     TagOriginDestination,
 )
 
-__all__ = ["audit_batches", "judge_windows", "build_kafka_audit", "build_file_audit"]
+__all__ = ["audit_batches", "judge_windows", "build_kafka_audit", "build_file_audit", "build_day_summary"]
 
 
 def audit_batches(batches: beam.PCollection, settings: AuditSettings) -> beam.PCollection:
@@ -91,4 +91,19 @@ def build_file_audit(pipeline: beam.Pipeline, events_path: str, out_dir: str, se
         | "SummarizeDays" >> SummarizeDays(_window_ms(settings))
         | "WriteDailySummaries" >> WriteDailySummaries(f"{out_dir}/summaries", settings.rules_identity(),
                                                        settings.expectation_scopes(), settings.summary.silent_gap_minutes)
+    )
+
+
+def build_day_summary(pipeline: beam.Pipeline, kafka: KafkaConfig, partitions: Sequence[PartitionSpec], day: str,
+                      folder: str, settings: AuditSettings) -> None:
+    """``summarize``: one day read back from the topic and audited again, its
+    summary chained to the newest earlier one in ``folder``."""
+    batches = pipeline | "ReadAppEvents" >> ReadFromKafkaPartitions(kafka, partitions)
+    audited = audit_batches(batches, settings)
+    windows = judge_windows(audited, settings)
+    (
+        (audited, windows)
+        | "SummarizeDays" >> SummarizeDays(_window_ms(settings))
+        | "WriteDailySummary" >> WriteDailySummaries(folder, settings.rules_identity(), settings.expectation_scopes(),
+                                                     settings.summary.silent_gap_minutes, only_day=day)
     )

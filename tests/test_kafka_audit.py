@@ -226,6 +226,18 @@ def test_daily_summaries_from_the_stream_match_backtest(kafka, topics, prism_bin
     for day in days:
         assert (stream_dir / f"{day}.json").read_bytes() == (tmp_path / "replay" / "summaries" / f"{day}.json").read_bytes(), day
 
+    # summarize reads one day back from the topic (offsets by time): the same bytes again.
+    import shutil
+
+    for day in (days[0], days[1]):
+        folder = tmp_path / f"summarize-{day}"
+        folder.mkdir()
+        for earlier in (d for d in days if d < day):
+            shutil.copy(stream_dir / f"{earlier}.json", folder)
+        assert main(["summarize", "--date", day, "--bootstrap-servers", kafka.bootstrap_servers,
+                     "--events-topic", topics["events"], "--summaries-dir", str(folder), f"--prism_location={prism_binary}"]) == 0
+        assert (folder / f"{day}.json").read_bytes() == (stream_dir / f"{day}.json").read_bytes(), day
+
     assert main(["verify", str(stream_dir)]) == 0
     envelopes = [_decode(r.value, "daily_summary") for r in consume_all(kafka, summary_topic)]
     assert [e["date"] for e in envelopes] == days
