@@ -99,7 +99,9 @@ class LocalKafka:
             "share.coordinator.state.topic.min.isr=1",
             "group.initial.rebalance.delay.ms=0",
             "auto.create.topics.enable=false",
-            "log.retention.hours=168",
+            # Keep everything: time-based retention goes by record timestamps,
+            # and replays, backfills and `summarize` read days long past.
+            "log.retention.ms=-1",
             "",
         ])
 
