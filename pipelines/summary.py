@@ -178,13 +178,17 @@ class DayAccumulator:
         self.late_event_ids = sorted(set(self.late_event_ids) | set(other.event_ids))[:LATE_IDS_LISTED]
         self.late_violation_ids |= set(other.violations)
 
+    def take_late(self, holder: DayAccumulator) -> None:
+        """Adopt the late events ``holder`` collected since the last summary."""
+        self.late_events.update(holder.late_events)
+        self.late_event_ids = sorted(set(self.late_event_ids) | set(holder.late_event_ids))[:LATE_IDS_LISTED]
+        self.late_violation_ids |= holder.late_violation_ids
+
     def merge(self, other: DayAccumulator) -> DayAccumulator:
         assert other.day == self.day, (self.day, other.day)
         self.events += other.events
         self.bytes += other.bytes
-        self.late_events.update(other.late_events)
-        self.late_event_ids = sorted(set(self.late_event_ids) | set(other.late_event_ids))[:LATE_IDS_LISTED]
-        self.late_violation_ids |= other.late_violation_ids
+        self.take_late(other)
         for key, (count, size) in other.flows.items():
             flow = self.flows.setdefault(key, [0, 0])
             flow[0] += count

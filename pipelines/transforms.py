@@ -289,6 +289,20 @@ def _window_violation_parts(violations: list[dict]):
     return list(by_day.items())
 
 
+def _all_day_parts(inputs, window_ms: int | None):
+    """(day, DayAccumulator) parts from audited batches and window violations."""
+    audited, windows = inputs
+    parts = audited | "DayParts" >> beam.ParDo(_DayPartsFn(window_ms))
+    if windows is None:
+        return parts
+    window_parts_ = (
+        windows
+        | "WindowViolationDays" >> beam.FlatMap(_window_violation_parts)
+        | "Unwindowed" >> beam.WindowInto(beam.window.GlobalWindows())
+    )
+    return (parts, window_parts_) | "AllParts" >> beam.Flatten()
+
+
 class SummarizeDays(beam.PTransform):
     """One DayAccumulator per UTC day (event time) from audited batches and
     window-level violations. Batch semantics: every day's total once the
@@ -299,15 +313,7 @@ class SummarizeDays(beam.PTransform):
         self._window_ms = window_ms
 
     def expand(self, inputs):
-        audited, windows = inputs
-        parts = audited | "DayParts" >> beam.ParDo(_DayPartsFn(self._window_ms))
-        if windows is not None:
-            window_parts_ = (
-                windows
-                | "WindowViolationDays" >> beam.FlatMap(_window_violation_parts)
-                | "Unwindowed" >> beam.WindowInto(beam.window.GlobalWindows())
-            )
-            parts = (parts, window_parts_) | "AllParts" >> beam.Flatten()
+        parts = _all_day_parts(inputs, self._window_ms)
         return parts | "MergeDays" >> beam.CombinePerKey(_MergeDays()) | "Days" >> beam.Values()
 
 
@@ -391,9 +397,7 @@ class _CloseDaysFn(beam.DoFn):
         for day in due:
             accumulator = merged[day]
             if state.late is not None:
-                accumulator.late_events.update(state.late.late_events)
-                accumulator.late_event_ids = sorted(set(accumulator.late_event_ids) | set(state.late.late_event_ids))
-                accumulator.late_violation_ids |= state.late.late_violation_ids
+                accumulator.take_late(state.late)
                 state.late = None
             document = accumulator.finish(**self._finish)
             previous = (state.last_day, state.last_bytes) if state.last_day else None
@@ -420,15 +424,7 @@ class SummarizeDaysStreaming(beam.PTransform):
         self._fn = _CloseDaysFn(lateness_seconds * 1000, rules, expectations, silent_gap_minutes, previous)
 
     def expand(self, inputs):
-        audited, windows = inputs
-        parts = audited | "DayParts" >> beam.ParDo(_DayPartsFn(self._window_ms))
-        if windows is not None:
-            window_parts_ = (
-                windows
-                | "WindowViolationDays" >> beam.FlatMap(_window_violation_parts)
-                | "Unwindowed" >> beam.WindowInto(beam.window.GlobalWindows())
-            )
-            parts = (parts, window_parts_) | "AllParts" >> beam.Flatten()
+        parts = _all_day_parts(inputs, self._window_ms)
         return (
             parts
             | "OneChain" >> beam.Map(lambda day_part: ("summaries", day_part))

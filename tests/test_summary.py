@@ -152,3 +152,17 @@ def test_violation_set_changes_break_the_merkle_root(backtest_out, tmp_path, cap
     edited.write_bytes(b"\n".join(lines[1:]) + b"\n")
     assert main(["verify", str(backtest_out), "--violations", str(edited)]) == 1
     assert "violation ids do not match" in capsys.readouterr().out
+
+
+def test_late_events_are_listed_in_the_next_summary():
+    late_part = DayAccumulator(DAY)
+    late_part.add_events([event(7, 100), event(8, 101)])
+    late_part.add_violations([{"violation_id": "late-v", "rule_id": "R", "kind": "residency", "severity": "high",
+                               "event_time_ms": T0 + 100 * 60_000, "server_id": "app-1"}])
+    next_day = DayAccumulator("2026-12-01")
+    next_day.add_late(late_part)
+    late = next_day.finish()["late"]
+    assert late["events_by_day"] == {DAY: 2}
+    assert late["event_ids"] == ["e-app-1-7", "e-app-1-8"]
+    assert late["violation_ids"]["count"] == 1
+    assert next_day.finish()["totals"]["late_events"] == 2
