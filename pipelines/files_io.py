@@ -146,7 +146,9 @@ class WriteAuditFiles(beam.PTransform):
         self._out = out_dir.rstrip("/")
 
     def expand(self, inputs):
-        audited, windows = inputs
+        from .transforms import audited_and_windows
+
+        audited, windows = audited_and_windows(inputs)
         lines = audited | "Violations" >> beam.FlatMap(lambda b: [orjson.dumps(v).decode() for v in b.violations])
         if windows is not None:
             window_lines = (

@@ -68,13 +68,18 @@ def build_kafka_audit(pipeline: beam.Pipeline, kafka: KafkaConfig, partitions: S
         windows | "PublishWindowViolations" >> PublishWindowViolations(kafka, outputs)
     if summary_topic or summaries_dir:
         (
-            (audited, windows)
+            _with_windows(audited, windows)
             | "SummarizeDays" >> SummarizeDaysStreaming(
                 _window_ms(settings), settings.summary.allowed_lateness_seconds, settings.rules_identity(),
                 settings.expectation_scopes(), settings.summary.silent_gap_minutes, previous_summary)
             | "PublishSummaries" >> PublishSummaries(kafka, summary_topic, summaries_dir)
         )
     return audited | "PublishAndCommit" >> PublishAndCommit(kafka, outputs, group)
+
+
+def _with_windows(audited: beam.PCollection, windows: beam.PCollection | None):
+    # Beam takes a tuple of PCollections as input, but not a None in it.
+    return audited if windows is None else (audited, windows)
 
 
 def _window_ms(settings: AuditSettings) -> int | None:
@@ -85,9 +90,9 @@ def build_file_audit(pipeline: beam.Pipeline, events_path: str, out_dir: str, se
     batches = pipeline | "ReadEventFile" >> ReadEventFile(events_path)
     audited = audit_batches(batches, settings)
     windows = judge_windows(audited, settings)
-    (audited, windows) | "WriteAuditFiles" >> WriteAuditFiles(out_dir)
+    _with_windows(audited, windows) | "WriteAuditFiles" >> WriteAuditFiles(out_dir)
     (
-        (audited, windows)
+        _with_windows(audited, windows)
         | "SummarizeDays" >> SummarizeDays(_window_ms(settings))
         | "WriteDailySummaries" >> WriteDailySummaries(f"{out_dir}/summaries", settings.rules_identity(),
                                                        settings.expectation_scopes(), settings.summary.silent_gap_minutes)
@@ -102,7 +107,7 @@ def build_day_summary(pipeline: beam.Pipeline, kafka: KafkaConfig, partitions: S
     audited = audit_batches(batches, settings)
     windows = judge_windows(audited, settings)
     (
-        (audited, windows)
+        _with_windows(audited, windows)
         | "SummarizeDays" >> SummarizeDays(_window_ms(settings))
         | "WriteDailySummary" >> WriteDailySummaries(folder, settings.rules_identity(), settings.expectation_scopes(),
                                                      settings.summary.silent_gap_minutes, only_day=day)

