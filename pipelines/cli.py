@@ -148,9 +148,11 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     if args.summaries_dir:
         earlier = sorted(p for p in Path(args.summaries_dir).glob("*.json") if len(p.stem) == 10)
         previous = (earlier[-1].stem, earlier[-1].read_bytes()) if earlier else None
+    from .kafka_io import ReaderSettings
+
     build_kafka_audit(pipeline, kafka, partitions, OutputTopics(args.violations_topic, args.dead_letters_topic),
-                      args.group, settings, summary_topic=args.summary_topic, summaries_dir=args.summaries_dir,
-                      previous_summary=previous)
+                      args.group, settings, reader=ReaderSettings(max_out_of_orderness_seconds=args.watermark_lag),
+                      summary_topic=args.summary_topic, summaries_dir=args.summaries_dir, previous_summary=previous)
     _log.info("auditing %d partitions of %s (%s)", len(partitions), ", ".join(args.events_topic),
               "bounded" if bounded else "streaming")
     result = pipeline.run()
@@ -375,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where to begin when the group has no committed offset")
     run.add_argument("--bounded", action="store_true", help="stop at the end offsets seen at start (backfills, tests)")
     run.add_argument("--max-records", type=int, help="stop after this many records in all (implies --bounded)")
+    run.add_argument("--watermark-lag", type=float, default=5.0, metavar="SECONDS",
+                     help="how far each partition's watermark trails its newest record timestamp (default 5)")
     run.add_argument("--summary-topic", help="topic for the daily summaries (Avro, key = date); off unless given")
     run.add_argument("--summaries-dir", help="also write summaries/DATE.json and DATE.html here; the newest file seeds the chain")
     run.add_argument("--allowed-lateness", type=int, default=3600, metavar="SECONDS",

@@ -25,8 +25,8 @@ import apache_beam as beam
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.core import RestrictionProvider
-from apache_beam.utils.timestamp import Duration, Timestamp
+from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
+from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
@@ -319,8 +319,24 @@ class _ReadPartitionBatches(beam.DoFn):
             watermark.set_watermark(candidate)
 
 
+class _PartitionWatermarks(WatermarkEstimatorProvider):
+    """Every partition holds the watermark from the start, before its first batch.
+
+    With Beam's default provider a partition not yet started reports no
+    watermark at all; Prism then let the output watermark run ahead to the
+    partitions already read, and window parts of the others arrived behind
+    it and were dropped (seen: 549 of 4,920 quality windows lost in a
+    bounded run over three partitions)."""
+
+    def initial_estimator_state(self, element: PartitionSpec, restriction: OffsetRange) -> Timestamp:
+        return MIN_TIMESTAMP
+
+    def create_watermark_estimator(self, estimator_state: Timestamp) -> ManualWatermarkEstimator:
+        return ManualWatermarkEstimator(estimator_state)
+
+
 _OFFSETS = beam.DoFn.RestrictionParam(_PartitionOffsets())
-_WATERMARK = beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())
+_WATERMARK = beam.DoFn.WatermarkEstimatorParam(_PartitionWatermarks())
 
 
 class _ReadBoundedPartition(_ReadPartitionBatches):
