@@ -75,29 +75,24 @@ def window_parts(batch: AuditedBatch, suite: QualitySuite, window_ms: int, param
     return window_partials(suite.windowed, batch.events, window_ms, parameters)
 
 
+def _by_day(items, day_of_item) -> dict[str, list]:
+    groups: dict[str, list] = {}
+    for item in items:
+        groups.setdefault(day_of_item(item), []).append(item)
+    return groups
+
+
 def day_parts(batch: AuditedBatch, window_ms: int | None) -> dict[str, DayAccumulator]:
     """The batch's contribution to each UTC day's summary (by event time)."""
     days: dict[str, DayAccumulator] = {}
 
     def day(name: str) -> DayAccumulator:
-        found = days.get(name)
-        if found is None:
-            found = days[name] = DayAccumulator(name)
-        return found
+        return days.get(name) or days.setdefault(name, DayAccumulator(name))
 
-    by_day: dict[str, list] = {}
-    for event in batch.events:
-        by_day.setdefault(day_of(event["event_time_ms"]), []).append(event)
-    for name, events in by_day.items():
+    for name, events in _by_day(batch.events, lambda e: day_of(e["event_time_ms"])).items():
         day(name).add_events(events, window_ms)
-    by_day = {}
-    for violation in batch.violations:
-        by_day.setdefault(day_of(violation["event_time_ms"]), []).append(violation)
-    for name, violations in by_day.items():
+    for name, violations in _by_day(batch.violations, lambda v: day_of(v["event_time_ms"])).items():
         day(name).add_violations(violations)
-    by_day = {}
-    for letter in batch.dead_letters:
-        by_day.setdefault(dead_letter_day(letter) or UNDATED, []).append(letter)
-    for name, letters in by_day.items():
+    for name, letters in _by_day(batch.dead_letters, lambda d: dead_letter_day(d) or UNDATED).items():
         day(name).add_dead_letters(letters)
     return days
