@@ -41,6 +41,7 @@ def _add_kafka_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace, *, allow_random_key: bool):
+    from .errors import InputError
     from .parsing import DecoderConfig, event_columns
     from .policy import load_policy
     from .pseudonym import key_from_environment
@@ -49,7 +50,7 @@ def _settings(args: argparse.Namespace, *, allow_random_key: bool):
     from .transforms import AuditSettings, QualitySettings, SummarySettings
 
     if args.window_seconds < 1 or args.clock_skew < 0:
-        raise ValueError("--window-seconds must be at least 1 and --clock-skew at least 0")
+        raise InputError("--window-seconds must be at least 1 and --clock-skew at least 0")
     quality = None
     if not args.no_expectations:
         quality = QualitySettings(load_suite(args.expectations, columns=event_columns()), args.window_seconds, args.clock_skew)
@@ -480,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     from kafka.errors import KafkaError
 
     from .configfile import ConfigError
+    from .errors import InputError
     from .pseudonym import MissingKeyError
     from .runners import RunnerSetupError
 
@@ -495,11 +497,9 @@ def main(argv: list[str] | None = None) -> int:
         where = getattr(args, "bootstrap_servers", "")
         print(f"flowaudit: Kafka at {where}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 3
-    except ValueError as exc:
-        if "IP range feed" in str(exc) or "does not exist" in str(exc) or str(exc).startswith("--"):
-            print(f"flowaudit: {exc}", file=sys.stderr)
-            return 2
-        raise
+    except InputError as exc:
+        print(f"flowaudit: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from typing import NamedTuple
 import pytricia
 from ruamel.yaml import YAML
 
+from .errors import InputError
 from .resources import data_dir
 
 __all__ = [
@@ -102,9 +103,9 @@ def load_feed_entries(provider: str, path: Path) -> list[RangeEntry]:
         doc = json.loads(path.read_bytes())
         return list(_PARSERS[provider](doc))
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read the {provider} IP range feed: {exc}") from None
+        raise InputError(f"{path}: cannot read the {provider} IP range feed: {exc}") from None
     except (KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: not a {provider} IP range feed (missing or wrong key {exc})") from None
+        raise InputError(f"{path}: not a {provider} IP range feed (missing or wrong key {exc})") from None
 
 
 @cache

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
+import orjson
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.metrics import Metrics
@@ -32,6 +33,7 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
+from .errors import InputError
 from .records import AuditedBatch, MessageBatch, RawMessage, SourceOffset
 from .violations import encode_single_object
 
@@ -105,7 +107,7 @@ def _partitions(consumer: KafkaConsumer, topic: str, timeout: float = 30.0) -> l
         if found:
             return [TopicPartition(topic, p) for p in sorted(found)]
         if time.monotonic() > deadline:
-            raise ValueError(f"topic {topic!r} does not exist on the cluster (or has no partitions)")
+            raise InputError(f"topic {topic!r} does not exist on the cluster (or has no partitions)")
         time.sleep(0.2)
 
 
@@ -137,7 +139,7 @@ def plan_partitions(config: KafkaConfig, topics: Sequence[str], group: str, *, s
     partition in a fixed order so the same call plans the same reads.
     """
     if start not in ("earliest", "latest"):
-        raise ValueError(f"start must be 'earliest' or 'latest', not {start!r}")
+        raise InputError(f"start must be 'earliest' or 'latest', not {start!r}")
     consumer = config.consumer(group_id=group)
     try:
         tps = [tp for topic in topics for tp in _partitions(consumer, topic)]
@@ -562,7 +564,7 @@ class _PublishSummaries(beam.DoFn):
             folder = Path(self._folder)
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"{day}.json").write_bytes(data)
-            (folder / f"{day}.html").write_text(render_html(__import__("orjson").loads(data)), encoding="utf-8")
+            (folder / f"{day}.html").write_text(render_html(orjson.loads(data)), encoding="utf-8")
         if self._producer is not None:
             future = self._producer.send(self._topic, key=day.encode(), value=encode_single_object(avro_envelope(data), "daily_summary"),
                                          headers=[("content-type", b"application/vnd.flowaudit.daily-summary.v1+avro")])

@@ -47,3 +47,10 @@ def test_bad_destination_map_is_refused(tmp_path, capsys):
     events = write_jsonl(list(generate(5)), tmp_path / "e.jsonl")
     assert main(["backtest", "--events", str(events), "--out", str(tmp_path / "o"), "--destinations", str(dest)]) == 2
     assert f"{dest}:4: hosts[0]: region_pattern:" in capsys.readouterr().err
+
+
+def test_bad_option_values_are_refused_without_a_traceback(tmp_path, capsys):
+    events = write_jsonl(list(generate(5)), tmp_path / "e.jsonl")
+    assert main(["backtest", "--events", str(events), "--out", str(tmp_path / "o"), "--window-seconds", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--window-seconds must be at least 1" in err and "Traceback" not in err
