@@ -53,7 +53,8 @@ def _settings(args: argparse.Namespace, *, allow_random_key: bool):
         raise InputError("--window-seconds must be at least 1 and --clock-skew at least 0")
     quality = None
     if not args.no_expectations:
-        quality = QualitySettings(load_suite(args.expectations, columns=event_columns()), args.window_seconds, args.clock_skew)
+        quality = QualitySettings(load_suite(args.expectations, columns=event_columns()), args.window_seconds, args.clock_skew,
+                                  allowed_lateness_seconds=getattr(args, "allowed_lateness", 3600))
     destinations = load_destination_map(args.destinations)
     policy = load_policy(args.policy, extra_regions=[region for _, _, region, _ in destinations.internal])
     schema_ids = getattr(args, "schema_id", None)
@@ -72,6 +73,11 @@ def _counters(result: Any) -> dict[str, int]:
     for counter in result.metrics().query(MetricsFilter().with_namespace("flowaudit"))["counters"]:
         value = counter.committed if counter.committed is not None else counter.attempted
         counts[counter.key.metric.name] = counts.get(counter.key.metric.name, 0) + (value or 0)
+    for distribution in result.metrics().query(MetricsFilter().with_namespace("flowaudit"))["distributions"]:
+        value = distribution.committed if distribution.committed is not None else distribution.attempted
+        if value is not None and value.count:
+            name = f"{distribution.key.metric.name}_max"
+            counts[name] = max(counts.get(name, 0), value.max)
     return counts
 
 
@@ -160,7 +166,9 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     result.wait_until_finish()
     counts = _counters(result)
     summary = {name: counts.get(name, 0) for name in ("in", "parsed", "dead_letters", "violations", "quality_violations",
-                                                       "window_violations", "violations_published", "dead_letters_published")}
+                                                       "window_violations", "violations_published", "dead_letters_published",
+                                                       "late_events", "late_window_events",
+                                                       "partitions_read_at_once_max")}
     print(orjson.dumps(summary).decode())
     return 0
 
@@ -383,7 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--summary-topic", help="topic for the daily summaries (Avro, key = date); off unless given")
     run.add_argument("--summaries-dir", help="also write summaries/DATE.json and DATE.html here; the newest file seeds the chain")
     run.add_argument("--allowed-lateness", type=int, default=3600, metavar="SECONDS",
-                     help="how long after a day ends its summary waits for late events (default 3600)")
+                     help="how long after a day ends its summary waits for late events, and how long "
+                          "stragglers of a judged quality window are still counted as late (default 3600)")
     run.add_argument("--schema-id", type=int, action="append", help="Confluent schema id(s) of app events (default: any)")
     run.add_argument("--bare-avro", action="store_true", help="messages are schemaless Avro with no header")
     _add_policy_args(run)

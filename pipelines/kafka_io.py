@@ -234,6 +234,28 @@ class ReaderSettings:
     fetch_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
 
 
+class _ActiveReaders:
+    """How many partitions this worker process is reading at this moment.
+
+    Published as the distribution ``partitions_read_at_once``: its max says
+    whether the runner really read partitions side by side (Flink with
+    parallelism > 1) or one after another."""
+
+    _lock = threading.Lock()
+    _count = 0
+
+    @classmethod
+    def enter(cls) -> int:
+        with cls._lock:
+            cls._count += 1
+            return cls._count
+
+    @classmethod
+    def leave(cls) -> None:
+        with cls._lock:
+            cls._count -= 1
+
+
 class _ReadPartitionBatches(beam.DoFn):
     """Reads one partition's offset range as MessageBatch elements."""
 
@@ -245,6 +267,7 @@ class _ReadPartitionBatches(beam.DoFn):
         self._consumers: dict[TopicPartition, KafkaConsumer] = {}
         self._positions: dict[TopicPartition, int] = {}
         self._read = Metrics.counter("flowaudit", "kafka_messages_read")
+        self._at_once = Metrics.distribution("flowaudit", "partitions_read_at_once")
 
     def teardown(self) -> None:
         for consumer in getattr(self, "_consumers", {}).values():
@@ -263,6 +286,13 @@ class _ReadPartitionBatches(beam.DoFn):
         return consumer
 
     def _read_partition(self, spec: PartitionSpec, tracker: OffsetRestrictionTracker, watermark: ManualWatermarkEstimator, unbounded: bool):
+        self._at_once.update(_ActiveReaders.enter())
+        try:
+            yield from self._read_claimed(spec, tracker, watermark, unbounded)
+        finally:
+            _ActiveReaders.leave()
+
+    def _read_claimed(self, spec: PartitionSpec, tracker: OffsetRestrictionTracker, watermark: ManualWatermarkEstimator, unbounded: bool):
         settings = self._settings
         tp = TopicPartition(spec.topic, spec.partition)
         restriction = tracker.current_restriction()

@@ -6,6 +6,7 @@ Beam's per-element cost is paid once per few hundred records.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -13,9 +14,11 @@ import apache_beam as beam
 from apache_beam.coders import PickleCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.trigger import AccumulationMode, AfterCount, AfterWatermark
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.transforms.window import FixedWindows
-from apache_beam.utils.timestamp import Timestamp
+from apache_beam.utils.timestamp import Duration, Timestamp
+from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from .core import UNDATED, check_batch, check_quality_batch, day_parts, parse_batch, quality_parameters, tag_batch, window_parts
 from .parsing import DecoderConfig
@@ -25,11 +28,13 @@ from .quality import QualitySuite, WindowPartial, evaluate_window
 from .records import AuditedBatch, MessageBatch
 from .summary import DAY_MS, DayAccumulator, chain, day_of
 from .tagging import DestinationMap, Tagger
-from .violations import window_violation
+from .violations import window_id, window_violation
 
 __all__ = ["AuditSettings", "QualitySettings", "ParseAppEvents", "TagOriginDestination", "CheckResidency",
            "CheckQuality", "JudgeQualityWindows", "SummarizeDays", "SummarySettings", "SummarizeDaysStreaming",
            "audited_and_windows"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,10 @@ class QualitySettings:
     suite: QualitySuite
     window_seconds: int = 60
     clock_skew_seconds: int = 300
+    # How long after a window's verdict its stragglers are still counted as
+    # late window parts (beyond it the runner drops them from this step;
+    # their records were checked one by one and reach the daily summaries).
+    allowed_lateness_seconds: int = 3600
 
 
 @dataclass(frozen=True)
@@ -218,10 +227,21 @@ class _JudgeWindowFn(beam.DoFn):
         self._violations = Metrics.counter("flowaudit", "violations")
         self._windowed = Metrics.counter("flowaudit", "window_violations")
         self._windows = Metrics.counter("flowaudit", "quality_windows")
+        self._late_parts = Metrics.counter("flowaudit", "late_window_parts")
+        self._late_events = Metrics.counter("flowaudit", "late_window_events")
 
-    def process(self, keyed, window=beam.DoFn.WindowParam):
+    def process(self, keyed, pane=beam.DoFn.PaneInfoParam):
         start_ms, partial = keyed
         end_ms = start_ms + self._settings.window_seconds * 1000
+        if pane.timing == PaneInfoTiming.LATE:
+            # The window's verdict is out; a second one over the stragglers
+            # alone would judge a fragment. Counted, and said, instead.
+            self._late_parts.inc()
+            self._late_events.inc(partial.rows)
+            _log.warning("quality window %s: %d events arrived after its verdict (behind the watermark); "
+                         "their records were checked one by one, the window verdict stands",
+                         window_id(start_ms, end_ms), partial.rows)
+            return
         violations = [window_violation(f, start_ms, end_ms, self._settings.suite)
                       for f in evaluate_window(self._settings.suite.windowed, partial)]
         self._windows.inc()
@@ -243,7 +263,11 @@ class JudgeQualityWindows(beam.PTransform):
         return (
             batches
             | "SplitByWindow" >> beam.ParDo(_WindowPartsFn(self._settings))
-            | "FixedWindows" >> beam.WindowInto(FixedWindows(self._settings.window_seconds))
+            | "FixedWindows" >> beam.WindowInto(
+                FixedWindows(self._settings.window_seconds),
+                trigger=AfterWatermark(late=AfterCount(1)),
+                accumulation_mode=AccumulationMode.DISCARDING,
+                allowed_lateness=Duration(seconds=self._settings.allowed_lateness_seconds))
             | "MergeWindowParts" >> beam.CombinePerKey(_MergeParts())
             | "EvaluateWindows" >> beam.ParDo(_JudgeWindowFn(self._settings))
         )
