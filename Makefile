@@ -8,10 +8,11 @@ BIN := $(VENV)/bin
 PRISM_VERSION := 2.77.0
 PRISM := .cache/bin/prism
 KAFKA_JARS := local/.kafka/libs/.resolved
+FLINK_JOB_SERVER := local/.flink/.assembled
 
-.PHONY: setup venv prism kafka-jars demo test lint clean
+.PHONY: setup venv prism kafka-jars flink demo test test-runners dist lint clean
 
-setup: venv prism kafka-jars
+setup: venv prism kafka-jars flink
 
 venv: $(BIN)/.installed
 $(BIN)/.installed: pyproject.toml
@@ -32,6 +33,13 @@ $(KAFKA_JARS): local/pom.xml
 	mvn -q -B -f local/pom.xml dependency:copy-dependencies
 	touch $@
 
+# Beam's Flink job server (FlinkRunner), assembled from Maven Central: see
+# local/flink/pom.xml for why it is assembled and why Beam 2.62.0.
+flink: $(FLINK_JOB_SERVER)
+$(FLINK_JOB_SERVER): local/flink/pom.xml
+	mvn -q -B -f local/flink/pom.xml package
+	touch $@
+
 demo: setup
 	$(BIN)/flowaudit demo
 
@@ -41,6 +49,15 @@ lint: venv
 test: setup lint
 	$(BIN)/pytest -q -rs
 
+# Only the distributed and local runner integration tests.
+test-runners: setup
+	$(BIN)/pytest -q -rs -m "flink or prism"
+
+# Wheel and sdist into dist/, as Flink and Dataflow workers install them.
+dist: venv
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+
 clean:
 	-local/kafka stop
-	rm -rf $(VENV) .cache local/.kafka
+	rm -rf $(VENV) .cache local/.kafka local/.flink dist

@@ -4,6 +4,11 @@ DirectRunner here means Prism, Beam's local streaming runner, from a binary
 built by ``make prism`` (never downloaded). Should no binary be found the
 run is refused rather than left to Beam's silent fallback to the batch
 FnApiRunner, on which an unbounded Kafka read would never let windows fire.
+
+FlinkRunner gets the job server jar that ``make flink`` assembles from Maven
+Central unless ``--flink_job_server_jar`` names one (or a URL); without
+either, Beam would download its own, which this project's registries do not
+serve.
 """
 
 from __future__ import annotations
@@ -17,9 +22,13 @@ from apache_beam.options.pipeline_options import PipelineOptions, PortableOption
 
 from .resources import repo_root
 
-__all__ = ["PRISM_ENV", "find_prism", "pipeline_options", "RunnerSetupError"]
+__all__ = ["PRISM_ENV", "FLINK_JOB_SERVER_ENV", "find_prism", "find_flink_job_server", "pipeline_options", "RunnerSetupError"]
 
 PRISM_ENV = "FLOWAUDIT_PRISM"
+FLINK_JOB_SERVER_ENV = "FLOWAUDIT_FLINK_JOB_SERVER_JAR"
+# What local/flink/pom.xml assembles; keep in step with it.
+FLINK_JOB_SERVER_JAR = "local/.flink/beam-runners-flink-1.19-job-server-2.62.0-local.jar"
+FLINK_VERSION = "1.19"
 _log = logging.getLogger(__name__)
 
 
@@ -40,6 +49,22 @@ def find_prism() -> str | None:
     return None
 
 
+def find_flink_job_server() -> str | None:
+    """$FLOWAUDIT_FLINK_JOB_SERVER_JAR, or the checkout's assembled job server."""
+    candidates = [os.environ.get(FLINK_JOB_SERVER_ENV)]
+    root = repo_root()
+    if root is not None:
+        candidates.append(str(root / FLINK_JOB_SERVER_JAR))
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+def _has_option(beam_args: list[str], name: str) -> bool:
+    return any(arg == name or arg.startswith(name + "=") for arg in beam_args)
+
+
 def pipeline_options(beam_args: list[str], *, streaming: bool) -> PipelineOptions:
     """Beam options from pass-through arguments, with the local runner made explicit."""
     options = PipelineOptions(beam_args)
@@ -54,6 +79,17 @@ def pipeline_options(beam_args: list[str], *, streaming: bool) -> PipelineOption
                 f"(builds it from the Go module proxy) or set {PRISM_ENV}, or pass --prism_location=PATH")
         options = PipelineOptions(beam_args + ["--runner=PrismRunner", f"--prism_location={prism}"])
         _log.info("DirectRunner: running on Prism (%s)", prism)
+    elif runner == "FlinkRunner" and not _has_option(beam_args, "--flink_job_server_jar"):
+        jar = find_flink_job_server()
+        if not jar:
+            raise RunnerSetupError(
+                "FlinkRunner needs Beam's Flink job server: run `make flink` (assembles it from Maven Central) "
+                f"or set {FLINK_JOB_SERVER_ENV}, or pass --flink_job_server_jar=PATH")
+        extra = [f"--flink_job_server_jar={jar}"]
+        if not _has_option(beam_args, "--flink_version"):
+            extra.append(f"--flink_version={FLINK_VERSION}")
+        options = PipelineOptions(beam_args + extra)
+        _log.info("FlinkRunner: job server %s", jar)
     if streaming:
         options.view_as(StandardOptions).streaming = True
     return options

@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.kafka_io import KafkaConfig, create_topics
 from pipelines.localkafka import LocalKafka, free_port
-from pipelines.runners import find_prism
+from pipelines.runners import find_flink_job_server, find_prism
 
 BOOTSTRAP_ENV = "FLOWAUDIT_TEST_BOOTSTRAP"
 
@@ -51,6 +51,14 @@ def prism_binary() -> str:
     found = find_prism()
     if not found:
         pytest.fail("no prism binary: run `make prism` (the README's test command does)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def flink_job_server() -> str:
+    found = find_flink_job_server()
+    if not found:
+        pytest.fail("no Flink job server jar: run `make flink` (the README's test command does)")
     return found
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import orjson
 from fastavro import schemaless_reader
+from kafka import TopicPartition
 
 from pipelines import schemas
+from pipelines.cli import main
 from pipelines.generator import GeneratedMessage
+from pipelines.kafka_io import KafkaConfig
 
 
 def write_jsonl(messages: list[GeneratedMessage], path: Path) -> Path:
@@ -28,3 +32,27 @@ def write_jsonl(messages: list[GeneratedMessage], path: Path) -> Path:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def consume_all(kafka: KafkaConfig, topic: str) -> list:
+    """Every record now on ``topic``, from the beginning to the end offsets."""
+    consumer = kafka.consumer()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        records = []
+        deadline = time.monotonic() + 60
+        while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
+def run_cli(args: list[str], capsys) -> dict:
+    """Run a flowaudit command in-process; its last stdout line (the counts JSON)."""
+    assert main(args) == 0
+    return orjson.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -13,39 +13,16 @@ import orjson
 import pytest
 from fastavro import schemaless_reader
 from fastavro.schema import load_schema
-from kafka import TopicPartition
 
 from pipelines.cli import main
 from pipelines.generator import generate
-from pipelines.kafka_io import KafkaConfig, committed_offsets, end_offsets, produce_messages
+from pipelines.kafka_io import committed_offsets, end_offsets, produce_messages
 from pipelines.violations import decode_single_object as _decode
 
-from .helpers import read_jsonl, write_jsonl
+from .helpers import consume_all, read_jsonl, run_cli, write_jsonl
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prism]
 REPO = Path(__file__).resolve().parent.parent
-
-
-def consume_all(kafka: KafkaConfig, topic: str) -> list:
-    consumer = kafka.consumer()
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        records = []
-        deadline = time.monotonic() + 60
-        while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-        return records
-    finally:
-        consumer.close()
-
-
-def run_cli(args: list[str], capsys) -> dict:
-    assert main(args) == 0
-    return orjson.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
 def test_every_event_accounted_for_and_same_violations_as_backtest(kafka, topics, prism_binary, pseudonym_key, tmp_path, capsys):
