@@ -85,12 +85,13 @@ class PartitionSpec:
     stop_offset: int | None
 
 
-def create_topics(config: KafkaConfig, topics: Sequence[str], partitions: int = 3, replication: int = 1) -> None:
-    """Create topics that do not exist yet."""
+def create_topics(config: KafkaConfig, topics: Sequence[str], partitions: int = 3, replication: int = 1,
+                  topic_configs: dict[str, str] | None = None) -> None:
+    """Create topics that do not exist yet (``topic_configs``: Kafka topic configs for them)."""
     admin = config.admin()
     try:
         existing = set(admin.list_topics())
-        wanted = [NewTopic(t, partitions, replication) for t in topics if t not in existing]
+        wanted = [NewTopic(t, partitions, replication, topic_configs=dict(topic_configs or {})) for t in topics if t not in existing]
         if wanted:
             try:
                 admin.create_topics(wanted)
