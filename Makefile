@@ -9,6 +9,9 @@ PRISM_VERSION := 2.77.0
 PRISM := .cache/bin/prism
 KAFKA_JARS := local/.kafka/libs/.resolved
 FLINK_JOB_SERVER := local/.flink/.assembled
+# Beam's Python SDK boot program: what a Flink PROCESS environment starts
+# per worker (it fetches staged packages, installs them, starts the harness).
+BOOT := .cache/bin/beam-python-boot
 
 .PHONY: setup venv prism kafka-jars flink demo test test-runners dist lint clean
 
@@ -35,10 +38,13 @@ $(KAFKA_JARS): local/pom.xml
 
 # Beam's Flink job server (FlinkRunner), assembled from Maven Central: see
 # local/flink/pom.xml for why it is assembled and why Beam 2.62.0.
-flink: $(FLINK_JOB_SERVER)
+flink: $(FLINK_JOB_SERVER) $(BOOT)
 $(FLINK_JOB_SERVER): local/flink/pom.xml
 	mvn -q -B -f local/flink/pom.xml package
 	touch $@
+$(BOOT):
+	GOBIN=$(CURDIR)/.cache/boot go install github.com/apache/beam/sdks/v2/python/container@v$(PRISM_VERSION)
+	mv .cache/boot/container $@
 
 demo: setup
 	$(BIN)/flowaudit demo
