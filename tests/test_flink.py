@@ -19,9 +19,10 @@ import pytest
 
 from pipelines.generator import TrafficMix, generate
 from pipelines.kafka_io import committed_offsets, create_topics, end_offsets, produce_messages
+from pipelines.localkafka import free_port
 from pipelines.violations import decode_single_object
 
-from .helpers import consume_all, run_cli
+from .helpers import consume_all, read_jsonl, run_cli, write_jsonl
 
 pytestmark = [pytest.mark.kafka, pytest.mark.flink]
 REPO = Path(__file__).resolve().parent.parent
@@ -52,9 +53,9 @@ def violation_ids(kafka, topic: str) -> list[str]:
 def test_flink_gives_the_same_audit_and_summaries_as_prism(kafka, topics, flink_job_server, prism_binary, pseudonym_key,
                                                           tmp_path, capsys):
     """Three days of sparse traffic over three partitions, with window-level
-    expectations: Flink (parallelism 2) and Prism publish the same violation
-    ids and dead letters, commit every partition to its end, and write
-    byte-identical daily summaries."""
+    expectations: Flink (parallelism 2, default watermark lag) and Prism
+    publish the same violation ids and dead letters, commit every partition
+    to its end, and write byte-identical daily summaries; nothing was late."""
     messages = list(generate(2400, seed=43, start=datetime(2026, 11, 20, 20, tzinfo=UTC),
                              mix=TrafficMix(events_per_second=0.01, malformed_share=0.01)))
     produce_messages(kafka, topics["events"], messages)
@@ -64,7 +65,10 @@ def test_flink_gives_the_same_audit_and_summaries_as_prism(kafka, topics, flink_
     on_flink = audit(kafka, topics, "it-flink", "flink", tmp_path / "flink", flink_args(flink_job_server), capsys)
     flink_seconds = time.monotonic() - started
     started = time.monotonic()
-    on_prism = audit(kafka, topics, "it-prism", "prism", tmp_path / "prism", [f"--prism_location={prism_binary}"], capsys)
+    # Prism gets a watermark lag longer than the partitions drift apart in event time: with the default it
+    # was seen to run its watermark ahead of a partition on such sparse topics (README: known problem).
+    on_prism = audit(kafka, topics, "it-prism", "prism", tmp_path / "prism",
+                     [f"--prism_location={prism_binary}", "--watermark-lag", "400000"], capsys)
     prism_seconds = time.monotonic() - started
     print(f"\nbounded audit of 2,400 events: Flink {flink_seconds:.1f} s, Prism {prism_seconds:.1f} s")
 
@@ -74,7 +78,8 @@ def test_flink_gives_the_same_audit_and_summaries_as_prism(kafka, topics, flink_
     for name in ("in", "parsed", "dead_letters", "violations", "quality_violations", "window_violations",
                  "violations_published", "dead_letters_published"):
         assert on_flink[name] == on_prism[name], name
-    assert on_flink["window_violations"] > 0 and on_flink["late_window_events"] == 0
+    assert on_flink["window_violations"] > 0
+    assert on_flink["late_window_events"] == on_flink["late_events"] == 0
 
     # Flink read partitions side by side; Prism's count is whatever it chose.
     assert on_flink["partitions_read_at_once_max"] >= 2
@@ -137,6 +142,51 @@ def test_flink_streams_and_closes_days_while_the_source_is_unbounded(kafka, topi
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="module")
+def remote_flink(tmp_path_factory, flink_job_server):
+    """local/flink-cluster (JobManager and TaskManager JVMs, REST submission)
+    and a Beam worker pool for EXTERNAL workers, as the README starts them."""
+    home = tmp_path_factory.mktemp("flink-cluster")
+    env = {**os.environ, "FLOWAUDIT_FLINK_HOME": str(home), "FLOWAUDIT_FLINK_REST_PORT": str(free_port()),
+           "FLOWAUDIT_FLINK_RPC_PORT": str(free_port())}
+    subprocess.run([str(REPO / "local" / "flink-cluster"), "start"], env=env, check=True, timeout=180)
+    pool_port = free_port()
+    # The pool starts each worker as `python` from PATH: the venv's.
+    pool_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    pool = subprocess.Popen([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={pool_port}"],
+                            env=pool_env, cwd=home, stdout=open(home / "pool.log", "wb"), stderr=subprocess.STDOUT)
+    try:
+        yield {"master": f"127.0.0.1:{env['FLOWAUDIT_FLINK_REST_PORT']}", "workers": f"127.0.0.1:{pool_port}", "home": home}
+    finally:
+        pool.terminate()
+        pool.wait(timeout=30)
+        subprocess.run([str(REPO / "local" / "flink-cluster"), "stop"], env=env, timeout=60)
+
+
+def test_remote_flink_cluster_with_external_workers(remote_flink, kafka, topics, pseudonym_key, tmp_path, capsys):
+    """The README's remote-cluster command: a session cluster of its own
+    JVMs, the job submitted over REST with checkpointing on, Python workers
+    from an EXTERNAL worker pool. Same violation ids as backtest."""
+    import urllib.request
+
+    messages = list(generate(1500, seed=71))
+    produce_messages(kafka, topics["events"], messages)
+    counts = run_cli(["run", "--bootstrap-servers", kafka.bootstrap_servers, "--events-topic", topics["events"],
+                      "--violations-topic", topics["violations"], "--dead-letters-topic", topics["dead_letters"],
+                      "--group", "it-remote", "--bounded", "--runner=FlinkRunner", f"--flink_master={remote_flink['master']}",
+                      "--parallelism=2", "--environment_type=EXTERNAL", f"--environment_config={remote_flink['workers']}",
+                      "--checkpointing_interval=10000"], capsys)
+    assert counts["in"] == 1500 == counts["parsed"] + counts["dead_letters"]
+    assert counts["partitions_read_at_once_max"] >= 2
+    assert committed_offsets(kafka, "it-remote", [topics["events"]]) == end_offsets(kafka, [topics["events"]])
+    with urllib.request.urlopen(f"http://{remote_flink['master']}/overview", timeout=10) as response:
+        assert orjson.loads(response.read())["jobs-finished"] >= 1  # it ran on the cluster, not in an embedded one
+
+    backtest = run_cli(["backtest", "--events", str(write_jsonl(messages, tmp_path / "events.jsonl")), "--out", str(tmp_path / "bt")], capsys)
+    assert backtest["violations"] == counts["violations"]
+    assert violation_ids(kafka, topics["violations"]) == sorted(v["violation_id"] for v in read_jsonl(tmp_path / "bt" / "violations.jsonl"))
 
 
 def wait_for(condition, process: subprocess.Popen, log_path: Path, what: str, timeout: float = 120) -> None:
