@@ -121,7 +121,7 @@ class LocalKafka:
         if (self.home / "data" / "meta.properties").exists():
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        # One id in 32 starts with "-"; as a separate argument it reads as an option.
+        # One id in 64 starts with "-"; as a separate argument it reads as an option.
         result = subprocess.run(self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
                                            "-c", str(self.home / "server.properties")),
                                 capture_output=True, text=True)
