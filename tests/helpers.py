@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import subprocess
 import time
 from pathlib import Path
 
@@ -56,3 +57,24 @@ def run_cli(args: list[str], capsys) -> dict:
     """Run a flowaudit command in-process; its last stdout line (the counts JSON)."""
     assert main(args) == 0
     return orjson.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def wait_for(condition, process: subprocess.Popen, log_path: Path, what: str, timeout: float = 90) -> None:
+    """Poll ``condition`` while the pipeline process runs; fail with its log's tail."""
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the run stopped before {what}:\n" + log_path.read_text(errors="replace")[-4000:]
+        if condition():
+            return
+        time.sleep(0.5)
+    pytest.fail(f"no {what} within {timeout:.0f} s:\n" + log_path.read_text(errors="replace")[-4000:])
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()

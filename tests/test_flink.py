@@ -22,7 +22,7 @@ from pipelines.kafka_io import committed_offsets, create_topics, end_offsets, pr
 from pipelines.localkafka import free_port
 from pipelines.violations import decode_single_object
 
-from .helpers import consume_all, read_jsonl, run_cli, write_jsonl
+from .helpers import consume_all, read_jsonl, run_cli, stop, wait_for, write_jsonl
 
 pytestmark = [pytest.mark.kafka, pytest.mark.flink]
 REPO = Path(__file__).resolve().parent.parent
@@ -137,11 +137,7 @@ def test_flink_streams_and_closes_days_while_the_source_is_unbounded(kafka, topi
         assert len(consume_all(kafka, topics["dead_letters"])) == sum(m.malformed for m in backlog + live)
         assert process.poll() is None
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 @pytest.fixture(scope="module")
@@ -188,12 +184,3 @@ def test_remote_flink_cluster_with_external_workers(remote_flink, kafka, topics,
     assert backtest["violations"] == counts["violations"]
     assert violation_ids(kafka, topics["violations"]) == sorted(v["violation_id"] for v in read_jsonl(tmp_path / "bt" / "violations.jsonl"))
 
-
-def wait_for(condition, process: subprocess.Popen, log_path: Path, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the run stopped before {what}:\n" + log_path.read_text()[-4000:]
-        if condition():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"no {what} within {timeout:.0f} s:\n" + log_path.read_text()[-4000:])

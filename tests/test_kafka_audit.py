@@ -19,7 +19,7 @@ from pipelines.generator import generate
 from pipelines.kafka_io import committed_offsets, end_offsets, produce_messages
 from pipelines.violations import decode_single_object as _decode
 
-from .helpers import consume_all, read_jsonl, run_cli, write_jsonl
+from .helpers import consume_all, read_jsonl, run_cli, stop, write_jsonl
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prism]
 REPO = Path(__file__).resolve().parent.parent
@@ -116,11 +116,7 @@ def test_streaming_run_audits_events_as_they_arrive(kafka, topics, prism_binary,
         assert len(dead) == sum(m.malformed for m in messages)
         assert len(consume_all(kafka, topics["violations"])) > 0
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 def test_violations_tail_filters_by_severity_and_rule(kafka, topics, prism_binary, pseudonym_key, capsys):

@@ -24,7 +24,7 @@ from pipelines.generator import GeneratedMessage, TrafficMix, generate
 from pipelines.kafka_io import create_topics
 from pipelines.violations import decode_single_object
 
-from .helpers import consume_all
+from .helpers import consume_all, stop, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prism]
 REPO = Path(__file__).resolve().parent.parent
@@ -122,18 +122,5 @@ def test_windows_and_days_fire_on_an_unbounded_stream_with_late_data_as_configur
         assert following["previous_summary_date"] == str(DAY.date())
         assert process.poll() is None
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
-
-def wait_for(condition, process: subprocess.Popen, log_path: Path, what: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the run stopped before {what}:\n" + log_path.read_text(errors="replace")[-4000:]
-        if condition():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"no {what} within {timeout:.0f} s:\n" + log_path.read_text(errors="replace")[-4000:])
