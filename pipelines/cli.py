@@ -352,12 +352,18 @@ def cmd_verify(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, beam_args: list[str]) -> int:
-    if not args.quality:
-        print("flowaudit bench: say what to measure (--quality)", file=sys.stderr)
-        return 2
-    from .bench import main_quality
+    if args.quality:
+        from .bench import main_quality
 
-    return main_quality(args.records, args.expectations, args.skip_gx)
+        return main_quality(args.records, args.expectations, args.skip_gx)
+    from .errors import InputError
+    from .throughput import EventsBench, main_events
+
+    if args.events < 1 or args.partitions < 1 or args.rate <= 0:
+        raise InputError("flowaudit bench: --events, --partitions and --rate must be positive")
+    return main_events(EventsBench(events=args.events, partitions=args.partitions, seed=args.seed,
+                                   bootstrap_servers=args.bootstrap_servers, latency=args.latency, rate=args.rate,
+                                   latency_seconds=args.latency_seconds, beam_args=tuple(beam_args)))
 
 
 def cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -459,7 +465,16 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=cmd_verify)
 
     bench = verbs.add_parser("bench", help="measure throughput (figures, not pass/fail)", description=(
-        "Measure throughput and print figures; the last line is one JSON object."))
+        "Measure throughput and print figures; the last line is one JSON object. By default: N events loaded once "
+        "into a topic of the bench broker, the kafka-python consume+decode floor, then the audit pipeline end to end "
+        "on DirectRunner; unknown options go to Beam."))
+    bench.add_argument("--events", type=int, default=1_000_000, help="events in the topic (default 1000000)")
+    bench.add_argument("--partitions", type=int, default=6, help="partitions of the events topic (default 6)")
+    bench.add_argument("--seed", type=int, default=1, help="generator seed (a new seed loads a new topic)")
+    bench.add_argument("--bootstrap-servers", help="a running Kafka to use instead of the bench broker (.cache/bench-kafka)")
+    bench.add_argument("--latency", action="store_true", help="also p50/p99 event-to-violation latency at --rate")
+    bench.add_argument("--rate", type=float, default=5000.0, help="offered events/s of the latency run (default 5000)")
+    bench.add_argument("--latency-seconds", type=float, default=30.0, help="how long the latency run offers events (default 30)")
     bench.add_argument("--quality", action="store_true",
                        help="the quality validator against Great Expectations on the same records and suite")
     bench.add_argument("--records", type=int, default=200_000, help="records to generate (default 200000)")
