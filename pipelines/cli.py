@@ -496,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
-    if beam_args and args.func not in (cmd_run, cmd_demo, cmd_backtest, cmd_summarize):
+    if beam_args and args.func not in (cmd_run, cmd_demo, cmd_backtest, cmd_summarize, cmd_bench):
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     _quiet_beam_import_warnings()

@@ -272,7 +272,7 @@ def run_events_bench(bench: EventsBench) -> dict[str, Any]:
             print(f"floor (confluent-kafka + orjson): {confluent['eps']:,.0f} events/s ({confluent['seconds']:.1f} s)", flush=True)
         pipeline = _pipeline_throughput(kafka, topic, bench)
         counts = pipeline["counts"]
-        print(f"pipeline (DirectRunner/Prism, end to end): {pipeline['eps']:,.0f} events/s ({pipeline['seconds']:.1f} s), "
+        print(f"pipeline (end to end, {_runner_name(bench)}): {pipeline['eps']:,.0f} events/s ({pipeline['seconds']:.1f} s), "
               f"peak RSS {pipeline['rss_mb']:,.0f} MB; counts {json.dumps(counts)}", flush=True)
         if counts.get("in") != bench.events or counts["in"] != counts["parsed"] + counts["dead_letters"]:
             print(f"warning: counts do not balance for {bench.events} events", flush=True)
@@ -302,3 +302,8 @@ def main_events(bench: EventsBench) -> int:
     figures = run_events_bench(bench)
     print(json.dumps(figures))
     return 0
+
+
+def _runner_name(bench: EventsBench) -> str:
+    runner = next((a.split("=", 1)[1] for a in bench.beam_args if a.startswith("--runner=")), "DirectRunner")
+    return "DirectRunner/Prism" if runner in ("DirectRunner", "PrismRunner") else runner

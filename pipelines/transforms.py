@@ -27,7 +27,7 @@ from .pseudonym import Pseudonymizer
 from .quality import QualitySuite, WindowPartial, evaluate_window
 from .records import AuditedBatch, MessageBatch
 from .summary import DAY_MS, DayAccumulator, chain, day_of
-from .tagging import DestinationMap, Tagger
+from .tagging import DestinationMap, shared_tagger
 from .violations import window_id, window_violation
 
 __all__ = ["AuditSettings", "QualitySettings", "ParseAppEvents", "TagOriginDestination", "CheckResidency",
@@ -112,7 +112,7 @@ class _TagFn(beam.DoFn):
         self._destinations = destinations
 
     def setup(self) -> None:
-        self._tagger = Tagger(self._destinations)
+        self._tagger = shared_tagger(self._destinations)
 
     def process(self, batch: AuditedBatch):
         yield tag_batch(batch, self._tagger)
