@@ -257,10 +257,12 @@ def run_events_bench(bench: EventsBench) -> dict[str, Any]:
     broker = None
     bootstrap = bench.bootstrap_servers
     if bootstrap is None:
-        broker = _bench_broker()
-        print(f"starting the bench broker ({broker.home}) on {broker.bootstrap}...", flush=True)
-        broker.start(timeout=120)
-        bootstrap = broker.bootstrap
+        bench_broker = _bench_broker()
+        if bench_broker.running_pid() is None:  # started here, stopped here; a running one is left running
+            broker = bench_broker
+            print(f"starting the bench broker ({broker.home}) on {broker.bootstrap}...", flush=True)
+        bench_broker.start(timeout=120)
+        bootstrap = bench_broker.bootstrap
     kafka = KafkaConfig(bootstrap)
     topic = f"bench-{bench.events}-p{bench.partitions}-s{bench.seed}.events"
     try:
