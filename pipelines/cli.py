@@ -142,7 +142,7 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     from .kafka_io import KafkaConfig, OutputTopics, plan_partitions
     from .pipeline import build_kafka_audit
-    from .runners import pipeline_options
+    from .runners import is_single_process, pipeline_options
 
     settings = _settings(args, allow_random_key=False)
     kafka = KafkaConfig(args.bootstrap_servers)
@@ -158,7 +158,8 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from .kafka_io import ReaderSettings
 
     build_kafka_audit(pipeline, kafka, partitions, OutputTopics(args.violations_topic, args.dead_letters_topic),
-                      args.group, settings, reader=ReaderSettings(max_out_of_orderness_seconds=args.watermark_lag),
+                      args.group, settings, reader=ReaderSettings(max_out_of_orderness_seconds=args.watermark_lag,
+                                                                   single_process=is_single_process(options)),
                       summary_topic=args.summary_topic, summaries_dir=args.summaries_dir, previous_summary=previous)
     _log.info("auditing %d partitions of %s (%s)", len(partitions), ", ".join(args.events_topic),
               "bounded" if bounded else "streaming")

@@ -234,6 +234,9 @@ class ReaderSettings:
     idle_resume_seconds: float = 0.25
     max_out_of_orderness_seconds: float = 5.0
     fetch_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+    # Every partition is read in this one process (Prism): hold the watermark
+    # until each has reported, not only those already started.
+    single_process: bool = False
 
 
 class _ActiveReaders:
@@ -284,9 +287,14 @@ class _PartitionProgress:
             return min(progress.values())
 
     @classmethod
-    def start(cls, run: str, partition: tuple[str, int], current: Timestamp | None) -> None:
+    def start(cls, run: str, partition: tuple[str, int], current: Timestamp | None,
+              others: Sequence[tuple[str, int]] = ()) -> None:
+        """``partition`` starts here; ``others`` will be read here too (held at their start)."""
         with cls._lock:
-            cls._runs.setdefault(run, {}).setdefault(partition, current if current is not None else MIN_TIMESTAMP)
+            progress = cls._runs.setdefault(run, {})
+            for other in others:
+                progress.setdefault(other, MIN_TIMESTAMP)
+            progress.setdefault(partition, current if current is not None else MIN_TIMESTAMP)
 
     @classmethod
     def finish(cls, run: str, partition: tuple[str, int]) -> None:
@@ -297,10 +305,11 @@ class _PartitionProgress:
 class _ReadPartitionBatches(beam.DoFn):
     """Reads one partition's offset range as MessageBatch elements."""
 
-    def __init__(self, config: KafkaConfig, settings: ReaderSettings, run: str):
+    def __init__(self, config: KafkaConfig, settings: ReaderSettings, run: str, partitions: Sequence[tuple[str, int]]):
         self._config = config
         self._settings = settings
         self._run = run
+        self._all_partitions = tuple(partitions) if settings.single_process else ()
 
     def setup(self) -> None:
         self._consumers: dict[TopicPartition, KafkaConsumer] = {}
@@ -326,7 +335,7 @@ class _ReadPartitionBatches(beam.DoFn):
 
     def _read_partition(self, spec: PartitionSpec, tracker: OffsetRestrictionTracker, watermark: ManualWatermarkEstimator, unbounded: bool):
         self._at_once.update(_ActiveReaders.enter())
-        _PartitionProgress.start(self._run, (spec.topic, spec.partition), watermark.current_watermark())
+        _PartitionProgress.start(self._run, (spec.topic, spec.partition), watermark.current_watermark(), self._all_partitions)
         try:
             yield from self._read_claimed(spec, tracker, watermark, unbounded)
         finally:
@@ -461,7 +470,8 @@ class ReadFromKafkaPartitions(beam.PTransform):
             pbegin
             | "Partitions" >> beam.Create(self._specs)
             | "SpreadPartitions" >> beam.Reshuffle()
-            | "ReadBatches" >> beam.ParDo(reader(self._config, self._settings, uuid.uuid4().hex))
+            | "ReadBatches" >> beam.ParDo(reader(self._config, self._settings, uuid.uuid4().hex,
+                                                 [(spec.topic, spec.partition) for spec in self._specs]))
         )
 
 

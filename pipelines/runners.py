@@ -22,7 +22,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, PortableOption
 
 from .resources import repo_root
 
-__all__ = ["PRISM_ENV", "FLINK_JOB_SERVER_ENV", "find_prism", "find_flink_job_server", "pipeline_options", "RunnerSetupError"]
+__all__ = ["PRISM_ENV", "FLINK_JOB_SERVER_ENV", "find_prism", "find_flink_job_server", "pipeline_options", "is_single_process",
+           "RunnerSetupError"]
 
 PRISM_ENV = "FLOWAUDIT_PRISM"
 FLINK_JOB_SERVER_ENV = "FLOWAUDIT_FLINK_JOB_SERVER_JAR"
@@ -59,6 +60,13 @@ def find_flink_job_server() -> str | None:
         if candidate and Path(candidate).is_file():
             return candidate
     return None
+
+
+def is_single_process(options: PipelineOptions) -> bool:
+    """Whether every step runs in this process: Prism with its default LOOPBACK workers."""
+    runner = options.view_as(StandardOptions).runner or ""
+    environment = options.view_as(PortableOptions).environment_type or "LOOPBACK"
+    return runner in ("PrismRunner", "DirectRunner", "SwitchingDirectRunner") and environment.upper() == "LOOPBACK"
 
 
 def _has_option(beam_args: list[str], name: str) -> bool:
