@@ -37,29 +37,25 @@ class RunnerSetupError(RuntimeError):
     pass
 
 
-def find_prism() -> str | None:
-    """$FLOWAUDIT_PRISM, the checkout's ``.cache/bin/prism``, or ``prism`` on PATH."""
-    candidates = [os.environ.get(PRISM_ENV)]
+def _first_file(env: str, in_checkout: str, *, on_path: str | None = None, executable: bool = False) -> str | None:
+    """$env, then the checkout's file, then a program on PATH: the first that exists."""
     root = repo_root()
-    if root is not None:
-        candidates.append(str(root / ".cache" / "bin" / "prism"))
-    candidates.append(shutil.which("prism"))
+    candidates = [os.environ.get(env), str(root / in_checkout) if root is not None else None,
+                  shutil.which(on_path) if on_path else None]
     for candidate in candidates:
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+        if candidate and Path(candidate).is_file() and (not executable or os.access(candidate, os.X_OK)):
             return candidate
     return None
+
+
+def find_prism() -> str | None:
+    """$FLOWAUDIT_PRISM, the checkout's ``.cache/bin/prism``, or ``prism`` on PATH."""
+    return _first_file(PRISM_ENV, ".cache/bin/prism", on_path="prism", executable=True)
 
 
 def find_flink_job_server() -> str | None:
     """$FLOWAUDIT_FLINK_JOB_SERVER_JAR, or the checkout's assembled job server."""
-    candidates = [os.environ.get(FLINK_JOB_SERVER_ENV)]
-    root = repo_root()
-    if root is not None:
-        candidates.append(str(root / FLINK_JOB_SERVER_JAR))
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
+    return _first_file(FLINK_JOB_SERVER_ENV, FLINK_JOB_SERVER_JAR)
 
 
 def is_single_process(options: PipelineOptions) -> bool:

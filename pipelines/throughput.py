@@ -56,6 +56,11 @@ class EventsBench:
     beam_args: tuple[str, ...] = ()
 
 
+def _runner_name(bench: EventsBench) -> str:
+    runner = next((a.split("=", 1)[1] for a in bench.beam_args if a.startswith("--runner=")), "DirectRunner")
+    return "DirectRunner/Prism" if runner in ("DirectRunner", "PrismRunner") else runner
+
+
 def _bench_broker() -> LocalKafka:
     root = repo_root()
     home = (root / ".cache" if root else Path.home() / ".cache" / "flowaudit") / "bench-kafka"
@@ -304,8 +309,3 @@ def main_events(bench: EventsBench) -> int:
     figures = run_events_bench(bench)
     print(json.dumps(figures))
     return 0
-
-
-def _runner_name(bench: EventsBench) -> str:
-    runner = next((a.split("=", 1)[1] for a in bench.beam_args if a.startswith("--runner=")), "DirectRunner")
-    return "DirectRunner/Prism" if runner in ("DirectRunner", "PrismRunner") else runner
