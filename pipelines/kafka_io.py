@@ -263,43 +263,54 @@ class _ActiveReaders:
 
 class _PartitionProgress:
     """The event-time progress of the partitions this worker process reads,
-    per pipeline run; a partition's watermark never passes the slowest.
+    per pipeline run; a partition's watermark never passes the others'.
 
     Beam's model already says the reader's output watermark is the minimum
-    over its partitions. Prism, though, was seen to let the watermark run
-    past a partition whose bundle was in flight: on a 6-partition backlog,
-    784,314 of 1,000,000 events reached the window step behind it (Flink:
-    none). Holding every partition back to the slowest one read in the same
-    process keeps whatever single report a runner believes honest. Only
-    partitions that started here count: others, read in other processes,
-    are the runner's business, and counting them would stall this one."""
+    over its partitions. Prism, though, keeps one watermark estimate per
+    stage, the one the last finished bundle reported (engine/
+    elementmanager.go: ``stage.estimatedOutput = estimate``), so one
+    partition's report moved the watermark past the others: on a
+    6-partition backlog, 784,314 of 1,000,000 events reached the window step
+    behind it (Flink: none). So each partition reports at most the others'
+    progress, and of the others only what they read in bundles that had
+    already finished when their current bundle started: the runner
+    scheduled that bundle after taking in the previous one's output, while
+    output of a bundle still running may reach it after this report (seen:
+    counting it left 1,744 of 200,000 events late). Only partitions that
+    started here count: others, read in other processes, are the runner's
+    business, and counting them would stall this one."""
 
     _lock = threading.Lock()
-    _runs: dict[str, dict[tuple[str, int], Timestamp]] = {}
+    _live: dict[str, dict[tuple[str, int], Timestamp]] = {}
+    _settled: dict[str, dict[tuple[str, int], Timestamp]] = {}
 
     @classmethod
     def report(cls, run: str, partition: tuple[str, int], candidate: Timestamp) -> Timestamp:
         """Record ``partition``'s progress; the watermark it may claim."""
         with cls._lock:
-            progress = cls._runs.setdefault(run, {})
-            if candidate > progress.get(partition, MIN_TIMESTAMP):
-                progress[partition] = candidate
-            return min(progress.values())
+            live = cls._live.setdefault(run, {})
+            if candidate > live.get(partition, MIN_TIMESTAMP):
+                live[partition] = candidate
+            others = [t for p, t in cls._settled.setdefault(run, {}).items() if p != partition]
+            return min([live[partition], *others])
 
     @classmethod
     def start(cls, run: str, partition: tuple[str, int], current: Timestamp | None,
               others: Sequence[tuple[str, int]] = ()) -> None:
-        """``partition`` starts here; ``others`` will be read here too (held at their start)."""
+        """A bundle of ``partition`` starts; ``others`` will be read here too (held at their start)."""
         with cls._lock:
-            progress = cls._runs.setdefault(run, {})
+            live = cls._live.setdefault(run, {})
+            settled = cls._settled.setdefault(run, {})
             for other in others:
-                progress.setdefault(other, MIN_TIMESTAMP)
-            progress.setdefault(partition, current if current is not None else MIN_TIMESTAMP)
+                settled.setdefault(other, MIN_TIMESTAMP)
+            progress = live.setdefault(partition, current if current is not None else MIN_TIMESTAMP)
+            settled[partition] = max(progress, settled.get(partition, MIN_TIMESTAMP))
 
     @classmethod
     def finish(cls, run: str, partition: tuple[str, int]) -> None:
         with cls._lock:
-            cls._runs.setdefault(run, {})[partition] = MAX_TIMESTAMP
+            cls._live.setdefault(run, {})[partition] = MAX_TIMESTAMP
+            cls._settled.setdefault(run, {})[partition] = MAX_TIMESTAMP
 
 
 class _ReadPartitionBatches(beam.DoFn):

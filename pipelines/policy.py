@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import operator
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,13 @@ class Rule:
     exemptions: tuple[_Selector, ...]
 
     def check(self, event: Mapping[str, Any], origin: OriginTag, dest: DestinationTag) -> Finding | None:
+        breach = self.breach(event, origin, dest)
+        return None if breach is None else self.finding(event, origin, dest, breach)
+
+    def breach(self, event: Mapping[str, Any], origin: OriginTag, dest: DestinationTag) -> tuple[str, str, str, str] | None:
+        """(checked, found, expected, why) when the event breaks this rule.
+
+        Reads only the facts named by ``reads()``; Policy memoises on them."""
         if not self.select.matches(event, origin, dest):
             return None
         if any(exemption.matches(event, origin, dest) for exemption in self.exemptions):
@@ -121,17 +129,35 @@ class Rule:
             value = _target_value(target, fieldname, event, origin, dest)
             if value not in allowed:
                 expected = ", ".join(sorted(allowed))
-                return self._finding(event, origin, dest, f"{target}.{fieldname}", value, f"one of {expected}",
-                                     f"{target.replace('_', ' ')} {fieldname} is {value}, allowed: {expected}")
+                return (f"{target}.{fieldname}", value, f"one of {expected}",
+                        f"{target.replace('_', ' ')} {fieldname} is {value}, allowed: {expected}")
         for target, fields in self.forbid:
             values = [(f, _target_value(target, f, event, origin, dest), banned) for f, banned in fields]
             if all(value in banned for _, value, banned in values):
                 found = ", ".join(f"{f}={v}" for f, v, _ in values)
-                return self._finding(event, origin, dest, target, found, "not " + "; ".join(f"{f} in {', '.join(sorted(b))}" for f, _, b in values),
-                                     f"{target.replace('_', ' ')} {found} is forbidden")
+                return (target, found, "not " + "; ".join(f"{f} in {', '.join(sorted(b))}" for f, _, b in values),
+                        f"{target.replace('_', ' ')} {found} is forbidden")
         return None
 
-    def _finding(self, event, origin: OriginTag, dest: DestinationTag, checked: str, found: str, expected: str, why: str) -> Finding:
+    def reads(self) -> tuple[int, ...]:
+        """Indices into ``facts()`` of everything ``breach`` looks at."""
+        read: set[int] = set()
+        for selector in (self.select, *self.exemptions):
+            if selector is None:
+                continue
+            if selector.jurisdictions is not None:
+                read.add(_FACT_INDEX["subject_jurisdiction"])
+            if selector.actions is not None:
+                read.add(_FACT_INDEX["action"])
+            if selector.categories is not None or selector.all_categories is not None:
+                read.add(_FACT_INDEX["data_categories"])
+            read.update(_FACT_INDEX[f"{target}.{fieldname}"] for target, fieldname, _ in selector.targets)
+        read.update(_FACT_INDEX[f"{target}.{fieldname}"] for target, fieldname, _ in self.require)
+        read.update(_FACT_INDEX[f"{target}.{fieldname}"] for target, fields in self.forbid for fieldname, _ in fields)
+        return tuple(sorted(read))
+
+    def finding(self, event, origin: OriginTag, dest: DestinationTag, breach: tuple[str, str, str, str]) -> Finding:
+        checked, found, expected, why = breach
         categories = ",".join(event["data_categories"]) or "no category"
         message = (f"{self.id}: {event['action']} of {categories} data of a {origin.subject_jurisdiction} subject "
                    f"to {dest.provider}/{dest.region} ({dest.country}): {why}. Rule: {self.description}")
@@ -146,15 +172,51 @@ class Policy:
     sha256: str
     path: str
     rules: tuple[Rule, ...]
+    # Per rule: its verdicts memoised on the facts it reads. Flows fall into
+    # few such classes per rule (a rule reads three to six facts), so the
+    # rules run once per class, not once per event.
+    _plans: list = field(default_factory=list, init=False, repr=False, compare=False, hash=False)
 
     def evaluate(self, event: Mapping[str, Any], origin: OriginTag, dest: DestinationTag) -> list[Finding]:
         """Every rule this event breaks, in policy order."""
+        plans = self._plans or self._plan()
+        event_facts = facts(event, origin, dest)
         findings = []
-        for rule in self.rules:
-            finding = rule.check(event, origin, dest)
-            if finding is not None:
-                findings.append(finding)
+        for rule, key_of, verdicts in plans:
+            key = key_of(event_facts)
+            try:
+                breach = verdicts[key]
+            except KeyError:
+                if len(verdicts) >= _MAX_VERDICTS:
+                    verdicts.clear()
+                breach = verdicts[key] = rule.breach(event, origin, dest)
+            if breach is not None:
+                findings.append(rule.finding(event, origin, dest, breach))
         return findings
+
+    def _plan(self) -> list:
+        for rule in self.rules:
+            reads = rule.reads()
+            # A tuple key even for one fact, and () for none: one shape for every rule.
+            key_of = (lambda _facts: ()) if not reads else (lambda f, i=reads[0]: (f[i],)) if len(reads) == 1 else operator.itemgetter(*reads)
+            self._plans.append((rule, key_of, {}))
+        return self._plans
+
+    def __getstate__(self):  # workers start with empty memos
+        return {**self.__dict__, "_plans": []}
+
+
+_MAX_VERDICTS = 1 << 16
+# What a rule can look at: the fields of ``facts``.
+FACTS = ("subject_jurisdiction", "action", "data_categories", "destination.provider", "destination.region",
+         "destination.country", "origin_server.provider", "origin_server.region", "origin_server.country", "actor.country")
+_FACT_INDEX = {name: index for index, name in enumerate(FACTS)}
+
+
+def facts(event: Mapping[str, Any], origin: OriginTag, dest: DestinationTag) -> tuple:
+    """The values of ``FACTS`` for one event, as ``_target_value`` and the selectors see them."""
+    return (origin.subject_jurisdiction, event["action"], tuple(event["data_categories"]), dest.provider, dest.region,
+            dest.country, origin.server_provider, origin.server_region, origin.server_country, event.get("actor_country") or UNKNOWN)
 
 
 def load_policy(path: Path | str | None = None, extra_regions: Iterable[str] = ()) -> Policy:
