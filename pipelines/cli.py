@@ -36,8 +36,18 @@ def _add_policy_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_kafka_args(parser: argparse.ArgumentParser) -> None:
+    from .kafka_clients import CLIENTS, DEFAULT_CLIENT
+
     parser.add_argument("--bootstrap-servers", default=os.environ.get("FLOWAUDIT_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
                         help="Kafka bootstrap servers, host:port[,host:port] (env FLOWAUDIT_BOOTSTRAP_SERVERS)")
+    parser.add_argument("--kafka-client", choices=CLIENTS, default=os.environ.get("FLOWAUDIT_KAFKA_CLIENT", DEFAULT_CLIENT),
+                        help=f"library that reads events and writes outputs (default {DEFAULT_CLIENT}; env FLOWAUDIT_KAFKA_CLIENT)")
+
+
+def _kafka(args: argparse.Namespace, client_id: str = "flowaudit"):
+    from .kafka_io import KafkaConfig
+
+    return KafkaConfig(args.bootstrap_servers, client_id=client_id, client=args.kafka_client)
 
 
 def _settings(args: argparse.Namespace, *, allow_random_key: bool):
@@ -140,16 +150,19 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     import apache_beam as beam
     import orjson
 
-    from .kafka_io import KafkaConfig, OutputTopics, plan_partitions
+    from .kafka_io import OutputTopics, plan_partitions
     from .pipeline import build_kafka_audit
-    from .runners import is_single_process, pipeline_options
+    from .runners import is_single_process, local_worker_processes, pipeline_options, use_worker_processes
 
     settings = _settings(args, allow_random_key=False)
-    kafka = KafkaConfig(args.bootstrap_servers)
+    kafka = _kafka(args)
     bounded = args.bounded or args.max_records is not None
     partitions = plan_partitions(kafka, args.events_topic, args.group, start=args.start,
                                  bounded=bounded, max_records=args.max_records)
     options = pipeline_options(beam_args, streaming=not bounded)
+    workers = local_worker_processes(options, args.sdk_workers, len(partitions))
+    if workers > 1:
+        options = use_worker_processes(options)
     pipeline = beam.Pipeline(options=options)
     previous = None
     if args.summaries_dir:
@@ -160,9 +173,10 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     build_kafka_audit(pipeline, kafka, partitions, OutputTopics(args.violations_topic, args.dead_letters_topic),
                       args.group, settings, reader=ReaderSettings(max_out_of_orderness_seconds=args.watermark_lag,
                                                                    single_process=is_single_process(options)),
-                      summary_topic=args.summary_topic, summaries_dir=args.summaries_dir, previous_summary=previous)
-    _log.info("auditing %d partitions of %s (%s)", len(partitions), ", ".join(args.events_topic),
-              "bounded" if bounded else "streaming")
+                      summary_topic=args.summary_topic, summaries_dir=args.summaries_dir, previous_summary=previous,
+                      worker_processes=workers)
+    _log.info("auditing %d partitions of %s (%s, %d worker process%s)", len(partitions), ", ".join(args.events_topic),
+              "bounded" if bounded else "streaming", workers, "" if workers == 1 else "es")
     result = pipeline.run()
     result.wait_until_finish()
     counts = _counters(result)
@@ -185,10 +199,9 @@ def cmd_violations_tail(args: argparse.Namespace, beam_args: list[str]) -> int:
     import orjson
     from kafka import TopicPartition
 
-    from .kafka_io import KafkaConfig
     from .violations import decode_single_object
 
-    kafka = KafkaConfig(args.bootstrap_servers, client_id="flowaudit-tail")
+    kafka = _kafka(args, "flowaudit-tail")
     consumer = kafka.consumer(auto_offset_reset="earliest" if args.from_beginning else "latest")
     partitions = consumer.partitions_for_topic(args.topic)
     if not partitions:
@@ -255,7 +268,7 @@ def cmd_summarize(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     import apache_beam as beam
 
-    from .kafka_io import KafkaConfig, plan_time_range
+    from .kafka_io import plan_time_range
     from .pipeline import build_day_summary
     from .runners import pipeline_options
 
@@ -265,7 +278,7 @@ def cmd_summarize(args: argparse.Namespace, beam_args: list[str]) -> int:
         print(f"flowaudit summarize: --date {args.date!r} is not YYYY-MM-DD", file=sys.stderr)
         return 2
     settings = _settings(args, allow_random_key=True)
-    kafka = KafkaConfig(args.bootstrap_servers)
+    kafka = _kafka(args)
     start_ms = int(day.timestamp() * 1000)
     stop_ms = int((day + timedelta(days=1)).timestamp() * 1000) + args.allowed_lateness * 1000
     partitions = plan_time_range(kafka, args.events_topic, start_ms, stop_ms)
@@ -287,12 +300,11 @@ def cmd_export(args: argparse.Namespace, beam_args: list[str]) -> int:
     from kafka import TopicPartition
 
     from .files_io import TOPIC_DUMP_SUFFIX, dump_line
-    from .kafka_io import KafkaConfig
 
     if not args.out.endswith(TOPIC_DUMP_SUFFIX):
         print(f"flowaudit export: the output file must end in {TOPIC_DUMP_SUFFIX} (backtest recognises dumps by it)", file=sys.stderr)
         return 2
-    consumer = KafkaConfig(args.bootstrap_servers, client_id="flowaudit-export").consumer()
+    consumer = _kafka(args, "flowaudit-export").consumer()
     partitions = consumer.partitions_for_topic(args.topic)
     if not partitions:
         print(f"flowaudit export: topic {args.topic!r} not found on {args.bootstrap_servers}", file=sys.stderr)
@@ -364,7 +376,8 @@ def cmd_bench(args: argparse.Namespace, beam_args: list[str]) -> int:
         raise InputError("flowaudit bench: --events, --partitions and --rate must be positive")
     return main_events(EventsBench(events=args.events, partitions=args.partitions, seed=args.seed,
                                    bootstrap_servers=args.bootstrap_servers, latency=args.latency, rate=args.rate,
-                                   latency_seconds=args.latency_seconds, beam_args=tuple(beam_args)))
+                                   latency_seconds=args.latency_seconds, beam_args=tuple(beam_args),
+                                   clients=tuple(args.kafka_client or ())))
 
 
 def cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -375,6 +388,8 @@ def cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .kafka_clients import CLIENTS, DEFAULT_CLIENT
+
     parser = argparse.ArgumentParser(prog="flowaudit", description="Continuous data-residency audit of Kafka event streams (Apache Beam).")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -400,6 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--allowed-lateness", type=int, default=3600, metavar="SECONDS",
                      help="how long after a day ends its summary waits for late events, and how long "
                           "stragglers of a judged quality window are still counted as late (default 3600)")
+    run.add_argument("--sdk-workers", type=int, metavar="N",
+                     help="on DirectRunner (Prism): audit in N SDK worker processes, each over its share of the "
+                          "partitions (default: one per core, at most one per partition; 1 keeps everything in this process)")
     run.add_argument("--schema-id", type=int, action="append", help="Confluent schema id(s) of app events (default: any)")
     run.add_argument("--bare-avro", action="store_true", help="messages are schemaless Avro with no header")
     _add_policy_args(run)
@@ -473,6 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--partitions", type=int, default=6, help="partitions of the events topic (default 6)")
     bench.add_argument("--seed", type=int, default=1, help="generator seed (a new seed loads a new topic)")
     bench.add_argument("--bootstrap-servers", help="a running Kafka to use instead of the bench broker (.cache/bench-kafka)")
+    bench.add_argument("--kafka-client", action="append", choices=CLIENTS,
+                       help="run the pipeline with this client (repeatable; default: each installed one, "
+                            f"{DEFAULT_CLIENT} first); the first one's figures lead")
     bench.add_argument("--latency", action="store_true", help="also p50/p99 event-to-violation latency at --rate")
     bench.add_argument("--rate", type=float, default=5000.0, help="offered events/s of the latency run (default 5000)")
     bench.add_argument("--latency-seconds", type=float, default=30.0, help="how long the latency run offers events (default 30)")

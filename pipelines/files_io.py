@@ -16,6 +16,7 @@ import apache_beam as beam
 import orjson
 from fastavro import reader as avro_reader
 
+from . import coders  # noqa: F401  (registers the batch coders)
 from .parsing import dead_letter_to_json
 from .records import FILE_PARTITION, AuditedBatch, MessageBatch, RawMessage, SourceOffset
 
@@ -131,7 +132,7 @@ class ReadEventFile(beam.PTransform):
         return (
             pbegin
             | "File" >> beam.Create([self._path])
-            | "ReadBatches" >> beam.FlatMap(lambda path: read_event_file(path, batch_size))
+            | "ReadBatches" >> beam.FlatMap(lambda path: read_event_file(path, batch_size)).with_output_types(MessageBatch)
         )
 
 

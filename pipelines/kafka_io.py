@@ -32,11 +32,13 @@ from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, Duration, 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
-from kafka.structs import OffsetAndMetadata
 
+from . import coders  # noqa: F401  (registers the batch coders)
 from .errors import InputError
-from .records import AuditedBatch, MessageBatch, RawMessage, SourceOffset
-from .violations import encode_single_object
+from .kafka_clients import DEFAULT_CLIENT, ClientSettings, DeliveryError, PartitionFetcher, open_committer, open_fetcher, open_producer
+from .records import AuditedBatch, MessageBatch, RawMessage
+from .runners import distinct_metric_ids
+from .violations import encode_single_object, encode_violations
 
 __all__ = [
     "KafkaConfig",
@@ -50,6 +52,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+distinct_metric_ids()  # before this worker reports any metric
 UNBOUNDED_STOP = sys.maxsize
 VIOLATION_CONTENT_TYPE = b"application/vnd.flowaudit.violation.v1+avro"
 DEAD_LETTER_CONTENT_TYPE = b"application/vnd.flowaudit.dead-letter.v1+avro"
@@ -57,14 +60,24 @@ DEAD_LETTER_CONTENT_TYPE = b"application/vnd.flowaudit.dead-letter.v1+avro"
 
 @dataclass(frozen=True)
 class KafkaConfig:
-    """Where the cluster is and how to talk to it (kafka-python options)."""
+    """Where the cluster is and how to talk to it.
+
+    ``client``: which library reads events and writes outputs on the hot
+    path (``kafka_clients``); ``client_options`` are kafka-python keyword
+    options, ``librdkafka_options`` the same settings in librdkafka's words.
+    """
 
     bootstrap_servers: str
     client_options: tuple[tuple[str, Any], ...] = ()
     client_id: str = "flowaudit"
+    client: str = DEFAULT_CLIENT
+    librdkafka_options: tuple[tuple[str, Any], ...] = ()
+
+    def settings(self) -> ClientSettings:
+        return ClientSettings(self.bootstrap_servers, self.client_id, self.client_options, self.librdkafka_options)
 
     def _common(self) -> dict[str, Any]:
-        return {"bootstrap_servers": self.bootstrap_servers.split(","), "client_id": self.client_id, **dict(self.client_options)}
+        return self.settings().kafka_python()
 
     def consumer(self, **options: Any) -> KafkaConsumer:
         return KafkaConsumer(**{**self._common(), "enable_auto_commit": False, **options})
@@ -323,26 +336,23 @@ class _ReadPartitionBatches(beam.DoFn):
         self._all_partitions = tuple(partitions) if settings.single_process else ()
 
     def setup(self) -> None:
-        self._consumers: dict[TopicPartition, KafkaConsumer] = {}
-        self._positions: dict[TopicPartition, int] = {}
+        self._fetchers: dict[tuple[str, int], PartitionFetcher] = {}
+        self._positions: dict[tuple[str, int], int] = {}
         self._read = Metrics.counter("flowaudit", "kafka_messages_read")
         self._at_once = Metrics.distribution("flowaudit", "partitions_read_at_once")
 
     def teardown(self) -> None:
-        for consumer in getattr(self, "_consumers", {}).values():
-            consumer.close()
+        for fetcher in getattr(self, "_fetchers", {}).values():
+            fetcher.close()
 
-    def _consumer(self, tp: TopicPartition) -> KafkaConsumer:
-        consumer = self._consumers.get(tp)
-        if consumer is None:
-            consumer = self._config.consumer(
-                max_poll_records=self._settings.batch_size,
-                auto_offset_reset="earliest",
-                **dict(self._settings.fetch_options),
-            )
-            consumer.assign([tp])
-            self._consumers[tp] = consumer
-        return consumer
+    def _fetcher(self, key: tuple[str, int]) -> PartitionFetcher:
+        fetcher = self._fetchers.get(key)
+        if fetcher is None:
+            options = {"max_poll_records": self._settings.batch_size, **dict(self._settings.fetch_options)}
+            if self._config.client != "kafka-python":
+                options.pop("max_poll_records")
+            fetcher = self._fetchers[key] = open_fetcher(self._config.client, self._config.settings(), key[0], key[1], options)
+        return fetcher
 
     def _read_partition(self, spec: PartitionSpec, tracker: OffsetRestrictionTracker, watermark: ManualWatermarkEstimator, unbounded: bool):
         self._at_once.update(_ActiveReaders.enter())
@@ -354,44 +364,37 @@ class _ReadPartitionBatches(beam.DoFn):
 
     def _read_claimed(self, spec: PartitionSpec, tracker: OffsetRestrictionTracker, watermark: ManualWatermarkEstimator, unbounded: bool):
         settings = self._settings
-        tp = TopicPartition(spec.topic, spec.partition)
         restriction = tracker.current_restriction()
         position, stop = restriction.start, restriction.stop
         key = (spec.topic, spec.partition)
         if position >= stop:
             self._finished(spec, position)
             return
-        consumer = self._consumer(tp)
-        if self._positions.get(tp) != position:
-            consumer.seek(tp, position)
+        fetcher = self._fetcher(key)
+        if self._positions.get(key) != position:
+            fetcher.seek(position)
         deadline = time.monotonic() + settings.max_bundle_seconds
         lag = Duration(seconds=settings.max_out_of_orderness_seconds)
         while True:
-            records = consumer.poll(timeout_ms=settings.poll_timeout_ms, max_records=settings.batch_size).get(tp, [])
+            records = fetcher.fetch(settings.batch_size, settings.poll_timeout_ms)
             if not records:
-                moved_to = consumer.position(tp)
+                moved_to = fetcher.position()
                 if moved_to >= stop:  # only transaction markers or compacted gaps were left
                     tracker.try_claim(stop)
-                    self._positions[tp] = moved_to
+                    self._positions[key] = moved_to
                     self._finished(spec, stop)
                     return
-                if unbounded and _caught_up(consumer, tp, position):  # let time move on without new records
+                if unbounded and _caught_up(fetcher, position):  # let time move on without new records
                     self._advance(watermark, key, Timestamp.now() - lag)
-                self._positions[tp] = position
+                self._positions[key] = position
                 tracker.defer_remainder(Duration(seconds=settings.idle_resume_seconds))
                 return
-            messages = []
-            first = position
-            stopped = False
-            for record in records:
-                if record.offset < position:  # already audited: a fetch restarted behind us
-                    continue
-                if not tracker.try_claim(record.offset):
-                    stopped = True
-                    break
-                messages.append(RawMessage(SourceOffset(spec.topic, spec.partition, record.offset, record.timestamp), record.value, record.key))
-                position = record.offset + 1
+            if records[0].source.offset < position:  # already audited: a fetch restarted behind us
+                records = [r for r in records if r.source.offset >= position]
+            messages, stopped = _claim(tracker, records)
             if messages:
+                first = position
+                position = messages[-1].source.offset + 1
                 self._read.inc(len(messages))
                 timestamps = [m.source.timestamp_ms for m in messages]
                 yield beam.window.TimestampedValue(
@@ -400,11 +403,11 @@ class _ReadPartitionBatches(beam.DoFn):
                 )
                 self._advance(watermark, key, Timestamp(micros=max(timestamps) * 1000) - lag)
             if stopped:
-                self._positions.pop(tp, None)  # the consumer fetched past the split point
+                self._positions.pop(key, None)  # the consumer fetched past the split point
                 self._finished(spec, position)
                 return
             if time.monotonic() >= deadline:
-                self._positions[tp] = position
+                self._positions[key] = position
                 tracker.defer_remainder()
                 return
 
@@ -420,7 +423,27 @@ class _ReadPartitionBatches(beam.DoFn):
             _PartitionProgress.finish(self._run, (spec.topic, spec.partition))
 
 
-def _caught_up(consumer: KafkaConsumer, tp: TopicPartition, position: int) -> bool:
+def _claim(tracker: OffsetRestrictionTracker, records: list[RawMessage]) -> tuple[list[RawMessage], bool]:
+    """The records this reader may emit, and whether the restriction ended among them.
+
+    Claiming a batch's last offset claims every offset before it, so one
+    claim per batch (each goes through the runner's lock) instead of one per
+    record. Records past the restriction's end are left to whoever reads
+    on from there; a claim of the first of them ends this restriction (a
+    failed claim counts as an attempt, so it must come last). A claim that
+    fails otherwise means the runner checkpointed just now, after the
+    previous batch: nothing of this one is ours."""
+    stop = tracker.current_restriction().stop
+    inside = records if records[-1].source.offset < stop else [r for r in records if r.source.offset < stop]
+    if inside and not tracker.try_claim(inside[-1].source.offset):
+        return [], True
+    if len(inside) < len(records):
+        tracker.try_claim(records[len(inside)].source.offset)
+        return inside, True
+    return inside, False
+
+
+def _caught_up(fetcher: PartitionFetcher, position: int) -> bool:
     """Whether the broker has nothing past ``position``, as of the last fetch.
 
     An empty poll alone does not say so: a fetch still on its way (the first
@@ -428,7 +451,7 @@ def _caught_up(consumer: KafkaConsumer, tp: TopicPartition, position: int) -> bo
     timeout, and treating that as idleness moved the watermark to the wall
     clock while the partition still held days-old records (seen on Flink: a
     day's summary closed with 908 of its 1,500 events; the rest were late)."""
-    highwater = consumer.highwater(tp)
+    highwater = fetcher.highwater()
     return highwater is not None and position >= highwater
 
 
@@ -463,6 +486,10 @@ class _ReadUnboundedPartition(_ReadPartitionBatches):
         yield from self._read_partition(spec, tracker, watermark, unbounded=True)
 
 
+def _planned(_impulse: bytes, specs: tuple[PartitionSpec, ...]) -> tuple[PartitionSpec, ...]:
+    return specs
+
+
 class ReadFromKafkaPartitions(beam.PTransform):
     """MessageBatch elements from the planned partitions (see ``plan_partitions``)."""
 
@@ -479,10 +506,14 @@ class ReadFromKafkaPartitions(beam.PTransform):
         reader = _ReadBoundedPartition if bounded else _ReadUnboundedPartition
         return (
             pbegin
-            | "Partitions" >> beam.Create(self._specs)
+            # Not beam.Create: its first step is Beam's own code, and this
+            # module must be imported before a worker reports any metric
+            # (distinct_metric_ids).
+            | "Partitions" >> beam.Impulse()
+            | "PlannedPartitions" >> beam.FlatMap(_planned, tuple(self._specs))
             | "SpreadPartitions" >> beam.Reshuffle()
             | "ReadBatches" >> beam.ParDo(reader(self._config, self._settings, uuid.uuid4().hex,
-                                                 [(spec.topic, spec.partition) for spec in self._specs]))
+                                                 [(spec.topic, spec.partition) for spec in self._specs])).with_output_types(MessageBatch)
         )
 
 
@@ -539,6 +570,12 @@ class OutputTopics:
     dead_letters: str
 
 
+# Outputs are batched: up to 20 ms of linger, batches up to 256 KB.
+PRODUCER_OPTIONS = {"acks": "all", "linger_ms": 20, "batch_size": 256 * 1024, "retries": 2**31 - 1,
+                    "delivery_timeout_ms": 120_000}
+FLUSH_TIMEOUT_S = 150.0  # beyond the delivery timeout: every record is acknowledged or failed by then
+
+
 class _PublishAndCommit(beam.DoFn):
     def __init__(self, config: KafkaConfig, topics: OutputTopics, group: str, producer_options: dict[str, Any]):
         self._config = config
@@ -547,15 +584,8 @@ class _PublishAndCommit(beam.DoFn):
         self._producer_options = producer_options
 
     def setup(self) -> None:
-        self._producer = self._config.producer(**{
-            "acks": "all",
-            "linger_ms": 20,
-            "batch_size": 256 * 1024,
-            "retries": 2**31 - 1,
-            "delivery_timeout_ms": 120_000,
-            **self._producer_options,
-        })
-        self._committer = self._config.consumer(group_id=self._group)
+        self._producer = open_producer(self._config.client, self._config.settings(), {**PRODUCER_OPTIONS, **self._producer_options})
+        self._committer = open_committer(self._config.client, self._config.settings(), self._group)
         self._tracker = _tracker_for(self._config.bootstrap_servers, self._group)
         self._published = Metrics.counter("flowaudit", "violations_published")
         self._dead_published = Metrics.counter("flowaudit", "dead_letters_published")
@@ -563,45 +593,44 @@ class _PublishAndCommit(beam.DoFn):
 
     def teardown(self) -> None:
         if hasattr(self, "_producer"):
-            self._producer.close(timeout=10)
+            self._producer.close()
             self._committer.close()
 
     def start_bundle(self) -> None:
-        self._futures = []
         self._done: list[tuple[TopicPartition, int, int]] = []
 
     def process(self, batch: AuditedBatch):
         send = self._producer.send
-        for violation in batch.violations:
-            self._futures.append(send(self._topics.violations, key=violation["violation_id"].encode(),
-                                      value=encode_single_object(violation, "violation"),
-                                      headers=[("content-type", VIOLATION_CONTENT_TYPE)]))
+        violations_topic = self._topics.violations
+        for violation, value in zip(batch.violations, encode_violations(batch.violations), strict=True):
+            send(violations_topic, violation["violation_id"].encode(), value, _VIOLATION_HEADERS)
         for letter in batch.dead_letters:
             source = letter["source"]
             key = f"{source['topic']}/{source['partition']}/{source['offset']}".encode()
-            self._futures.append(send(self._topics.dead_letters, key=key, value=encode_single_object(letter, "dead_letter"),
-                                      headers=[("content-type", DEAD_LETTER_CONTENT_TYPE)]))
+            send(self._topics.dead_letters, key, encode_single_object(letter, "dead_letter"), _DEAD_LETTER_HEADERS)
         self._published.inc(len(batch.violations))
         self._dead_published.inc(len(batch.dead_letters))
         self._done.append((TopicPartition(batch.topic, batch.partition), batch.first_offset, batch.next_offset))
         yield batch
 
     def finish_bundle(self) -> None:
-        self._producer.flush()
-        failed = [f for f in self._futures if not f.is_done or f.failed()]
-        if failed:
-            first = failed[0].exception if failed[0].is_done else "not acknowledged in time"
-            # Raising fails the bundle: the runner retries it from the last
-            # checkpoint, and nothing past the acknowledged outputs is committed.
-            raise RuntimeError(f"{len(failed)} of {len(self._futures)} outputs were not acknowledged by Kafka ({first}); offsets not committed")
+        # Raising fails the bundle: the runner retries it from the last
+        # checkpoint, and nothing past the acknowledged outputs is committed.
+        try:
+            self._producer.flush(FLUSH_TIMEOUT_S)
+        except DeliveryError as exc:
+            raise RuntimeError(f"{exc}; offsets not committed") from None
         for tp, first, next_offset in self._done:
             self._tracker.acknowledge(tp, first, next_offset)
         ready = self._tracker.ready()
         if ready:
-            self._committer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in ready.items()})
+            self._committer.commit({(tp.topic, tp.partition): offset for tp, offset in ready.items()})
             self._committed.inc(len(ready))
-        self._futures = []
         self._done = []
+
+
+_VIOLATION_HEADERS = (("content-type", VIOLATION_CONTENT_TYPE),)
+_DEAD_LETTER_HEADERS = (("content-type", DEAD_LETTER_CONTENT_TYPE),)
 
 
 class _PublishWindowViolations(beam.DoFn):
@@ -614,29 +643,23 @@ class _PublishWindowViolations(beam.DoFn):
         self._topics = topics
 
     def setup(self) -> None:
-        self._producer = self._config.producer(acks="all", linger_ms=20, retries=2**31 - 1, delivery_timeout_ms=120_000)
+        self._producer = open_producer(self._config.client, self._config.settings(), PRODUCER_OPTIONS)
         self._published = Metrics.counter("flowaudit", "violations_published")
 
     def teardown(self) -> None:
         if hasattr(self, "_producer"):
-            self._producer.close(timeout=10)
-
-    def start_bundle(self) -> None:
-        self._futures = []
+            self._producer.close()
 
     def process(self, violations: list[dict[str, Any]]):
-        for violation in violations:
-            self._futures.append(self._producer.send(
-                self._topics.violations, key=violation["violation_id"].encode(),
-                value=encode_single_object(violation, "violation"), headers=[("content-type", VIOLATION_CONTENT_TYPE)]))
+        for violation, value in zip(violations, encode_violations(violations), strict=True):
+            self._producer.send(self._topics.violations, violation["violation_id"].encode(), value, _VIOLATION_HEADERS)
         self._published.inc(len(violations))
 
     def finish_bundle(self) -> None:
-        self._producer.flush()
-        failed = [f for f in self._futures if not f.is_done or f.failed()]
-        if failed:
-            raise RuntimeError(f"{len(failed)} window violations were not acknowledged by Kafka ({failed[0].exception})")
-        self._futures = []
+        try:
+            self._producer.flush(FLUSH_TIMEOUT_S)
+        except DeliveryError as exc:
+            raise RuntimeError(f"window violations: {exc}") from None
 
 
 class PublishWindowViolations(beam.PTransform):
@@ -702,7 +725,7 @@ class PublishAndCommit(beam.PTransform):
         self._fn = _PublishAndCommit(config, topics, group, producer_options or {})
 
     def expand(self, batches):
-        return batches | "ProduceThenCommit" >> beam.ParDo(self._fn)
+        return batches | "ProduceThenCommit" >> beam.ParDo(self._fn).with_output_types(AuditedBatch)
 
 
 __all__ += ["OutputTopics", "ReaderSettings", "PublishWindowViolations", "PublishSummaries", "plan_time_range"]

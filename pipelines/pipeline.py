@@ -3,6 +3,10 @@ r"""The audit pipeline, as in the design diagram.
     app events --> ReadAppEvents --> ParseAppEvents --> TagOriginDestination
                --> CheckResidency --> CheckQuality --> PublishAndCommit (violations, dead letters, offsets)
                                                   \-> JudgeQualityWindows --> PublishWindowViolations
+                                                  \-> SummarizeDays --> PublishSummaries
+
+On one machine the first row runs once per SDK worker process, each over
+its share of the partitions (``build_kafka_audit``).
 
 ``backtest`` swaps the Kafka source and sink for files; the steps between
 are the same objects.
@@ -25,34 +29,41 @@ from .kafka_io import (
     ReaderSettings,
     ReadFromKafkaPartitions,
 )
+from .runners import worker_hints
 from .transforms import (
     AuditSettings,
     CheckQuality,
     CheckResidency,
     JudgeQualityWindows,
+    JudgeWindowParts,
     ParseAppEvents,
+    SplitDays,
+    SplitQualityWindows,
     SummarizeDays,
     SummarizeDaysStreaming,
     TagOriginDestination,
+    day_parts_with_windows,
 )
 
 __all__ = ["audit_batches", "judge_windows", "build_kafka_audit", "build_file_audit", "build_day_summary"]
 
 
-def audit_batches(batches: beam.PCollection, settings: AuditSettings) -> beam.PCollection:
+def audit_batches(batches: beam.PCollection, settings: AuditSettings, name: str = "",
+                  hints: dict[str, str] | None = None) -> beam.PCollection:
+    hints = hints or {}
     audited = (
         batches
-        | "ParseAppEvents" >> ParseAppEvents(settings.decoder)
-        | "TagOriginDestination" >> TagOriginDestination(settings.destinations)
-        | "CheckResidency" >> CheckResidency(settings.policy, settings.pseudonym_key)
+        | f"ParseAppEvents{name}" >> ParseAppEvents(settings.decoder).with_resource_hints(**hints)
+        | f"TagOriginDestination{name}" >> TagOriginDestination(settings.destinations).with_resource_hints(**hints)
+        | f"CheckResidency{name}" >> CheckResidency(settings.policy, settings.pseudonym_key).with_resource_hints(**hints)
     )
     if settings.quality is not None:
-        audited = audited | "CheckQuality" >> CheckQuality(settings.quality, settings.pseudonym_key)
+        audited = audited | f"CheckQuality{name}" >> CheckQuality(settings.quality, settings.pseudonym_key).with_resource_hints(**hints)
     return audited
 
 
 def judge_windows(audited: beam.PCollection, settings: AuditSettings) -> beam.PCollection | None:
-    if settings.quality is None or not settings.quality.suite.windowed:
+    if not _windowed(settings):
         return None
     return audited | "JudgeQualityWindows" >> JudgeQualityWindows(settings.quality)
 
@@ -60,21 +71,49 @@ def judge_windows(audited: beam.PCollection, settings: AuditSettings) -> beam.PC
 def build_kafka_audit(pipeline: beam.Pipeline, kafka: KafkaConfig, partitions: Sequence[PartitionSpec],
                       outputs: OutputTopics, group: str, settings: AuditSettings,
                       reader: ReaderSettings | None = None, summary_topic: str | None = None,
-                      summaries_dir: str | None = None, previous_summary: tuple[str, bytes] | None = None) -> beam.PCollection:
-    batches = pipeline | "ReadAppEvents" >> ReadFromKafkaPartitions(kafka, partitions, reader)
-    audited = audit_batches(batches, settings)
-    windows = judge_windows(audited, settings)
-    if windows is not None:
+                      summaries_dir: str | None = None, previous_summary: tuple[str, bytes] | None = None,
+                      worker_processes: int = 1) -> list[beam.PCollection]:
+    """The streaming audit. With ``worker_processes`` > 1 the partitions are
+    dealt into that many branches, each audited end to end (read to
+    commit) in an SDK worker process of its own; only the small window and
+    day parts meet again, in the steps that judge windows and close days."""
+    summaries = bool(summary_topic or summaries_dir)
+    branches = [partitions[i::worker_processes] for i in range(worker_processes)]
+    published, window_parts, day_parts = [], [], []
+    for index, specs in enumerate(b for b in branches if b):
+        name = "" if worker_processes == 1 else f" (worker {index + 1} of {worker_processes})"
+        hints = worker_hints(index, worker_processes)
+        batches = pipeline | f"ReadAppEvents{name}" >> ReadFromKafkaPartitions(kafka, specs, reader).with_resource_hints(**hints)
+        audited = audit_batches(batches, settings, name, hints)
+        if _windowed(settings):
+            window_parts.append(audited | f"SplitQualityWindows{name}" >> SplitQualityWindows(settings.quality).with_resource_hints(**hints))
+        if summaries:
+            day_parts.append(audited | f"SplitDays{name}" >> SplitDays(_window_ms(settings)).with_resource_hints(**hints))
+        published.append(audited | f"PublishAndCommit{name}" >> PublishAndCommit(kafka, outputs, group).with_resource_hints(**hints))
+    windows = None
+    if window_parts:
+        windows = (
+            _flatten(window_parts, "AllWindowParts")
+            | "JudgeQualityWindows" >> JudgeWindowParts(settings.quality)
+        )
         windows | "PublishWindowViolations" >> PublishWindowViolations(kafka, outputs)
-    if summary_topic or summaries_dir:
+    if summaries:
         (
-            _with_windows(audited, windows)
+            day_parts_with_windows(_flatten(day_parts, "AllDayParts"), windows)
             | "SummarizeDays" >> SummarizeDaysStreaming(
                 _window_ms(settings), settings.summary.allowed_lateness_seconds, settings.rules_identity(),
-                settings.expectation_scopes(), settings.summary.silent_gap_minutes, previous_summary)
+                settings.expectation_scopes(), settings.summary.silent_gap_minutes, previous_summary, from_parts=True)
             | "PublishSummaries" >> PublishSummaries(kafka, summary_topic, summaries_dir)
         )
-    return audited | "PublishAndCommit" >> PublishAndCommit(kafka, outputs, group)
+    return published
+
+
+def _flatten(collections: list[beam.PCollection], label: str) -> beam.PCollection:
+    return collections[0] if len(collections) == 1 else tuple(collections) | label >> beam.Flatten()
+
+
+def _windowed(settings: AuditSettings) -> bool:
+    return settings.quality is not None and bool(settings.quality.suite.windowed)
 
 
 def _with_windows(audited: beam.PCollection, windows: beam.PCollection | None):

@@ -16,14 +16,16 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 
-from apache_beam.options.pipeline_options import PipelineOptions, PortableOptions, StandardOptions
+from apache_beam.options.pipeline_options import DebugOptions, PipelineOptions, PortableOptions, StandardOptions
+from apache_beam.transforms.resources import ResourceHint
 
 from .resources import repo_root
 
 __all__ = ["PRISM_ENV", "FLINK_JOB_SERVER_ENV", "find_prism", "find_flink_job_server", "pipeline_options", "is_single_process",
-           "RunnerSetupError"]
+           "RunnerSetupError", "local_worker_processes", "use_worker_processes", "worker_hints", "distinct_metric_ids"]
 
 PRISM_ENV = "FLOWAUDIT_PRISM"
 FLINK_JOB_SERVER_ENV = "FLOWAUDIT_FLINK_JOB_SERVER_JAR"
@@ -97,3 +99,72 @@ def pipeline_options(beam_args: list[str], *, streaming: bool) -> PipelineOption
     if streaming:
         options.view_as(StandardOptions).streaming = True
     return options
+
+
+class _WorkerGroupHint(ResourceHint):
+    """Which local SDK worker process a branch of the pipeline runs in.
+
+    Prism starts one SDK worker per environment and a Python worker runs
+    on one core (the GIL), so a pipeline with a single environment audits
+    on one core however many the machine has. Branches whose transforms
+    carry different values of this hint get environments, and so worker
+    processes, of their own. Other runners ignore it (they parallelise by
+    themselves)."""
+
+    urn = "flowaudit:resource_hint:worker_group:v1"
+
+
+ResourceHint.register_resource_hint("flowaudit_worker_group", _WorkerGroupHint)
+
+
+def worker_hints(group: int, groups: int) -> dict[str, str]:
+    """Resource hints that put a branch in worker process ``group`` of ``groups`` (none for one)."""
+    return {} if groups <= 1 else {"flowaudit_worker_group": str(group)}
+
+
+def local_worker_processes(options: PipelineOptions, requested: int | None, partitions: int) -> int:
+    """How many SDK worker processes the audit is spread over.
+
+    Only Prism with LOOPBACK workers is spread here (one branch of partitions
+    per process); ``requested`` None means one per core, at most one per
+    partition. Other runners get one branch: their workers parallelise it."""
+    if not is_single_process(options):
+        return 1
+    wanted = requested if requested is not None else (os.cpu_count() or 1)
+    return max(1, min(wanted, partitions))
+
+
+def use_worker_processes(options: PipelineOptions) -> PipelineOptions:
+    """LOOPBACK workers as processes of their own (Beam's
+    ``use_loopback_process_worker``), started with this interpreter."""
+    debug = options.view_as(DebugOptions)
+    if not debug.lookup_experiment("use_loopback_process_worker"):
+        debug.add_experiment("use_loopback_process_worker")
+    # Beam starts them as plain `python`: the one first on PATH must be this
+    # interpreter (its virtual environment's bin/, not the resolved binary).
+    interpreter_dir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if path.split(os.pathsep)[0] != interpreter_dir:
+        path = interpreter_dir + os.pathsep + path
+    os.environ["PATH"] = path
+    return options
+
+
+def distinct_metric_ids() -> None:
+    """Number this process's metric short ids apart from other worker processes'.
+
+    Prism keeps one table of metric short ids per job, while every Python
+    SDK worker process numbers its own from 1: with several worker
+    processes, one process's counter was decoded as another's metric and
+    Prism panicked ("error decoding metrics ... EOF"). Offsetting the
+    counter by the process id keeps the ids of live processes apart. Runs
+    when the audit's modules are imported, which a worker does as it
+    unpickles the first steps it is given, before any metric exists.
+    """
+    from apache_beam.runners.worker import sdk_worker
+
+    cache = sdk_worker.SHORT_ID_CACHE
+    offset = (os.getpid() & 0x3FFFFF) << 32
+    with cache._lock:
+        if cache._last_short_id < offset:
+            cache._last_short_id += offset

@@ -174,6 +174,8 @@ class Tagger:
         self.address = lru_cache(maxsize=1 << 16)(self._address)
         self.host = lru_cache(maxsize=1 << 14)(self._host)
         self.geo_country = lru_cache(maxsize=1 << 16)(self._geo_country)
+        self._range_tags: dict[RangeMatch, DestinationTag] = {}
+        self._origins: dict[tuple, OriginTag] = {}
 
     def _address(self, ip: str) -> DestinationTag | None:
         normalized = normalize_ip(ip)
@@ -181,11 +183,21 @@ class Tagger:
             return None
         hit = self._internal.lookup(normalized)
         if hit is not None:
-            return DestinationTag("internal", hit.region, hit.country, "internal", self._internal_names.get(hit.prefix, hit.prefix))
+            return self._range_tag(hit, True)
         hit = self._feeds.lookup(normalized)
         if hit is not None:
-            return DestinationTag(hit.provider, hit.region, hit.country, "cidr", hit.prefix)
+            return self._range_tag(hit, False)
         return None
+
+    def _range_tag(self, hit: RangeMatch, internal: bool) -> DestinationTag:
+        # One tag object per matched range: addresses are many, ranges few,
+        # and equal tags then share one object down to the summaries.
+        tag = self._range_tags.get(hit)
+        if tag is None:
+            tag = (DestinationTag("internal", hit.region, hit.country, "internal", self._internal_names.get(hit.prefix, hit.prefix))
+                   if internal else DestinationTag(hit.provider, hit.region, hit.country, "cidr", hit.prefix))
+            self._range_tags[hit] = tag
+        return tag
 
     def _host(self, host: str) -> DestinationTag | None:
         host = host.strip().rstrip(".").lower()
@@ -233,7 +245,11 @@ class Tagger:
             geo = self.geo_country(client_ip) if client_ip else None
             jurisdiction, source = (geo, "geoip") if geo else (UNKNOWN, "unknown")
         server = self.address(event["server_ip"]) or UNKNOWN_DESTINATION
-        return OriginTag(jurisdiction, source, server.provider, server.region, server.country)
+        key = (jurisdiction, source, server)
+        tag = self._origins.get(key)
+        if tag is None:
+            tag = self._origins[key] = OriginTag(jurisdiction, source, server.provider, server.region, server.country)
+        return tag
 
 
 def _load_geoip():

@@ -34,6 +34,7 @@ import orjson
 from kafka import TopicPartition
 
 from .generator import TrafficMix, generate
+from .kafka_clients import CLIENTS, confluent_available
 from .kafka_io import KafkaConfig, committed_offsets, create_topics, end_offsets
 from .localkafka import LocalKafka, free_port
 from .resources import repo_root
@@ -54,6 +55,15 @@ class EventsBench:
     rate: float = 5000.0
     latency_seconds: float = 30.0
     beam_args: tuple[str, ...] = ()
+    # Kafka clients to run the pipeline with, the first one's figures leading
+    # (empty: every installed one, the default client first).
+    clients: tuple[str, ...] = ()
+
+
+def _clients(bench: EventsBench) -> tuple[str, ...]:
+    if bench.clients:
+        return bench.clients
+    return tuple(c for c in CLIENTS if c != "confluent-kafka" or confluent_available())
 
 
 def _runner_name(bench: EventsBench) -> str:
@@ -166,14 +176,14 @@ def _floor_confluent(kafka: KafkaConfig, topic: str, total: int) -> dict[str, An
     return {"seconds": elapsed, "eps": total / elapsed}
 
 
-def _run_pipeline(kafka: KafkaConfig, topic: str, bench: EventsBench, bounded: bool = True,
+def _run_pipeline(kafka: KafkaConfig, topic: str, bench: EventsBench, client: str, bounded: bool = True,
                   extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, dict[str, str]]:
     run = uuid.uuid4().hex[:8]
     outputs = {"violations": f"bench-{run}.violations", "dead_letters": f"bench-{run}.dead-letters", "group": f"bench-{run}"}
     create_topics(kafka, [outputs["violations"], outputs["dead_letters"]], partitions=bench.partitions)
     command = [sys.executable, "-m", "pipelines.cli", "run", "--bootstrap-servers", kafka.bootstrap_servers,
                "--events-topic", topic, "--violations-topic", outputs["violations"],
-               "--dead-letters-topic", outputs["dead_letters"], "--group", outputs["group"],
+               "--dead-letters-topic", outputs["dead_letters"], "--group", outputs["group"], "--kafka-client", client,
                *(["--bounded"] if bounded else []), *extra, *bench.beam_args]
     env = {**os.environ, "FLOWAUDIT_PSEUDONYM_KEY": BENCH_KEY}
     env.pop("FLOWAUDIT_PSEUDONYM_KEY_FILE", None)
@@ -181,10 +191,31 @@ def _run_pipeline(kafka: KafkaConfig, topic: str, bench: EventsBench, bounded: b
     return process, outputs
 
 
-def _pipeline_throughput(kafka: KafkaConfig, topic: str, bench: EventsBench) -> dict[str, Any]:
+def _pipeline_throughput(kafka: KafkaConfig, topic: str, bench: EventsBench, client: str) -> dict[str, Any]:
+    # ru_maxrss of children is the largest of any child so far: run the
+    # pipeline in a fresh process of its own so the figure is its alone.
+    command = [sys.executable, "-c", _MEASURE_CHILD, json.dumps([kafka.bootstrap_servers, topic, bench.events, bench.partitions,
+                                                                  client, list(bench.beam_args)])]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"the pipeline measurement failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+_MEASURE_CHILD = """
+import json, sys
+from pipelines.throughput import EventsBench, _measure_pipeline
+from pipelines.kafka_io import KafkaConfig
+bootstrap, topic, events, partitions, client, beam_args = json.loads(sys.argv[1])
+bench = EventsBench(events=events, partitions=partitions, beam_args=tuple(beam_args))
+print(json.dumps(_measure_pipeline(KafkaConfig(bootstrap), topic, bench, client)))
+"""
+
+
+def _measure_pipeline(kafka: KafkaConfig, topic: str, bench: EventsBench, client: str) -> dict[str, Any]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
-    process, outputs = _run_pipeline(kafka, topic, bench)
+    process, outputs = _run_pipeline(kafka, topic, bench, client)
     out, err = process.communicate()
     elapsed = time.perf_counter() - started
     if process.returncode != 0:
@@ -199,13 +230,13 @@ def _pipeline_throughput(kafka: KafkaConfig, topic: str, bench: EventsBench) -> 
             "committed_all": committed == ends}
 
 
-def _latency(kafka: KafkaConfig, bench: EventsBench) -> dict[str, Any]:
+def _latency(kafka: KafkaConfig, bench: EventsBench, client: str) -> dict[str, Any]:
     """p50/p99 from an event's send to its violation's broker timestamp, at a fixed offered rate."""
     from .violations import decode_single_object
 
     topic = f"bench-latency-{uuid.uuid4().hex[:8]}.events"
     create_topics(kafka, [topic], partitions=bench.partitions)
-    process, outputs = _run_pipeline(kafka, topic, bench, bounded=False, extra=("--start", "latest"))
+    process, outputs = _run_pipeline(kafka, topic, bench, client, bounded=False, extra=("--start", "latest"))
     sent_at: dict[str, float] = {}
     try:
         time.sleep(15)  # Prism's start-up and the readers' first polls
@@ -277,24 +308,35 @@ def run_events_bench(bench: EventsBench) -> dict[str, Any]:
         confluent = _floor_confluent(kafka, topic, bench.events)
         if confluent:
             print(f"floor (confluent-kafka + orjson): {confluent['eps']:,.0f} events/s ({confluent['seconds']:.1f} s)", flush=True)
-        pipeline = _pipeline_throughput(kafka, topic, bench)
+        runs = {}
+        for client in _clients(bench):
+            pipeline = runs[client] = _pipeline_throughput(kafka, topic, bench, client)
+            counts = pipeline["counts"]
+            print(f"pipeline (end to end, {_runner_name(bench)}, {client}): {pipeline['eps']:,.0f} events/s "
+                  f"({pipeline['seconds']:.1f} s), peak RSS {pipeline['rss_mb']:,.0f} MB; counts {json.dumps(counts)}", flush=True)
+            if counts.get("in") != bench.events or counts["in"] != counts["parsed"] + counts["dead_letters"]:
+                print(f"warning: counts do not balance for {bench.events} events ({client})", flush=True)
+        client = next(iter(runs))
+        pipeline = runs[client]
         counts = pipeline["counts"]
-        print(f"pipeline (end to end, {_runner_name(bench)}): {pipeline['eps']:,.0f} events/s ({pipeline['seconds']:.1f} s), "
-              f"peak RSS {pipeline['rss_mb']:,.0f} MB; counts {json.dumps(counts)}", flush=True)
-        if counts.get("in") != bench.events or counts["in"] != counts["parsed"] + counts["dead_letters"]:
-            print(f"warning: counts do not balance for {bench.events} events", flush=True)
         figures: dict[str, Any] = {
             "events": bench.events, "partitions": bench.partitions, "load_seconds": round(load_seconds, 1),
             "floor_eps": round(floor["eps"]), "pipeline_eps": round(pipeline["eps"]),
             "ratio": round(pipeline["eps"] / floor["eps"], 3), "rss_mb": round(pipeline["rss_mb"]),
+            "pipeline_client": client,
             "pipeline_seconds": round(pipeline["seconds"], 1), "floor_seconds": round(floor["seconds"], 1),
             "violations": counts.get("violations"), "dead_letters": counts.get("dead_letters"),
-            "committed_all": pipeline["committed_all"],
+            "late_window_events": counts.get("late_window_events"),
+            "committed_all": all(run["committed_all"] for run in runs.values()),
         }
+        for other, run in list(runs.items())[1:]:
+            figures[f"pipeline_eps_{other.replace('-', '_')}"] = round(run["eps"])
+            figures[f"rss_mb_{other.replace('-', '_')}"] = round(run["rss_mb"])
         if confluent:
             figures["confluent_floor_eps"] = round(confluent["eps"])
+            figures["ratio_to_confluent_floor"] = round(pipeline["eps"] / confluent["eps"], 3)
         if bench.latency:
-            latency = _latency(kafka, bench)
+            latency = _latency(kafka, bench, client)
             print(f"latency at {latency['offered_eps']:,.0f} events/s offered: p50 {latency['p50_s']:.3f} s, "
                   f"p99 {latency['p99_s']:.3f} s over {latency['violations']:,} violations", flush=True)
             figures.update({"latency_offered_eps": round(latency["offered_eps"]), "latency_p50_s": round(latency["p50_s"], 3),

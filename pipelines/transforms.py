@@ -20,21 +20,24 @@ from apache_beam.transforms.window import FixedWindows
 from apache_beam.utils.timestamp import Duration, Timestamp
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
+from .coders import AuditedBatchCoder  # noqa: F401  (registers the batch coders)
 from .core import UNDATED, check_batch, check_quality_batch, day_parts, parse_batch, quality_parameters, tag_batch, window_parts
 from .parsing import DecoderConfig
 from .policy import Policy
 from .pseudonym import Pseudonymizer
 from .quality import QualitySuite, WindowPartial, evaluate_window
 from .records import AuditedBatch, MessageBatch
+from .runners import distinct_metric_ids
 from .summary import DAY_MS, DayAccumulator, chain, day_of
 from .tagging import DestinationMap, shared_tagger
 from .violations import window_id, window_violation
 
 __all__ = ["AuditSettings", "QualitySettings", "ParseAppEvents", "TagOriginDestination", "CheckResidency",
-           "CheckQuality", "JudgeQualityWindows", "SummarizeDays", "SummarySettings", "SummarizeDaysStreaming",
-           "audited_and_windows"]
+           "CheckQuality", "SplitQualityWindows", "JudgeWindowParts", "JudgeQualityWindows", "SplitDays",
+           "day_parts_with_windows", "SummarizeDays", "SummarySettings", "SummarizeDaysStreaming", "audited_and_windows"]
 
 _log = logging.getLogger(__name__)
+distinct_metric_ids()  # before this worker reports any metric
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ class ParseAppEvents(beam.PTransform):
         self._decoder = decoder
 
     def expand(self, batches):
-        return batches | "DecodeAndValidate" >> beam.ParDo(_ParseFn(self._decoder))
+        return batches | "DecodeAndValidate" >> beam.ParDo(_ParseFn(self._decoder)).with_output_types(AuditedBatch)
 
 
 class _TagFn(beam.DoFn):
@@ -126,7 +129,7 @@ class TagOriginDestination(beam.PTransform):
         self._destinations = destinations
 
     def expand(self, batches):
-        return batches | "LookUpRangesHostsGeoIP" >> beam.ParDo(_TagFn(self._destinations))
+        return batches | "LookUpRangesHostsGeoIP" >> beam.ParDo(_TagFn(self._destinations)).with_output_types(AuditedBatch)
 
 
 class _CheckFn(beam.DoFn):
@@ -153,7 +156,7 @@ class CheckResidency(beam.PTransform):
         self._key = pseudonym_key
 
     def expand(self, batches):
-        return batches | "EvaluateRules" >> beam.ParDo(_CheckFn(self._policy, self._key))
+        return batches | "EvaluateRules" >> beam.ParDo(_CheckFn(self._policy, self._key)).with_output_types(AuditedBatch)
 
 
 def _now_parameters(settings: QualitySettings) -> dict[str, int]:
@@ -187,7 +190,7 @@ class CheckQuality(beam.PTransform):
         self._key = pseudonym_key
 
     def expand(self, batches):
-        return batches | "ValidateRecords" >> beam.ParDo(_CheckQualityFn(self._settings, self._key))
+        return batches | "ValidateRecords" >> beam.ParDo(_CheckQualityFn(self._settings, self._key)).with_output_types(AuditedBatch)
 
 
 class _WindowPartsFn(beam.DoFn):
@@ -251,6 +254,39 @@ class _JudgeWindowFn(beam.DoFn):
             yield violations
 
 
+class SplitQualityWindows(beam.PTransform):
+    """Audited batches -> each batch's share of every event-time window it
+    touches, timestamped inside that window (small: counts and sets, not events)."""
+
+    def __init__(self, settings: QualitySettings):
+        super().__init__()
+        self._settings = settings
+
+    def expand(self, batches):
+        return batches | "SplitByWindow" >> beam.ParDo(_WindowPartsFn(self._settings))
+
+
+class JudgeWindowParts(beam.PTransform):
+    """Window parts (from SplitQualityWindows) -> one list of violations per
+    fixed event-time window that fails a window-level expectation."""
+
+    def __init__(self, settings: QualitySettings):
+        super().__init__()
+        self._settings = settings
+
+    def expand(self, parts):
+        return (
+            parts
+            | "FixedWindows" >> beam.WindowInto(
+                FixedWindows(self._settings.window_seconds),
+                trigger=AfterWatermark(late=AfterCount(1)),
+                accumulation_mode=AccumulationMode.DISCARDING,
+                allowed_lateness=Duration(seconds=self._settings.allowed_lateness_seconds))
+            | "MergeWindowParts" >> beam.CombinePerKey(_MergeParts())
+            | "EvaluateWindows" >> beam.ParDo(_JudgeWindowFn(self._settings))
+        )
+
+
 class JudgeQualityWindows(beam.PTransform):
     """Window-level expectations (aggregates, ``mostly``) per fixed event-time
     window; emits one list of violations per window that fails any."""
@@ -260,17 +296,7 @@ class JudgeQualityWindows(beam.PTransform):
         self._settings = settings
 
     def expand(self, batches):
-        return (
-            batches
-            | "SplitByWindow" >> beam.ParDo(_WindowPartsFn(self._settings))
-            | "FixedWindows" >> beam.WindowInto(
-                FixedWindows(self._settings.window_seconds),
-                trigger=AfterWatermark(late=AfterCount(1)),
-                accumulation_mode=AccumulationMode.DISCARDING,
-                allowed_lateness=Duration(seconds=self._settings.allowed_lateness_seconds))
-            | "MergeWindowParts" >> beam.CombinePerKey(_MergeParts())
-            | "EvaluateWindows" >> beam.ParDo(_JudgeWindowFn(self._settings))
-        )
+        return batches | "Split" >> SplitQualityWindows(self._settings) | "Judge" >> JudgeWindowParts(self._settings)
 
 
 class _DayPartsFn(beam.DoFn):
@@ -319,10 +345,19 @@ def audited_and_windows(inputs):
     return inputs if isinstance(inputs, tuple) else (inputs, None)
 
 
-def _all_day_parts(inputs, window_ms: int | None):
-    """(day, DayAccumulator) parts from audited batches and window violations."""
-    audited, windows = audited_and_windows(inputs)
-    parts = audited | "DayParts" >> beam.ParDo(_DayPartsFn(window_ms))
+class SplitDays(beam.PTransform):
+    """Audited batches -> (day, DayAccumulator): each batch's share of every UTC day it touches."""
+
+    def __init__(self, window_ms: int | None):
+        super().__init__()
+        self._window_ms = window_ms
+
+    def expand(self, batches):
+        return batches | "DayParts" >> beam.ParDo(_DayPartsFn(self._window_ms))
+
+
+def day_parts_with_windows(parts, windows):
+    """Day parts of audited batches, and of window violations when there are any."""
     if windows is None:
         return parts
     window_parts_ = (
@@ -331,6 +366,12 @@ def _all_day_parts(inputs, window_ms: int | None):
         | "Unwindowed" >> beam.WindowInto(beam.window.GlobalWindows())
     )
     return (parts, window_parts_) | "AllParts" >> beam.Flatten()
+
+
+def _all_day_parts(inputs, window_ms: int | None):
+    """(day, DayAccumulator) parts from audited batches and window violations."""
+    audited, windows = audited_and_windows(inputs)
+    return day_parts_with_windows(audited | "SplitDays" >> SplitDays(window_ms), windows)
 
 
 class SummarizeDays(beam.PTransform):
@@ -445,16 +486,20 @@ class SummarizeDaysStreaming(beam.PTransform):
     """Daily summaries on a stream: (date, summary file bytes), in date order,
     each emitted once the watermark passes the end of its day plus the
     allowed lateness. All days go through one key so the chain is sequential;
-    what crosses into it is one small part per batch and day."""
+    what crosses into it is one small part per batch and day.
+
+    Input: audited batches, or (audited batches, window violations); with
+    ``from_parts``, day parts (SplitDays, day_parts_with_windows) instead."""
 
     def __init__(self, window_ms: int | None, lateness_seconds: int, rules: dict, expectations: list,
-                 silent_gap_minutes: int, previous: tuple[str, bytes] | None = None):
+                 silent_gap_minutes: int, previous: tuple[str, bytes] | None = None, *, from_parts: bool = False):
         super().__init__()
         self._window_ms = window_ms
+        self._from_parts = from_parts
         self._fn = _CloseDaysFn(lateness_seconds * 1000, rules, expectations, silent_gap_minutes, previous)
 
     def expand(self, inputs):
-        parts = _all_day_parts(inputs, self._window_ms)
+        parts = inputs if self._from_parts else _all_day_parts(inputs, self._window_ms)
         return (
             parts
             | "OneChain" >> beam.Map(lambda day_part: ("summaries", day_part))

@@ -1,0 +1,331 @@
+"""The Kafka client behind the hot path: kafka-python or confluent-kafka.
+
+The reader, the publishers and the committer in ``kafka_io`` talk to one
+small interface: a fetcher of one partition, a producer that counts its
+acknowledgements, and an offset committer. Two clients implement it:
+
+- ``confluent-kafka`` (librdkafka): fetches, decompresses, batches and
+  checksums in C threads outside the GIL, so the Python worker spends its
+  time on the audit (measured: the pipeline 1.6x faster end to end);
+- ``kafka-python``: pure Python, no native library.
+
+Control-plane calls (topics, end offsets, committed offsets, planning)
+stay on kafka-python in ``kafka_io``: they are few and not timed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from .records import RawMessage, SourceOffset
+
+__all__ = ["CLIENTS", "DEFAULT_CLIENT", "PartitionFetcher", "OutputProducer", "OffsetCommitter",
+           "confluent_available", "open_fetcher", "open_producer", "open_committer", "DeliveryError"]
+
+CLIENTS = ("confluent-kafka", "kafka-python")
+DEFAULT_CLIENT = "confluent-kafka"
+
+
+class DeliveryError(RuntimeError):
+    """Outputs the broker did not acknowledge; their offsets must not be committed."""
+
+
+def confluent_available() -> bool:
+    try:
+        import confluent_kafka  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What a client needs to connect: servers, id, and extra options in the
+    client's own vocabulary (kafka-python keyword names or librdkafka keys)."""
+
+    bootstrap_servers: str
+    client_id: str
+    kafka_python_options: tuple[tuple[str, Any], ...] = ()
+    librdkafka_options: tuple[tuple[str, Any], ...] = ()
+
+    def kafka_python(self) -> dict[str, Any]:
+        return {"bootstrap_servers": self.bootstrap_servers.split(","), "client_id": self.client_id, **dict(self.kafka_python_options)}
+
+    def librdkafka(self) -> dict[str, Any]:
+        return {"bootstrap.servers": self.bootstrap_servers, "client.id": self.client_id, **dict(self.librdkafka_options)}
+
+
+class PartitionFetcher:
+    """Reads one topic-partition from a position, in batches."""
+
+    def seek(self, offset: int) -> None:
+        raise NotImplementedError
+
+    def fetch(self, max_records: int, timeout_ms: int) -> list[RawMessage]:
+        """The next records in offset order (none on timeout)."""
+        raise NotImplementedError
+
+    def position(self) -> int:
+        raise NotImplementedError
+
+    def highwater(self) -> int | None:
+        """The partition's end offset as of the last fetch response, if one came."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class OutputProducer:
+    """Sends records and says, at ``flush``, whether every one was acknowledged."""
+
+    def send(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]) -> None:
+        raise NotImplementedError
+
+    def flush(self, timeout_s: float) -> None:
+        """Wait for every record sent since the last flush; raise DeliveryError if any was not acknowledged."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class OffsetCommitter:
+    def commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+# kafka-python ---------------------------------------------------------------
+
+class _KafkaPythonFetcher(PartitionFetcher):
+    def __init__(self, settings: ClientSettings, topic: str, partition: int, fetch_options: dict[str, Any]):
+        self._tp = TopicPartition(topic, partition)
+        self._consumer = KafkaConsumer(**{**settings.kafka_python(), "enable_auto_commit": False,
+                                          "auto_offset_reset": "earliest", **fetch_options})
+        self._consumer.assign([self._tp])
+
+    def seek(self, offset: int) -> None:
+        self._consumer.seek(self._tp, offset)
+
+    def fetch(self, max_records: int, timeout_ms: int) -> list[RawMessage]:
+        records = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records).get(self._tp, [])
+        topic, partition = self._tp.topic, self._tp.partition
+        return [RawMessage(SourceOffset(topic, partition, r.offset, r.timestamp), r.value, r.key) for r in records]
+
+    def position(self) -> int:
+        return self._consumer.position(self._tp)
+
+    def highwater(self) -> int | None:
+        return self._consumer.highwater(self._tp)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class _KafkaPythonProducer(OutputProducer):
+    def __init__(self, settings: ClientSettings, options: dict[str, Any]):
+        self._producer = KafkaProducer(**{**settings.kafka_python(), **options})
+        self._futures: list = []
+
+    def send(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]) -> None:
+        self._futures.append(self._producer.send(topic, key=key, value=value, headers=list(headers)))
+
+    def flush(self, timeout_s: float) -> None:
+        futures, self._futures = self._futures, []
+        self._producer.flush(timeout=timeout_s)
+        failed = [f for f in futures if not f.is_done or f.failed()]
+        if failed:
+            first = failed[0].exception if failed[0].is_done else "not acknowledged in time"
+            raise DeliveryError(f"{len(failed)} of {len(futures)} outputs were not acknowledged by Kafka ({first})")
+
+    def close(self) -> None:
+        self._producer.close(timeout=10)
+
+
+class _KafkaPythonCommitter(OffsetCommitter):
+    def __init__(self, settings: ClientSettings, group: str):
+        self._consumer = KafkaConsumer(**{**settings.kafka_python(), "enable_auto_commit": False, "group_id": group})
+
+    def commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        self._consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()})
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+# confluent-kafka -------------------------------------------------------------
+
+# kafka-python fetch options the reader takes (ReaderSettings.fetch_options), in librdkafka's words.
+_LIBRDKAFKA_FETCH_NAMES = {"fetch_max_bytes": "fetch.max.bytes", "max_partition_fetch_bytes": "max.partition.fetch.bytes",
+                           "fetch_min_bytes": "fetch.min.bytes", "fetch_max_wait_ms": "fetch.wait.max.ms"}
+
+
+def _librdkafka_fetch_options(fetch_options: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name, value in fetch_options.items():
+        if name not in _LIBRDKAFKA_FETCH_NAMES:
+            raise ValueError(f"fetch option {name!r} has no confluent-kafka equivalent (known: {', '.join(sorted(_LIBRDKAFKA_FETCH_NAMES))})")
+        out[_LIBRDKAFKA_FETCH_NAMES[name]] = value
+    return out
+
+
+class _ConfluentFetcher(PartitionFetcher):
+    def __init__(self, settings: ClientSettings, topic: str, partition: int, fetch_options: dict[str, Any]):
+        from confluent_kafka import Consumer
+        from confluent_kafka import TopicPartition as CTopicPartition
+
+        self._make_tp = CTopicPartition
+        self._topic, self._partition = topic, partition
+        self._consumer = Consumer({
+            **settings.librdkafka(),
+            # No group: offsets are the pipeline's to commit, after its outputs are acknowledged.
+            "group.id": f"{settings.client_id}-reader",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            # librdkafka prefetches up to 64 MB per partition by default; one
+            # reader per partition keeps 8 MB queued, and refills the queue
+            # 10 ms after it falls below that instead of librdkafka's 1 s
+            # (with the 1 s back-off one partition read at 21 us/record, not 1.4).
+            "queued.max.messages.kbytes": 8192,
+            "queued.min.messages": 10000,
+            "fetch.queue.backoff.ms": 10,
+            **_librdkafka_fetch_options(fetch_options),
+        })
+        self._position: int | None = None
+
+    def seek(self, offset: int) -> None:
+        # Assigning at the offset rather than seek(): seek() on a partition
+        # whose fetcher has not started yet fails with "Erroneous state".
+        self._consumer.assign([self._make_tp(self._topic, self._partition, offset)])
+        self._position = offset
+
+    def fetch(self, max_records: int, timeout_ms: int) -> list[RawMessage]:
+        from confluent_kafka import KafkaException
+
+        out = []
+        topic, partition = self._topic, self._partition
+        for message in self._consumer.consume(num_messages=max_records, timeout=timeout_ms / 1000):
+            error = message.error()
+            if error is not None:
+                if error.fatal() or not error.retriable():
+                    raise KafkaException(error)
+                continue
+            kind, timestamp = message.timestamp()
+            out.append(RawMessage(SourceOffset(topic, partition, message.offset(), timestamp if kind else None), message.value(), message.key()))
+        if out:
+            self._position = out[-1].source.offset + 1
+        return out
+
+    def position(self) -> int:
+        found = self._consumer.position([self._make_tp(self._topic, self._partition)])[0].offset
+        # Negative: librdkafka has no position yet (nothing fetched since the assignment).
+        return found if found >= 0 else (self._position or 0)
+
+    def highwater(self) -> int | None:
+        _low, high = self._consumer.get_watermark_offsets(self._make_tp(self._topic, self._partition), cached=True)
+        return high if high >= 0 else None
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class _ConfluentProducer(OutputProducer):
+    _KAFKA_PYTHON_NAMES = {"acks": "acks", "linger_ms": "linger.ms", "batch_size": "batch.size", "retries": "retries",
+                           "delivery_timeout_ms": "delivery.timeout.ms", "compression_type": "compression.type",
+                           "enable_idempotence": "enable.idempotence", "max_in_flight_requests_per_connection": "max.in.flight.requests.per.connection"}
+
+    def __init__(self, settings: ClientSettings, options: dict[str, Any]):
+        from confluent_kafka import Producer
+
+        config = settings.librdkafka()
+        for name, value in options.items():
+            if name not in self._KAFKA_PYTHON_NAMES:
+                raise ValueError(f"producer option {name!r} has no confluent-kafka equivalent")
+            config[self._KAFKA_PYTHON_NAMES[name]] = "all" if (name == "acks" and value == "all") else value
+        self._producer = Producer(config)
+        self._lock = threading.Lock()
+        self._sent = 0
+        self._failed = 0
+        self._first_error: str | None = None
+
+    def _delivered(self, error, _message) -> None:
+        if error is not None:
+            with self._lock:
+                self._failed += 1
+                if self._first_error is None:
+                    self._first_error = str(error)
+
+    def send(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, headers=list(headers), on_delivery=self._delivered)
+                break
+            except BufferError:
+                # The local queue is full: wait for deliveries (backpressure), never drop.
+                self._producer.poll(0.1)
+        self._sent += 1
+
+    def flush(self, timeout_s: float) -> None:
+        remaining = self._producer.flush(timeout_s)
+        with self._lock:
+            sent, failed, first = self._sent, self._failed, self._first_error
+            self._sent, self._failed, self._first_error = 0, 0, None
+        if remaining or failed:
+            reason = first or f"{remaining} still queued after {timeout_s:.0f} s"
+            raise DeliveryError(f"{failed + remaining} of {sent} outputs were not acknowledged by Kafka ({reason})")
+
+    def close(self) -> None:
+        self._producer.flush(10)
+
+
+class _ConfluentCommitter(OffsetCommitter):
+    def __init__(self, settings: ClientSettings, group: str):
+        from confluent_kafka import Consumer
+        from confluent_kafka import TopicPartition as CTopicPartition
+
+        self._make_tp = CTopicPartition
+        self._consumer = Consumer({**settings.librdkafka(), "group.id": group, "enable.auto.commit": False})
+
+    def commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        from confluent_kafka import KafkaException
+
+        done = self._consumer.commit(offsets=[self._make_tp(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
+        failed = [tp for tp in done or [] if tp.error is not None]
+        if failed:
+            raise KafkaException(failed[0].error)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def _check(client: str) -> None:
+    if client not in CLIENTS:
+        raise ValueError(f"Kafka client {client!r} is not one of {', '.join(CLIENTS)}")
+    if client == "confluent-kafka" and not confluent_available():
+        raise ValueError("Kafka client 'confluent-kafka' is not installed (pip install confluent-kafka), or use --kafka-client kafka-python")
+
+
+def open_fetcher(client: str, settings: ClientSettings, topic: str, partition: int, fetch_options: dict[str, Any]) -> PartitionFetcher:
+    _check(client)
+    cls = _ConfluentFetcher if client == "confluent-kafka" else _KafkaPythonFetcher
+    return cls(settings, topic, partition, fetch_options)
+
+
+def open_producer(client: str, settings: ClientSettings, options: dict[str, Any]) -> OutputProducer:
+    _check(client)
+    return (_ConfluentProducer if client == "confluent-kafka" else _KafkaPythonProducer)(settings, options)
+
+
+def open_committer(client: str, settings: ClientSettings, group: str) -> OffsetCommitter:
+    _check(client)
+    return (_ConfluentCommitter if client == "confluent-kafka" else _KafkaPythonCommitter)(settings, group)

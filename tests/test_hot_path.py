@@ -1,0 +1,131 @@
+"""The hot path's shortcuts give exactly what the plain code gives.
+
+Each fast path (msgspec JSON decoding, canonical IPv4, memoised rule
+verdicts, union-branch Avro encoding, batch coders) is held equal to the
+reference it replaces, over the generator's whole mix: valid events,
+violations, malformed messages and quality faults.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import time
+
+import orjson
+import pytest
+
+from pipelines.coders import AuditedBatchCoder, MessageBatchCoder
+from pipelines.core import check_batch, check_quality_batch, parse_batch, quality_parameters, tag_batch
+from pipelines.generator import generate
+from pipelines.ipranges import normalize_ip
+from pipelines.parsing import DecoderConfig, _decoder, _Invalid
+from pipelines.policy import load_policy
+from pipelines.pseudonym import Pseudonymizer
+from pipelines.quality import load_suite
+from pipelines.records import MessageBatch, RawMessage, SourceOffset
+from pipelines.tagging import Tagger, load_destination_map
+from pipelines.violations import encode_single_object, encode_violations, window_violation
+
+
+@pytest.fixture(scope="module")
+def audited():
+    messages = [RawMessage(SourceOffset("t", 0, i, m.timestamp_ms), m.value, m.key) for i, m in enumerate(generate(4000, seed=5))]
+    batches = [MessageBatch("t", 0, i, i + 500, messages[i:i + 500]) for i in range(0, len(messages), 500)]
+    destinations = load_destination_map()
+    tagger = Tagger(destinations)
+    policy = load_policy(extra_regions={r for _, _, r, _ in destinations.internal})
+    pseudonymize = Pseudonymizer(b"test-key")
+    parameters = quality_parameters(int(time.time() * 1000), 300_000)
+    suite = load_suite()
+    out = []
+    for batch in batches:
+        checked = check_batch(tag_batch(parse_batch(batch, DecoderConfig()), tagger), policy, pseudonymize)
+        out.append(check_quality_batch(checked, suite, pseudonymize, parameters))
+    return messages, out, policy, suite
+
+
+def _slow_parse(value: bytes):
+    decoder = _decoder(DecoderConfig())
+    try:
+        return decoder.validator.validate(decoder.decode(value))
+    except (_Invalid, RecursionError):
+        return None
+
+
+def test_json_fast_path_gives_the_validators_record_and_refuses_what_it_refuses(audited):
+    messages, _, _, _ = audited
+    decoder = _decoder(DecoderConfig())
+    fast_taken = 0
+    for message in messages:
+        fast = decoder.fast_json(message.value)
+        slow = _slow_parse(message.value)
+        if fast is not None:
+            fast_taken += 1
+            assert fast == slow, message.value
+        elif message.value[:1] == b"{":
+            # Refused by msgspec: the slow path decides, and names the problem.
+            assert slow is None or orjson.loads(message.value) is not None
+    assert fast_taken > 3000
+
+
+@pytest.mark.parametrize("value", [
+    b'{"event_id": 7}', b'{"seq": 1.0}', b'[1, 2]', b'{"a": NaN}', b'{',
+    orjson.dumps({"event_id": "e", "event_time": "2026-12-01T00:00:00Z", "server_id": "s", "server_ip": "1.2.3.4",
+                  "seq": True, "user_id": "u", "action": "read", "data_categories": [], "bytes": 1}),
+    orjson.dumps({"event_id": "e", "event_time": "2026-12-01T00:00:00", "server_id": "s", "server_ip": "1.2.3.4",
+                  "seq": 1, "user_id": "u", "action": "read", "data_categories": [], "bytes": 1}),
+    orjson.dumps({"event_id": "e", "event_time": "2026-12-01T00:00:00Z", "server_id": "s", "server_ip": "1.2.3.4",
+                  "seq": 1 << 63, "user_id": "u", "action": "read", "data_categories": [], "bytes": 1}),
+])
+def test_json_fast_path_leaves_bad_messages_to_the_validator(value):
+    assert _decoder(DecoderConfig()).fast_json(value) is None
+
+
+def test_canonical_ipv4_shortcut_agrees_with_ipaddress():
+    rng = random.Random(7)
+    cases = ["0.0.0.0", "255.255.255.255", "01.2.3.4", "1.2.3", "1.2.3.4 ", "256.1.1.1", "1.2.3.4\n", "\u0661.2.3.4"]
+    for _ in range(20_000):
+        parts = [str(rng.choice([rng.randrange(256), rng.randrange(1000), rng.randrange(10)])) for _ in range(4)]
+        if rng.random() < 0.1:
+            parts[rng.randrange(4)] = "0" + parts[0]
+        cases.append(".".join(parts))
+    for text in cases:
+        try:
+            expected = str(ipaddress.ip_address(text))
+        except ValueError:
+            expected = None
+        assert normalize_ip(text) == expected, text
+
+
+def test_memoised_verdicts_equal_running_every_rule(audited):
+    _, batches, policy, _ = audited
+    events = [e for b in batches for e in b.events]
+    for _ in range(2):  # memos cold (the first events), then warm
+        for event in events:
+            origin, dest = event["_origin"], event["_destination"]
+            expected = [f for f in (rule.check(event, origin, dest) for rule in policy.rules) if f is not None]
+            assert policy.evaluate(event, origin, dest) == expected
+    assert len(events) > 3000
+
+
+def test_batch_encoding_is_byte_for_byte_single_object_encoding(audited):
+    _, batches, _, suite = audited
+    violations = [v for b in batches for v in b.violations]
+    kinds = {v["kind"] for v in violations}
+    assert kinds == {"residency", "quality"}
+    windowed = next(e for e in suite.windowed)
+    from pipelines.quality import WindowFailure
+
+    violations.append(window_violation(WindowFailure(windowed, 120, 0.5, 7), 1_796_000_000_000, 1_796_000_060_000, suite))
+    assert encode_violations(violations) == [encode_single_object(v, "violation") for v in violations]
+
+
+def test_batch_coders_round_trip_and_estimate_without_encoding(audited):
+    messages, batches, _, _ = audited
+    message_batch = MessageBatch("t", 0, 0, 500, messages[:500])
+    assert MessageBatchCoder().decode(MessageBatchCoder().encode(message_batch)) == message_batch
+    assert MessageBatchCoder().estimate_size(message_batch) >= sum(len(m.value) for m in message_batch.messages)
+    batch = batches[0]
+    assert AuditedBatchCoder().decode(AuditedBatchCoder().encode(batch)) == batch
+    assert AuditedBatchCoder().estimate_size(batch) > 0
