@@ -6,7 +6,8 @@ same Kafka client could go on the same machine, in one run.
 - pipeline: ``flowaudit run --bounded`` on DirectRunner (Prism) as a child
   process, end to end: read, parse, tag, residency rules, the shipped
   expectations, violations and dead letters produced and acknowledged,
-  offsets committed; its wall time from launch to exit and its peak RSS;
+  offsets committed; its wall time from launch to exit and the peak resident
+  memory of it and its descendants (SDK worker processes, Prism) together;
 - with ``latency``: an unbounded run fed at a fixed rate, event-to-violation
   latency from the event's send time to the violation's broker timestamp.
 
@@ -20,9 +21,9 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -191,43 +192,77 @@ def _run_pipeline(kafka: KafkaConfig, topic: str, bench: EventsBench, client: st
     return process, outputs
 
 
+class _TreeMemory:
+    """Peak resident memory of a process and all its descendants (the
+    pipeline, its SDK worker processes and Prism), sampled from /proc."""
+
+    def __init__(self, pid: int, interval: float = 0.2):
+        self._pid = pid
+        self._interval = interval
+        self.peak_total_kb = 0
+        self.peak_process_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> _TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            sizes = [_rss_kb(pid) for pid in _descendants(self._pid)]
+            self.peak_total_kb = max(self.peak_total_kb, sum(sizes))
+            self.peak_process_kb = max(self.peak_process_kb, max(sizes, default=0))
+            self._stop.wait(self._interval)
+
+
+def _descendants(root: int) -> list[int]:
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    # The command name may hold spaces: the parent pid follows its closing parenthesis.
+                    ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry))
+    found, todo = [root], [root]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found.extend(children)
+        todo.extend(children)
+    return found
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def _pipeline_throughput(kafka: KafkaConfig, topic: str, bench: EventsBench, client: str) -> dict[str, Any]:
-    # ru_maxrss of children is the largest of any child so far: run the
-    # pipeline in a fresh process of its own so the figure is its alone.
-    command = [sys.executable, "-c", _MEASURE_CHILD, json.dumps([kafka.bootstrap_servers, topic, bench.events, bench.partitions,
-                                                                  client, list(bench.beam_args)])]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"the pipeline measurement failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-_MEASURE_CHILD = """
-import json, sys
-from pipelines.throughput import EventsBench, _measure_pipeline
-from pipelines.kafka_io import KafkaConfig
-bootstrap, topic, events, partitions, client, beam_args = json.loads(sys.argv[1])
-bench = EventsBench(events=events, partitions=partitions, beam_args=tuple(beam_args))
-print(json.dumps(_measure_pipeline(KafkaConfig(bootstrap), topic, bench, client)))
-"""
-
-
-def _measure_pipeline(kafka: KafkaConfig, topic: str, bench: EventsBench, client: str) -> dict[str, Any]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
     process, outputs = _run_pipeline(kafka, topic, bench, client)
-    out, err = process.communicate()
+    with _TreeMemory(process.pid) as memory:
+        out, err = process.communicate()
     elapsed = time.perf_counter() - started
     if process.returncode != 0:
         raise RuntimeError(f"the pipeline exited with {process.returncode}:\n{err.decode(errors='replace')[-3000:]}")
     counts = orjson.loads(out.decode().strip().splitlines()[-1])
-    rss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if rss_kb <= before:
-        print("warning: peak RSS not above earlier children's; figure is a lower bound", flush=True)
     committed = committed_offsets(kafka, outputs["group"], [topic])
     ends = end_offsets(kafka, [topic])
-    return {"seconds": elapsed, "eps": bench.events / elapsed, "rss_mb": rss_kb / 1024, "counts": counts,
-            "committed_all": committed == ends}
+    return {"seconds": elapsed, "eps": bench.events / elapsed, "rss_mb": memory.peak_total_kb / 1024,
+            "rss_mb_largest_process": memory.peak_process_kb / 1024, "counts": counts, "committed_all": committed == ends}
 
 
 def _latency(kafka: KafkaConfig, bench: EventsBench, client: str) -> dict[str, Any]:
@@ -313,7 +348,7 @@ def run_events_bench(bench: EventsBench) -> dict[str, Any]:
             pipeline = runs[client] = _pipeline_throughput(kafka, topic, bench, client)
             counts = pipeline["counts"]
             print(f"pipeline (end to end, {_runner_name(bench)}, {client}): {pipeline['eps']:,.0f} events/s "
-                  f"({pipeline['seconds']:.1f} s), peak RSS {pipeline['rss_mb']:,.0f} MB; counts {json.dumps(counts)}", flush=True)
+                  f"({pipeline['seconds']:.1f} s), peak RSS {pipeline['rss_mb']:,.0f} MB (all its processes); counts {json.dumps(counts)}", flush=True)
             if counts.get("in") != bench.events or counts["in"] != counts["parsed"] + counts["dead_letters"]:
                 print(f"warning: counts do not balance for {bench.events} events ({client})", flush=True)
         client = next(iter(runs))
@@ -323,6 +358,7 @@ def run_events_bench(bench: EventsBench) -> dict[str, Any]:
             "events": bench.events, "partitions": bench.partitions, "load_seconds": round(load_seconds, 1),
             "floor_eps": round(floor["eps"]), "pipeline_eps": round(pipeline["eps"]),
             "ratio": round(pipeline["eps"] / floor["eps"], 3), "rss_mb": round(pipeline["rss_mb"]),
+            "rss_mb_largest_process": round(pipeline["rss_mb_largest_process"]),
             "pipeline_client": client,
             "pipeline_seconds": round(pipeline["seconds"], 1), "floor_seconds": round(floor["seconds"], 1),
             "violations": counts.get("violations"), "dead_letters": counts.get("dead_letters"),
