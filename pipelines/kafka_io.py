@@ -37,7 +37,7 @@ from . import coders  # noqa: F401  (registers the batch coders)
 from .errors import InputError
 from .kafka_clients import DEFAULT_CLIENT, ClientSettings, DeliveryError, PartitionFetcher, open_committer, open_fetcher, open_producer
 from .records import AuditedBatch, MessageBatch, RawMessage
-from .runners import distinct_metric_ids
+from .runners import prepare_worker_process
 from .violations import encode_single_object, encode_violations
 
 __all__ = [
@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-distinct_metric_ids()  # before this worker reports any metric
+prepare_worker_process()  # before this worker reports any metric
 UNBOUNDED_STOP = sys.maxsize
 VIOLATION_CONTENT_TYPE = b"application/vnd.flowaudit.violation.v1+avro"
 DEAD_LETTER_CONTENT_TYPE = b"application/vnd.flowaudit.dead-letter.v1+avro"

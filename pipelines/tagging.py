@@ -20,6 +20,7 @@ from .configfile import CommentedMap, CommentedSeq, ConfigError, Problems, line_
 from .countries import is_country
 from .ipranges import UNKNOWN, PrefixIndex, RangeMatch, feed_entries, normalize_ip, region_countries
 from .resources import expectations_dir
+from .runners import freeze_long_lived
 
 __all__ = [
     "OriginTag",
@@ -277,5 +278,6 @@ def shared_tagger(destinations: DestinationMap) -> Tagger:
         tagger = _SHARED.get(destinations)
         if tagger is None:
             tagger = _SHARED[destinations] = Tagger(destinations)
+            freeze_long_lived()
         return tagger
 

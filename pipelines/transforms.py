@@ -27,7 +27,7 @@ from .policy import Policy
 from .pseudonym import Pseudonymizer
 from .quality import QualitySuite, WindowPartial, evaluate_window
 from .records import AuditedBatch, MessageBatch
-from .runners import distinct_metric_ids
+from .runners import prepare_worker_process
 from .summary import DAY_MS, DayAccumulator, chain, day_of
 from .tagging import DestinationMap, shared_tagger
 from .violations import window_id, window_violation
@@ -37,7 +37,7 @@ __all__ = ["AuditSettings", "QualitySettings", "ParseAppEvents", "TagOriginDesti
            "day_parts_with_windows", "SummarizeDays", "SummarySettings", "SummarizeDaysStreaming", "audited_and_windows"]
 
 _log = logging.getLogger(__name__)
-distinct_metric_ids()  # before this worker reports any metric
+prepare_worker_process()  # before this worker reports any metric
 
 
 @dataclass(frozen=True)
