@@ -38,7 +38,7 @@ from .errors import InputError
 from .kafka_clients import DEFAULT_CLIENT, ClientSettings, DeliveryError, PartitionFetcher, open_committer, open_fetcher, open_producer
 from .records import AuditedBatch, MessageBatch, RawMessage
 from .runners import prepare_worker_process
-from .violations import encode_single_object, encode_violations
+from .violations import encode_records, encode_single_object, encode_violations
 
 __all__ = [
     "KafkaConfig",
@@ -239,11 +239,18 @@ class ReaderSettings:
     requests: a bundle blocked in a long poll kept the Prism process at a
     full core while the stream was idle (measured: 100% with a 200 ms poll,
     about 7-25% with a 20 ms poll and a 0.25 s resume).
+
+    Busy partitions are read in slices of ``max_bundle_seconds``: Prism puts
+    every pending partition of a worker into one bundle (it does not cap
+    bundle sizes) and the SDK reads them one after another, so a partition
+    waits for the others' slices. Measured at 5,000 events/s over 6
+    partitions and 2 worker processes: p99 event-to-violation latency 2.1 s
+    with 1 s slices, 0.8 s with 0.25 s slices (throughput about 5% lower).
     """
 
     batch_size: int = 500
     poll_timeout_ms: int = 20
-    max_bundle_seconds: float = 1.0
+    max_bundle_seconds: float = 0.25
     idle_resume_seconds: float = 0.25
     max_out_of_orderness_seconds: float = 5.0
     fetch_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
@@ -604,10 +611,10 @@ class _PublishAndCommit(beam.DoFn):
         violations_topic = self._topics.violations
         for violation, value in zip(batch.violations, encode_violations(batch.violations), strict=True):
             send(violations_topic, violation["violation_id"].encode(), value, _VIOLATION_HEADERS)
-        for letter in batch.dead_letters:
+        for letter, value in zip(batch.dead_letters, encode_records(batch.dead_letters, "dead_letter"), strict=True):
             source = letter["source"]
             key = f"{source['topic']}/{source['partition']}/{source['offset']}".encode()
-            send(self._topics.dead_letters, key, encode_single_object(letter, "dead_letter"), _DEAD_LETTER_HEADERS)
+            send(self._topics.dead_letters, key, value, _DEAD_LETTER_HEADERS)
         self._published.inc(len(batch.violations))
         self._dead_published.inc(len(batch.dead_letters))
         self._done.append((TopicPartition(batch.topic, batch.partition), batch.first_offset, batch.next_offset))

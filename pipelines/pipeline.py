@@ -90,20 +90,24 @@ def build_kafka_audit(pipeline: beam.Pipeline, kafka: KafkaConfig, partitions: S
         if summaries:
             day_parts.append(audited | f"SplitDays{name}" >> SplitDays(_window_ms(settings)).with_resource_hints(**hints))
         published.append(audited | f"PublishAndCommit{name}" >> PublishAndCommit(kafka, outputs, group).with_resource_hints(**hints))
+    # The steps after the branches meet are light: they share the first
+    # branch's worker process (the default environment).
+    first = worker_hints(0, worker_processes)
     windows = None
     if window_parts:
         windows = (
             _flatten(window_parts, "AllWindowParts")
-            | "JudgeQualityWindows" >> JudgeWindowParts(settings.quality)
+            | "JudgeQualityWindows" >> JudgeWindowParts(settings.quality).with_resource_hints(**first)
         )
-        windows | "PublishWindowViolations" >> PublishWindowViolations(kafka, outputs)
+        windows | "PublishWindowViolations" >> PublishWindowViolations(kafka, outputs).with_resource_hints(**first)
     if summaries:
         (
             day_parts_with_windows(_flatten(day_parts, "AllDayParts"), windows)
             | "SummarizeDays" >> SummarizeDaysStreaming(
                 _window_ms(settings), settings.summary.allowed_lateness_seconds, settings.rules_identity(),
-                settings.expectation_scopes(), settings.summary.silent_gap_minutes, previous_summary, from_parts=True)
-            | "PublishSummaries" >> PublishSummaries(kafka, summary_topic, summaries_dir)
+                settings.expectation_scopes(), settings.summary.silent_gap_minutes, previous_summary,
+                from_parts=True).with_resource_hints(**first)
+            | "PublishSummaries" >> PublishSummaries(kafka, summary_topic, summaries_dir).with_resource_hints(**first)
         )
     return published
 

@@ -25,7 +25,7 @@ from pipelines.pseudonym import Pseudonymizer
 from pipelines.quality import load_suite
 from pipelines.records import MessageBatch, RawMessage, SourceOffset
 from pipelines.tagging import Tagger, load_destination_map
-from pipelines.violations import encode_single_object, encode_violations, window_violation
+from pipelines.violations import encode_records, encode_single_object, encode_violations, window_violation
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,34 @@ def test_batch_encoding_is_byte_for_byte_single_object_encoding(audited):
     from pipelines.quality import WindowFailure
 
     violations.append(window_violation(WindowFailure(windowed, 120, 0.5, 7), 1_796_000_000_000, 1_796_000_060_000, suite))
-    assert encode_violations(violations) == [encode_single_object(v, "violation") for v in violations]
+    violations.append(window_violation(WindowFailure(windowed, 0, None, None), 0, 60_000, suite))
+    encoded = encode_violations(violations)
+    assert encoded == [encode_single_object(v, "violation") for v in violations]
+    assert encode_violations(violations) == encoded  # again, from the kept tag encodings
+    dead = [d for b in batches for d in b.dead_letters]
+    assert dead and encode_records(dead, "dead_letter") == [encode_single_object(d, "dead_letter") for d in dead]
+
+
+def test_compiled_writer_agrees_with_fastavro_on_edge_values():
+    import io
+
+    from fastavro import parse_schema, schemaless_writer
+
+    from pipelines.avrowire import compile_writer
+
+    schema = parse_schema({"type": "record", "name": "t.Edge", "fields": [
+        {"name": "n", "type": "long"}, {"name": "i", "type": "int"}, {"name": "s", "type": "string"},
+        {"name": "b", "type": "bytes"}, {"name": "o", "type": ["null", "long"]}, {"name": "p", "type": ["long", "null"]},
+        {"name": "a", "type": {"type": "array", "items": "string"}}, {"name": "m", "type": {"type": "map", "values": "string"}},
+        {"name": "e", "type": {"type": "enum", "name": "t.E", "symbols": ["x", "y"]}}]})
+    write = compile_writer(schema)
+    for n in (0, 1, -1, 63, 64, -64, -65, 2**31, -(2**31), 2**63 - 1, -(2**63)):
+        for text in ("", "é", "\u0000", "x" * 300):
+            record = {"n": n, "i": n % 1000, "s": text, "b": text.encode(), "o": None if n % 2 else n, "p": n if n % 2 else None,
+                      "a": [text] * (abs(n) % 3), "m": {text: text, "k": "v"}, "e": "y" if n > 0 else "x"}
+            buffer = io.BytesIO()
+            schemaless_writer(buffer, schema, record)
+            assert write(record) == buffer.getvalue(), record
 
 
 def test_batch_coders_round_trip_and_estimate_without_encoding(audited):
