@@ -156,3 +156,16 @@ def test_batch_coders_round_trip_and_estimate_without_encoding(audited):
     batch = batches[0]
     assert AuditedBatchCoder().decode(AuditedBatchCoder().encode(batch)) == batch
     assert AuditedBatchCoder().estimate_size(batch) > 0
+
+
+def test_canonical_ipv4_network_shortcut_agrees_with_ipaddress():
+    from pipelines.ipranges import _canonical_v4_network, feed_entries
+
+    cases = [e.prefix for e in feed_entries() if ":" not in e.prefix]
+    cases += ["10.0.0.0/8", "10.0.0.1/8", "10.0.0.0/33", "10.0.0.0/08", "010.0.0.0/8", "0.0.0.0/0", "1.2.3.4/32", "1.2.3.4/",
+              "1.2.3.4", "1.2.3.0/24 ", "1.2.3.0/\u0662\u0664"]
+    for prefix in cases:
+        fast = _canonical_v4_network(prefix)
+        if fast is not None:
+            assert fast == str(ipaddress.ip_network(prefix, strict=False)) == prefix, prefix
+    assert sum(_canonical_v4_network(p) is not None for p in cases) > 70_000
