@@ -150,7 +150,7 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     import apache_beam as beam
     import orjson
 
-    from .kafka_io import OutputTopics, plan_partitions
+    from .kafka_io import OutputTopics, plan_partitions, require_topics
     from .pipeline import build_kafka_audit
     from .runners import is_single_process, local_worker_processes, pipeline_options, use_worker_processes
 
@@ -159,6 +159,8 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     bounded = args.bounded or args.max_records is not None
     partitions = plan_partitions(kafka, args.events_topic, args.group, start=args.start,
                                  bounded=bounded, max_records=args.max_records)
+    require_topics(kafka, {"--violations-topic": args.violations_topic, "--dead-letters-topic": args.dead_letters_topic,
+                           "--summary-topic": args.summary_topic})
     options = pipeline_options(beam_args, streaming=not bounded)
     workers = local_worker_processes(options, args.sdk_workers, len(partitions))
     if workers > 1:

@@ -49,6 +49,7 @@ __all__ = [
     "create_topics",
     "end_offsets",
     "committed_offsets",
+    "require_topics",
 ]
 
 _log = logging.getLogger(__name__)
@@ -113,6 +114,21 @@ def create_topics(config: KafkaConfig, topics: Sequence[str], partitions: int = 
                 pass
     finally:
         admin.close()
+
+
+def require_topics(config: KafkaConfig, topics: dict[str, str | None]) -> None:
+    """Refuse to start when an output topic is missing: the broker does not
+    create topics here, and a producer would only time out on it later."""
+    admin = config.admin()
+    try:
+        existing = set(admin.list_topics())
+    finally:
+        admin.close()
+    missing = [f"{option} {name!r}" for option, name in topics.items() if name and name not in existing]
+    if missing:
+        raise InputError(f"output topic{'s' if len(missing) > 1 else ''} not on the cluster at {config.bootstrap_servers}: "
+                         f"{', '.join(missing)}; create {'them' if len(missing) > 1 else 'it'} first (e.g. local/kafka topics) "
+                         "or name existing ones")
 
 
 def _partitions(consumer: KafkaConsumer, topic: str, timeout: float = 30.0) -> list[TopicPartition]:

@@ -224,3 +224,14 @@ def test_daily_summaries_from_the_stream_match_backtest(kafka, topics, prism_bin
     for envelope in envelopes:
         assert envelope["summary_sha256"] == hashlib.sha256(envelope["document"]).hexdigest()
         assert envelope["document"] == (stream_dir / f"{envelope['date']}.json").read_bytes()
+
+
+def test_missing_output_topic_is_refused_at_start(kafka, topics, prism_binary, pseudonym_key, capsys):
+    produce_messages(kafka, topics["events"], list(generate(10, seed=2)))
+    code = main(["run", "--bootstrap-servers", kafka.bootstrap_servers, "--events-topic", topics["events"],
+                 "--violations-topic", topics["violations"] + "-missing", "--dead-letters-topic", topics["dead_letters"],
+                 "--group", "it-missing", "--bounded", f"--prism_location={prism_binary}"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"--violations-topic '{topics['violations']}-missing'" in err and "not on the cluster" in err
+    assert committed_offsets(kafka, "it-missing", [topics["events"]]) == dict.fromkeys(end_offsets(kafka, [topics["events"]]))
