@@ -235,3 +235,36 @@ def test_missing_output_topic_is_refused_at_start(kafka, topics, prism_binary, p
     err = capsys.readouterr().err
     assert f"--violations-topic '{topics['violations']}-missing'" in err and "not on the cluster" in err
     assert committed_offsets(kafka, "it-missing", [topics["events"]]) == dict.fromkeys(end_offsets(kafka, [topics["events"]]))
+
+
+def test_no_raw_user_id_ip_or_key_in_logs_or_violations(kafka, topics, prism_binary, tmp_path):
+    """A full run at INFO level: its logs and every violation it wrote carry
+    user ids and IP addresses only as keyed pseudonyms, and never the key.
+    (Dead letters keep the raw message by design: they are for replay.)"""
+    key = "secret-pseudonym-key-4f7a"
+    messages = list(generate(1500, seed=29))
+    produce_messages(kafka, topics["events"], messages)
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        done = subprocess.run([sys.executable, "-m", "pipelines.cli", "-v", "run", "--bootstrap-servers", kafka.bootstrap_servers,
+                               "--events-topic", topics["events"], "--violations-topic", topics["violations"],
+                               "--dead-letters-topic", topics["dead_letters"], "--group", "it-private", "--bounded",
+                               f"--prism_location={prism_binary}"], stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+                              env={"FLOWAUDIT_PSEUDONYM_KEY": key, "PATH": "/usr/bin:/bin"}, timeout=300)
+    text = log.read_text(errors="replace")
+    assert done.returncode == 0, text[-3000:]
+    violations = [_decode(r.value, "violation") for r in consume_all(kafka, topics["violations"])]
+    assert len(violations) > 100
+    written = orjson.dumps(violations).decode()
+    personal = set()
+    for message in messages:
+        if message.malformed or message.value[:1] != b"{":
+            continue
+        event = orjson.loads(message.value)
+        personal.update(str(event[f]) for f in ("user_id", "client_ip", "server_ip", "dest_ip", "actor_id") if event.get(f))
+    assert len(personal) > 500
+    for value in personal:
+        assert value not in text, f"{value!r} in the run's log"
+        assert f'"{value}"' not in written, f"{value!r} in a violation"
+    assert key not in text and key not in written
+    assert any(v["evidence"].get("user_id", "").startswith("hmac:") for v in violations)
