@@ -146,6 +146,20 @@ def cmd_backtest(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def _check_run_options(args: argparse.Namespace) -> None:
+    from .errors import InputError
+
+    problems = [f"{option} must be {rule}, not {value}" for option, value, ok, rule in (
+        ("--sdk-workers", args.sdk_workers, args.sdk_workers is None or args.sdk_workers >= 1, "at least 1"),
+        ("--max-records", args.max_records, args.max_records is None or args.max_records >= 1, "at least 1"),
+        ("--watermark-lag", args.watermark_lag, args.watermark_lag >= 0, "0 or more seconds"),
+        ("--allowed-lateness", args.allowed_lateness, args.allowed_lateness >= 0, "0 or more seconds"),
+        ("--silent-gap-minutes", args.silent_gap_minutes, args.silent_gap_minutes >= 1, "at least 1"),
+    ) if not ok]
+    if problems:
+        raise InputError("refused options: " + "; ".join(problems))
+
+
 def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     import apache_beam as beam
     import orjson
@@ -154,6 +168,7 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from .pipeline import build_kafka_audit
     from .runners import is_single_process, local_worker_processes, pipeline_options, use_worker_processes
 
+    _check_run_options(args)
     settings = _settings(args, allow_random_key=False)
     kafka = _kafka(args)
     bounded = args.bounded or args.max_records is not None

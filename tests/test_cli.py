@@ -54,3 +54,17 @@ def test_bad_option_values_are_refused_without_a_traceback(tmp_path, capsys):
     assert main(["backtest", "--events", str(events), "--out", str(tmp_path / "o"), "--window-seconds", "0"]) == 2
     err = capsys.readouterr().err
     assert "--window-seconds must be at least 1" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("option", "value", "said"), [
+    ("--sdk-workers", "0", "--sdk-workers must be at least 1, not 0"),
+    ("--max-records", "0", "--max-records must be at least 1, not 0"),
+    ("--watermark-lag", "-1", "--watermark-lag must be 0 or more seconds, not -1.0"),
+    ("--allowed-lateness", "-5", "--allowed-lateness must be 0 or more seconds, not -5"),
+])
+def test_bad_run_options_are_refused_before_anything_starts(option, value, said, monkeypatch, capsys):
+    monkeypatch.setenv("FLOWAUDIT_PSEUDONYM_KEY", "k")
+    # The broker address goes nowhere: the options are refused before any connection.
+    assert main(["run", "--bootstrap-servers", "127.0.0.1:1", "--bounded", option, value]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err
