@@ -36,6 +36,7 @@ from kafka.errors import TopicAlreadyExistsError
 from . import coders  # noqa: F401  (registers the batch coders)
 from .errors import InputError
 from .kafka_clients import DEFAULT_CLIENT, ClientSettings, DeliveryError, PartitionFetcher, open_committer, open_fetcher, open_producer
+from .parsing import bounded_dead_letter
 from .records import AuditedBatch, MessageBatch, RawMessage
 from .runners import prepare_worker_process
 from .violations import encode_records, encode_single_object, encode_violations
@@ -627,7 +628,8 @@ class _PublishAndCommit(beam.DoFn):
         violations_topic = self._topics.violations
         for violation, value in zip(batch.violations, encode_violations(batch.violations), strict=True):
             send(violations_topic, violation["violation_id"].encode(), value, _VIOLATION_HEADERS)
-        for letter, value in zip(batch.dead_letters, encode_records(batch.dead_letters, "dead_letter"), strict=True):
+        letters = [bounded_dead_letter(letter) for letter in batch.dead_letters]
+        for letter, value in zip(letters, encode_records(letters, "dead_letter"), strict=True):
             source = letter["source"]
             key = f"{source['topic']}/{source['partition']}/{source['offset']}".encode()
             send(self._topics.dead_letters, key, value, _DEAD_LETTER_HEADERS)

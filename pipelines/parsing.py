@@ -22,7 +22,8 @@ from fastavro import schemaless_reader
 from . import schemas
 from .records import RawMessage, SourceOffset, describe_source
 
-__all__ = ["event_columns", "DecoderConfig", "ParseOutcome", "EventValidator", "parse_message", "parse_messages", "dead_letter", "dead_letter_to_json"]
+__all__ = ["event_columns", "DecoderConfig", "ParseOutcome", "EventValidator", "parse_message", "parse_messages", "dead_letter", "dead_letter_to_json",
+           "bounded_dead_letter", "MAX_DEAD_LETTER_RAW"]
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 
@@ -278,6 +279,34 @@ def parse_messages(messages: Iterable[RawMessage], config: DecoderConfig = Decod
         else:
             dead.append(letter)
     return ParseOutcome(events, dead)
+
+
+# A dead letter carries the raw message, which may be up to the broker's own
+# limit: with the error text and source around it, the dead letter would be
+# over that limit, refused by the broker, and the stream stalled on it (a
+# 900 KB poison message did exactly that). Beyond this many bytes the raw
+# part is cut; the whole message stays in the source topic at its offset.
+MAX_DEAD_LETTER_RAW = 512 * 1024
+
+
+MAX_DEAD_LETTER_EVENT_ID = 1024
+
+
+def bounded_dead_letter(letter: dict[str, Any], max_raw: int = MAX_DEAD_LETTER_RAW) -> dict[str, Any]:
+    """``letter`` as it can be produced: raw bytes beyond ``max_raw`` and an
+    event id beyond 1 KiB cut, and the message saying so."""
+    raw, event_id = letter["raw"], letter.get("event_id")
+    long_id = event_id is not None and len(event_id) > MAX_DEAD_LETTER_EVENT_ID
+    if len(raw) <= max_raw and not long_id:
+        return letter
+    source = SourceOffset(**letter["source"])
+    cut = []
+    if len(raw) > max_raw:
+        cut.append(f"raw bytes cut to the first {max_raw:,} of {len(raw):,}")
+    if long_id:
+        cut.append(f"event id cut to its first {MAX_DEAD_LETTER_EVENT_ID:,} of {len(event_id):,} characters")
+    return {**letter, "raw": raw[:max_raw], "event_id": event_id[:MAX_DEAD_LETTER_EVENT_ID] if long_id else event_id,
+            "message": f"{letter['message']} ({'; '.join(cut)}; the whole message is at {describe_source(source)})"}
 
 
 def dead_letter_to_json(letter: dict[str, Any]) -> dict[str, Any]:

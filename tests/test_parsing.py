@@ -123,3 +123,18 @@ def test_file_sources_name_the_line():
 def test_deep_nesting_is_a_dead_letter_not_a_crash():
     _, dead = parse(b"[" * 100_000 + b"]" * 100_000)
     assert dead is not None
+
+
+def test_dead_letters_bigger_than_an_output_may_be_are_cut_and_say_where_the_whole_is():
+    from pipelines.parsing import bounded_dead_letter
+
+    big = b'{"event_id": "' + b"x" * 900_000 + b'"}'
+    _, dead = parse(big)
+    bounded = bounded_dead_letter(dead, max_raw=1000)
+    assert bounded["raw"] == big[:1000] and dead["raw"] == big
+    assert bounded["message"].startswith(dead["message"])
+    assert ("raw bytes cut to the first 1,000 of 900,016; event id cut to its first 1,024 of 900,000 characters; "
+            "the whole message is at app-events[2]@1041") in bounded["message"]
+    assert len(bounded["event_id"]) == 1024
+    small = parse(b"{")[1]
+    assert bounded_dead_letter(small) is small
