@@ -15,7 +15,9 @@ stay on kafka-python in ``kafka_io``: they are few and not timed.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -30,6 +32,7 @@ __all__ = ["CLIENTS", "DEFAULT_CLIENT", "PartitionFetcher", "OutputProducer", "O
            "confluent_available", "open_fetcher", "open_producer", "open_committer", "DeliveryError"]
 
 CLIENTS = ("confluent-kafka", "kafka-python")
+_log = logging.getLogger(__name__)
 DEFAULT_CLIENT = "confluent-kafka"
 
 
@@ -111,6 +114,27 @@ class OffsetCommitter:
         raise NotImplementedError
 
 
+COMMIT_RETRY_SECONDS = 120.0
+
+
+def _retry_commit(attempt, retriable, errors, deadline_s: float = COMMIT_RETRY_SECONDS) -> None:
+    """Commit, trying again while the broker is away (restart, coordinator
+    moving). Giving up fails the bundle: its outputs are replayed and
+    their offsets committed later, so nothing is lost either way."""
+    deadline = time.monotonic() + deadline_s
+    delay = 0.2
+    while True:
+        try:
+            attempt()
+            return
+        except errors as exc:
+            if not retriable(exc) or time.monotonic() + delay > deadline:
+                raise
+            _log.warning("offset commit failed (%s); trying again in %.1f s", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 # kafka-python ---------------------------------------------------------------
 
 class _KafkaPythonFetcher(PartitionFetcher):
@@ -163,7 +187,10 @@ class _KafkaPythonCommitter(OffsetCommitter):
         self._consumer = KafkaConsumer(**{**settings.kafka_python(), "enable_auto_commit": False, "group_id": group})
 
     def commit(self, offsets: dict[tuple[str, int], int]) -> None:
-        self._consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()})
+        from kafka.errors import KafkaError
+
+        _retry_commit(lambda: self._consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}),
+                      lambda exc: getattr(exc, "retriable", False) or isinstance(exc, OSError), (KafkaError, OSError))
 
     def close(self) -> None:
         self._consumer.close()
@@ -209,6 +236,7 @@ class _ConfluentFetcher(PartitionFetcher):
             **_librdkafka_fetch_options(fetch_options),
         })
         self._position: int | None = None
+        self._last_error = None
 
     def seek(self, offset: int) -> None:
         # Assigning at the offset rather than seek(): seek() on a partition
@@ -224,13 +252,19 @@ class _ConfluentFetcher(PartitionFetcher):
         for message in self._consumer.consume(num_messages=max_records, timeout=timeout_ms / 1000):
             error = message.error()
             if error is not None:
-                if error.fatal() or not error.retriable():
+                # Broker gone, transport down, leader moving: librdkafka
+                # reconnects and fetches on from the same position by itself.
+                if error.fatal():
                     raise KafkaException(error)
+                if error.code() != self._last_error:
+                    _log.warning("%s[%d]: %s; fetching on once the broker answers", self._topic, self._partition, error.str())
+                    self._last_error = error.code()
                 continue
             kind, timestamp = message.timestamp()
             out.append(_message((_source((topic, partition, message.offset(), timestamp if kind else None)), message.value(), message.key())))
         if out:
             self._position = out[-1].source.offset + 1
+            self._last_error = None
         return out
 
     def position(self) -> int:
@@ -306,10 +340,13 @@ class _ConfluentCommitter(OffsetCommitter):
     def commit(self, offsets: dict[tuple[str, int], int]) -> None:
         from confluent_kafka import KafkaException
 
-        done = self._consumer.commit(offsets=[self._make_tp(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
-        failed = [tp for tp in done or [] if tp.error is not None]
-        if failed:
-            raise KafkaException(failed[0].error)
+        def attempt() -> None:
+            done = self._consumer.commit(offsets=[self._make_tp(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
+            failed = [tp for tp in done or [] if tp.error is not None]
+            if failed:
+                raise KafkaException(failed[0].error)
+
+        _retry_commit(attempt, lambda exc: not exc.args or not exc.args[0].fatal(), KafkaException)
 
     def close(self) -> None:
         self._consumer.close()

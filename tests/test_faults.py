@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -118,3 +119,36 @@ def test_poison_messages_are_dead_lettered_once_and_the_stream_moves_on(kafka, t
     assert all(count == 1 for count in dead.values())
     assert main(["violations", "tail", "--bootstrap-servers", kafka.bootstrap_servers, "--topic", topics["violations"],
                  "--from-beginning", "--exit-when-idle", "--max", "1"]) == 0
+
+
+def test_broker_stopped_and_started_again_mid_stream(tmp_path, prism_binary, capsys, monkeypatch):
+    """A broker of its own (the session's stays up for the other tests), stopped
+    while the audit streams and started again: the pipeline recovers by itself."""
+    from pipelines.kafka_io import KafkaConfig, create_topics
+    from pipelines.localkafka import LocalKafka, free_port
+
+    monkeypatch.setenv("FLOWAUDIT_PSEUDONYM_KEY", "k")
+    broker = LocalKafka(home=tmp_path / "broker", port=free_port(), controller_port=free_port())
+    broker.start(timeout=120)
+    kafka = KafkaConfig(broker.bootstrap)
+    topics = {"events": "faults.events", "violations": "faults.violations", "dead_letters": "faults.dead-letters"}
+    create_topics(kafka, list(topics.values()), partitions=3)
+    messages = list(generate(2000, seed=41))
+    log = tmp_path / "run.log"
+    process = None
+    try:
+        process = _start(kafka, topics, "it-faults", prism_binary, log)
+        produce_messages(kafka, topics["events"], messages[:1000])
+        wait_for(lambda: _committed(kafka, "it-faults", topics["events"]) == 1000, process, log, "the first 1,000 committed")
+        broker.stop()
+        time.sleep(8)  # the pipeline polls, produces and commits against a broker that is not there
+        assert process.poll() is None, "the pipeline died with the broker:\n" + log.read_text(errors="replace")[-3000:]
+        broker.start(timeout=120)
+        produce_messages(kafka, topics["events"], messages[1000:])
+        wait_for(lambda: _committed(kafka, "it-faults", topics["events"]) == 2000, process, log,
+                 "all 2,000 committed after the broker came back", timeout=180)
+        _accounting(kafka, topics, messages, tmp_path, capsys, windows_exact=False)
+    finally:
+        if process is not None:
+            _kill_all(process)
+        broker.stop()
