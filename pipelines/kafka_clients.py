@@ -203,13 +203,12 @@ _LIBRDKAFKA_FETCH_NAMES = {"fetch_max_bytes": "fetch.max.bytes", "max_partition_
                            "fetch_min_bytes": "fetch.min.bytes", "fetch_max_wait_ms": "fetch.wait.max.ms"}
 
 
-def _librdkafka_fetch_options(fetch_options: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for name, value in fetch_options.items():
-        if name not in _LIBRDKAFKA_FETCH_NAMES:
-            raise ValueError(f"fetch option {name!r} has no confluent-kafka equivalent (known: {', '.join(sorted(_LIBRDKAFKA_FETCH_NAMES))})")
-        out[_LIBRDKAFKA_FETCH_NAMES[name]] = value
-    return out
+def _in_librdkafka_words(options: dict[str, Any], names: dict[str, str], what: str) -> dict[str, Any]:
+    """kafka-python option names (as the rest of the project uses them) translated for librdkafka."""
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        raise ValueError(f"{what} option(s) {', '.join(unknown)} have no confluent-kafka equivalent (known: {', '.join(sorted(names))})")
+    return {names[name]: value for name, value in options.items()}
 
 
 class _ConfluentFetcher(PartitionFetcher):
@@ -233,7 +232,7 @@ class _ConfluentFetcher(PartitionFetcher):
             "queued.max.messages.kbytes": 8192,
             "queued.min.messages": 10000,
             "fetch.queue.backoff.ms": 10,
-            **_librdkafka_fetch_options(fetch_options),
+            **_in_librdkafka_words(fetch_options, _LIBRDKAFKA_FETCH_NAMES, "fetch"),
         })
         self._position: int | None = None
         self._last_error = None
@@ -288,12 +287,7 @@ class _ConfluentProducer(OutputProducer):
     def __init__(self, settings: ClientSettings, options: dict[str, Any]):
         from confluent_kafka import Producer
 
-        config = settings.librdkafka()
-        for name, value in options.items():
-            if name not in self._KAFKA_PYTHON_NAMES:
-                raise ValueError(f"producer option {name!r} has no confluent-kafka equivalent")
-            config[self._KAFKA_PYTHON_NAMES[name]] = "all" if (name == "acks" and value == "all") else value
-        self._producer = Producer(config)
+        self._producer = Producer({**settings.librdkafka(), **_in_librdkafka_words(options, self._KAFKA_PYTHON_NAMES, "producer")})
         self._lock = threading.Lock()
         self._sent = 0
         self._failed = 0

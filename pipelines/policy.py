@@ -174,15 +174,18 @@ class Policy:
     rules: tuple[Rule, ...]
     # Per rule: its verdicts memoised on the facts it reads. Flows fall into
     # few such classes per rule (a rule reads three to six facts), so the
-    # rules run once per class, not once per event.
-    _plans: list = field(default_factory=list, init=False, repr=False, compare=False, hash=False)
+    # rules run once per class, not once per event. Built with the policy,
+    # not on first use: bundles of one worker run in threads.
+    _plans: tuple = field(default=(), init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_plans", tuple((rule, _key_of(rule.reads()), {}) for rule in self.rules))
 
     def evaluate(self, event: Mapping[str, Any], origin: OriginTag, dest: DestinationTag) -> list[Finding]:
         """Every rule this event breaks, in policy order."""
-        plans = self._plans or self._plan()
         event_facts = facts(event, origin, dest)
         findings = []
-        for rule, key_of, verdicts in plans:
+        for rule, key_of, verdicts in self._plans:
             key = key_of(event_facts)
             try:
                 breach = verdicts[key]
@@ -194,16 +197,21 @@ class Policy:
                 findings.append(rule.finding(event, origin, dest, breach))
         return findings
 
-    def _plan(self) -> list:
-        for rule in self.rules:
-            reads = rule.reads()
-            # A tuple key even for one fact, and () for none: one shape for every rule.
-            key_of = (lambda _facts: ()) if not reads else (lambda f, i=reads[0]: (f[i],)) if len(reads) == 1 else operator.itemgetter(*reads)
-            self._plans.append((rule, key_of, {}))
-        return self._plans
+    def __getstate__(self):  # the memos stay behind; workers build their own
+        return {k: v for k, v in self.__dict__.items() if k != "_plans"}
 
-    def __getstate__(self):  # workers start with empty memos
-        return {**self.__dict__, "_plans": []}
+    def __setstate__(self, state) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
+
+
+def _key_of(reads: tuple[int, ...]):
+    """The memo key of a rule: the facts it reads, as a tuple (``()`` for none)."""
+    if not reads:
+        return lambda _facts: ()
+    if len(reads) == 1:
+        return lambda f, i=reads[0]: (f[i],)
+    return operator.itemgetter(*reads)
 
 
 _MAX_VERDICTS = 1 << 16
