@@ -42,12 +42,49 @@ def _add_kafka_args(parser: argparse.ArgumentParser) -> None:
                         help="Kafka bootstrap servers, host:port[,host:port] (env FLOWAUDIT_BOOTSTRAP_SERVERS)")
     parser.add_argument("--kafka-client", choices=CLIENTS, default=os.environ.get("FLOWAUDIT_KAFKA_CLIENT", DEFAULT_CLIENT),
                         help=f"library that reads events and writes outputs (default {DEFAULT_CLIENT}; env FLOWAUDIT_KAFKA_CLIENT)")
+    _add_kafka_security_args(parser)
+
+
+def _add_kafka_security_args(parser: argparse.ArgumentParser) -> None:
+    from .kafka_security import KEY_PASSWORD_ENV, PASSWORD_ENV, PROTOCOLS, SASL_MECHANISMS
+
+    env = os.environ.get
+    group = parser.add_argument_group(
+        "Kafka security", f"TLS and SASL. Passwords only from a file or the environment ({PASSWORD_ENV}, {KEY_PASSWORD_ENV}), "
+                          "never on the command line; every option also reads FLOWAUDIT_KAFKA_<OPTION>.")
+    group.add_argument("--security-protocol", type=str.upper, choices=PROTOCOLS, default=env("FLOWAUDIT_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+                       help="PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL")
+    group.add_argument("--sasl-mechanism", type=str.upper, choices=SASL_MECHANISMS, default=env("FLOWAUDIT_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+                       help="SASL mechanism (default SCRAM-SHA-512)")
+    group.add_argument("--sasl-username", default=env("FLOWAUDIT_KAFKA_SASL_USERNAME"), help="SASL user")
+    group.add_argument("--sasl-password-file", default=env("FLOWAUDIT_KAFKA_SASL_PASSWORD_FILE"), metavar="FILE",
+                       help=f"file holding the SASL password (else {PASSWORD_ENV})")
+    group.add_argument("--ssl-cafile", default=env("FLOWAUDIT_KAFKA_SSL_CAFILE"), metavar="PEM",
+                       help="CA certificate(s) to trust the brokers by (default: the system store)")
+    group.add_argument("--ssl-certfile", default=env("FLOWAUDIT_KAFKA_SSL_CERTFILE"), metavar="PEM", help="client certificate, for mutual TLS")
+    group.add_argument("--ssl-keyfile", default=env("FLOWAUDIT_KAFKA_SSL_KEYFILE"), metavar="PEM", help="the client certificate's private key")
+    group.add_argument("--ssl-key-password-file", default=env("FLOWAUDIT_KAFKA_SSL_KEY_PASSWORD_FILE"), metavar="FILE",
+                       help=f"file holding the private key's password (else {KEY_PASSWORD_ENV})")
+    group.add_argument("--ssl-no-hostname-check", action="store_true", default=bool(env("FLOWAUDIT_KAFKA_SSL_NO_HOSTNAME_CHECK")),
+                       help="accept a broker certificate that does not name the host connected to")
+
+
+def _security(args: argparse.Namespace):
+    from .kafka_security import security_from_options
+
+    return security_from_options(args.security_protocol, args.sasl_mechanism, args.sasl_username, args.sasl_password_file,
+                                 args.ssl_cafile, args.ssl_certfile, args.ssl_keyfile, args.ssl_key_password_file,
+                                 ssl_check_hostname=not args.ssl_no_hostname_check)
 
 
 def _kafka(args: argparse.Namespace, client_id: str = "flowaudit"):
+    """The cluster the command talks to, reached and authenticated once (a
+    wrong password or certificate is named here, not left to time out)."""
     from .kafka_io import KafkaConfig
 
-    return KafkaConfig(args.bootstrap_servers, client_id=client_id, client=args.kafka_client)
+    config = KafkaConfig(args.bootstrap_servers, client_id=client_id, client=args.kafka_client, security=_security(args))
+    config.check_connection()
+    return config
 
 
 def _settings(args: argparse.Namespace, *, allow_random_key: bool):
@@ -392,7 +429,7 @@ def cmd_bench(args: argparse.Namespace, beam_args: list[str]) -> int:
     if args.events < 1 or args.partitions < 1 or args.rate <= 0:
         raise InputError("flowaudit bench: --events, --partitions and --rate must be positive")
     return main_events(EventsBench(events=args.events, partitions=args.partitions, seed=args.seed,
-                                   bootstrap_servers=args.bootstrap_servers, latency=args.latency, rate=args.rate,
+                                   bootstrap_servers=args.bootstrap_servers, security=_security(args), latency=args.latency, rate=args.rate,
                                    latency_seconds=args.latency_seconds, beam_args=tuple(beam_args),
                                    clients=tuple(args.kafka_client or ())))
 
@@ -401,7 +438,7 @@ def cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     from .demo import run_demo
 
     return run_demo(duration=args.duration, rate=args.rate, beam_args=beam_args, quiet=args.quiet,
-                    bootstrap_servers=args.bootstrap_servers)
+                    bootstrap_servers=args.bootstrap_servers, security=_security(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -508,6 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--partitions", type=int, default=6, help="partitions of the events topic (default 6)")
     bench.add_argument("--seed", type=int, default=1, help="generator seed (a new seed loads a new topic)")
     bench.add_argument("--bootstrap-servers", help="a running Kafka to use instead of the bench broker (.cache/bench-kafka)")
+    _add_kafka_security_args(bench)
     bench.add_argument("--kafka-client", action="append", choices=CLIENTS,
                        help="run the pipeline with this client (repeatable; default: each installed one, "
                             f"{DEFAULT_CLIENT} first); the first one's figures lead")
@@ -528,6 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=200.0, help="events per second (default 200)")
     demo.add_argument("--quiet", action="store_true", help="progress and totals only, no violation lines")
     demo.add_argument("--bootstrap-servers", help="use this running Kafka instead of starting the local one")
+    _add_kafka_security_args(demo)
     demo.set_defaults(func=cmd_demo)
     return parser
 
@@ -545,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .configfile import ConfigError
     from .errors import InputError
+    from .kafka_security import KafkaConnectError
     from .pseudonym import MissingKeyError
     from .runners import RunnerSetupError
 
@@ -559,6 +599,9 @@ def main(argv: list[str] | None = None) -> int:
     except KafkaError as exc:
         where = getattr(args, "bootstrap_servers", "")
         print(f"flowaudit: Kafka at {where}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 3
+    except KafkaConnectError as exc:
+        print(f"flowaudit: {exc}", file=sys.stderr)
         return 3
     except InputError as exc:
         print(f"flowaudit: {exc}", file=sys.stderr)

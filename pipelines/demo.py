@@ -20,6 +20,7 @@ from kafka import TopicPartition
 
 from .generator import TrafficMix, generate
 from .kafka_io import KafkaConfig, committed_offsets, create_topics, end_offsets
+from .kafka_security import KafkaSecurity
 from .localkafka import LocalKafka, ensure_broker_jars
 from .resources import repo_root
 from .violations import decode_single_object
@@ -46,7 +47,7 @@ def _produce_steadily(kafka: KafkaConfig, topic: str, total: int, rate: float, p
 
 
 def run_demo(duration: float = 60.0, rate: float = 200.0, beam_args: list[str] | None = None, quiet: bool = False,
-             bootstrap_servers: str | None = None) -> int:
+             bootstrap_servers: str | None = None, security: KafkaSecurity | None = None) -> int:
     root = repo_root()
     if root is None:
         print("flowaudit demo runs from a source checkout (it starts local/ Kafka)", file=sys.stderr)
@@ -60,7 +61,9 @@ def run_demo(duration: float = 60.0, rate: float = 200.0, beam_args: list[str] |
         was_running = broker.running_pid() is not None
         broker.start()
         bootstrap_servers = broker.bootstrap
-    kafka = KafkaConfig(bootstrap_servers, client_id="flowaudit-demo")
+    security = security or KafkaSecurity()
+    kafka = KafkaConfig(bootstrap_servers, client_id="flowaudit-demo", security=security)
+    kafka.check_connection()
     run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     topics = {"events": f"demo-{run_id}.app-events", "violations": f"demo-{run_id}.violations", "dead": f"demo-{run_id}.dead-letters"}
     create_topics(kafka, list(topics.values()), partitions=3)
@@ -74,7 +77,7 @@ def run_demo(duration: float = 60.0, rate: float = 200.0, beam_args: list[str] |
     log_path = root / "local" / ".kafka" / f"demo-{run_id}.log"
     log = open(log_path, "wb")
     pipeline = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "-v", "run", "--bootstrap-servers", bootstrap_servers,
+        [sys.executable, "-m", "pipelines.cli", "-v", "run", "--bootstrap-servers", bootstrap_servers, *security.cli_args(),
          "--events-topic", topics["events"], "--violations-topic", topics["violations"],
          "--dead-letters-topic", topics["dead"], "--group", group, *(beam_args or [])],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)

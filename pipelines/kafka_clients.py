@@ -26,6 +26,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from .kafka_security import KafkaSecurity
 from .records import RawMessage, SourceOffset
 
 __all__ = ["CLIENTS", "DEFAULT_CLIENT", "PartitionFetcher", "OutputProducer", "OffsetCommitter",
@@ -56,19 +57,23 @@ def confluent_available() -> bool:
 
 @dataclass(frozen=True)
 class ClientSettings:
-    """What a client needs to connect: servers, id, and extra options in the
-    client's own vocabulary (kafka-python keyword names or librdkafka keys)."""
+    """What a client needs to connect: servers, id, TLS/SASL settings, and
+    extra options in the client's own vocabulary (kafka-python keyword
+    names or librdkafka keys). Secrets are read when a client is opened."""
 
     bootstrap_servers: str
     client_id: str
     kafka_python_options: tuple[tuple[str, Any], ...] = ()
     librdkafka_options: tuple[tuple[str, Any], ...] = ()
+    security: KafkaSecurity = KafkaSecurity()
 
     def kafka_python(self) -> dict[str, Any]:
-        return {"bootstrap_servers": self.bootstrap_servers.split(","), "client_id": self.client_id, **dict(self.kafka_python_options)}
+        return {"bootstrap_servers": self.bootstrap_servers.split(","), "client_id": self.client_id,
+                **self.security.kafka_python(), **dict(self.kafka_python_options)}
 
     def librdkafka(self) -> dict[str, Any]:
-        return {"bootstrap.servers": self.bootstrap_servers, "client.id": self.client_id, **dict(self.librdkafka_options)}
+        return {"bootstrap.servers": self.bootstrap_servers, "client.id": self.client_id,
+                **self.security.librdkafka(), **dict(self.librdkafka_options)}
 
 
 class PartitionFetcher:

@@ -36,6 +36,7 @@ from kafka.errors import TopicAlreadyExistsError
 from . import coders  # noqa: F401  (registers the batch coders)
 from .errors import InputError
 from .kafka_clients import DEFAULT_CLIENT, ClientSettings, DeliveryError, PartitionFetcher, open_committer, open_fetcher, open_producer
+from .kafka_security import KafkaSecurity, check_connection
 from .parsing import bounded_dead_letter
 from .records import AuditedBatch, MessageBatch, RawMessage
 from .runners import prepare_worker_process
@@ -74,9 +75,14 @@ class KafkaConfig:
     client_id: str = "flowaudit"
     client: str = DEFAULT_CLIENT
     librdkafka_options: tuple[tuple[str, Any], ...] = ()
+    security: KafkaSecurity = KafkaSecurity()
 
     def settings(self) -> ClientSettings:
-        return ClientSettings(self.bootstrap_servers, self.client_id, self.client_options, self.librdkafka_options)
+        return ClientSettings(self.bootstrap_servers, self.client_id, self.client_options, self.librdkafka_options, self.security)
+
+    def check_connection(self, timeout_s: float = 20.0) -> None:
+        """Reach the cluster and authenticate, or raise KafkaConnectError saying why not."""
+        check_connection(self.bootstrap_servers, self.security, timeout_s)
 
     def _common(self) -> dict[str, Any]:
         return self.settings().kafka_python()

@@ -24,7 +24,9 @@ from pathlib import Path
 
 from .resources import repo_root
 
-__all__ = ["LocalKafka", "ensure_broker_jars", "DEFAULT_TOPICS", "free_port", "BrokerError"]
+__all__ = ["LocalKafka", "LocalSecurity", "ensure_broker_jars", "DEFAULT_TOPICS", "free_port", "BrokerError", "SCRAM_MECHANISM"]
+
+SCRAM_MECHANISM = "SCRAM-SHA-512"
 
 DEFAULT_TOPICS = ("app-events", "flowaudit.violations", "flowaudit.dead-letters")
 
@@ -62,6 +64,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class LocalSecurity:
+    """Secured listeners next to the PLAINTEXT one the local tools use: SASL_SSL
+    with SCRAM users (``users``: name -> password, created when the storage is
+    formatted) and SSL that requires a client certificate signed by the CA."""
+
+    sasl_port: int
+    ssl_port: int
+    users: tuple[tuple[str, str], ...]
+    tls_dir: Path
+
+    @classmethod
+    def generate(cls, tls_dir: Path, users: dict[str, str], sasl_port: int | None = None, ssl_port: int | None = None) -> LocalSecurity:
+        """New TLS material in ``tls_dir`` and free ports unless given."""
+        from .localcerts import write_tls_material
+
+        write_tls_material(tls_dir)
+        return cls(sasl_port or free_port(), ssl_port or free_port(), tuple(users.items()), tls_dir)
+
+    def material(self):
+        from .localcerts import TlsMaterial
+
+        d = self.tls_dir
+        return TlsMaterial(d / "ca.pem", d / "broker.pem", d / "client.pem", d / "client.key", d / "client.key.password", "flowaudit-client")
+
+
 @dataclass
 class LocalKafka:
     home: Path
@@ -69,10 +97,44 @@ class LocalKafka:
     controller_port: int = 9093
     libs: Path | None = None
     heap: str = "768m"
+    security: LocalSecurity | None = None
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        assert self.security is not None
+        return f"127.0.0.1:{self.security.sasl_port}"
+
+    @property
+    def ssl_bootstrap(self) -> str:
+        assert self.security is not None
+        return f"127.0.0.1:{self.security.ssl_port}"
+
+    def _listener_properties(self) -> list[str]:
+        plain = f"PLAINTEXT://127.0.0.1:{self.port}"
+        controller = f"CONTROLLER://127.0.0.1:{self.controller_port}"
+        if self.security is None:
+            return [f"listeners={plain},{controller}", f"advertised.listeners={plain}",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"]
+        sec = self.security
+        tls = sec.material()
+        secured = f"SASL_SSL://127.0.0.1:{sec.sasl_port},SSL://127.0.0.1:{sec.ssl_port}"
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        return [
+            f"listeners={plain},{secured},{controller}",
+            f"advertised.listeners={plain},{secured}",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL",
+            f"sasl.enabled.mechanisms={SCRAM_MECHANISM}",
+            f"listener.name.sasl_ssl.{SCRAM_MECHANISM.lower()}.sasl.jaas.config={scram}",
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={tls.broker_keystore}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={tls.ca_file}",
+            "listener.name.ssl.ssl.client.auth=required",
+        ]
 
     @property
     def _pid_file(self) -> Path:
@@ -84,10 +146,8 @@ class LocalKafka:
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            *self._listener_properties(),
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "inter.broker.listener.name=PLAINTEXT",
             f"log.dirs={data}",
             "num.partitions=3",
@@ -121,12 +181,18 @@ class LocalKafka:
         if (self.home / "data" / "meta.properties").exists():
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        # SCRAM users are written into the metadata log as it is formatted.
+        scram = [f"--add-scram={SCRAM_MECHANISM}=[name={name},password={password}]"
+                 for name, password in (self.security.users if self.security else ())]
         # One id in 64 starts with "-"; as a separate argument it reads as an option.
         result = subprocess.run(self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
-                                           "-c", str(self.home / "server.properties")),
+                                           "-c", str(self.home / "server.properties"), *scram),
                                 capture_output=True, text=True)
         if result.returncode != 0:
-            raise BrokerError(f"kafka-storage format failed:\n{result.stdout}{result.stderr}")
+            failed = result.stdout + result.stderr
+            for _, password in self.security.users if self.security else ():
+                failed = failed.replace(password, "***")
+            raise BrokerError(f"kafka-storage format failed:\n{failed}")
 
     def running_pid(self) -> int | None:
         try:

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from kafka import TopicPartition
 from .generator import TrafficMix, generate
 from .kafka_clients import CLIENTS, confluent_available
 from .kafka_io import KafkaConfig, committed_offsets, create_topics, end_offsets
+from .kafka_security import KafkaSecurity
 from .localkafka import LocalKafka, free_port
 from .resources import repo_root
 
@@ -52,6 +53,7 @@ class EventsBench:
     partitions: int = 6
     seed: int = 1
     bootstrap_servers: str | None = None
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
     latency: bool = False
     rate: float = 5000.0
     latency_seconds: float = 30.0
@@ -155,7 +157,7 @@ def _floor_confluent(kafka: KafkaConfig, topic: str, total: int) -> dict[str, An
         from confluent_kafka import TopicPartition as CTopicPartition
     except ImportError:
         return None
-    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": f"bench-floor-{uuid.uuid4().hex[:8]}",
+    consumer = Consumer({**kafka.settings().librdkafka(), "group.id": f"bench-floor-{uuid.uuid4().hex[:8]}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     try:
         metadata = consumer.list_topics(topic, timeout=30)
@@ -182,7 +184,7 @@ def _run_pipeline(kafka: KafkaConfig, topic: str, bench: EventsBench, client: st
     run = uuid.uuid4().hex[:8]
     outputs = {"violations": f"bench-{run}.violations", "dead_letters": f"bench-{run}.dead-letters", "group": f"bench-{run}"}
     create_topics(kafka, [outputs["violations"], outputs["dead_letters"]], partitions=bench.partitions)
-    command = [sys.executable, "-m", "pipelines.cli", "run", "--bootstrap-servers", kafka.bootstrap_servers,
+    command = [sys.executable, "-m", "pipelines.cli", "run", "--bootstrap-servers", kafka.bootstrap_servers, *kafka.security.cli_args(),
                "--events-topic", topic, "--violations-topic", outputs["violations"],
                "--dead-letters-topic", outputs["dead_letters"], "--group", outputs["group"], "--kafka-client", client,
                *(["--bounded"] if bounded else []), *extra, *bench.beam_args]
@@ -334,7 +336,8 @@ def run_events_bench(bench: EventsBench) -> dict[str, Any]:
             print(f"starting the bench broker ({broker.home}) on {broker.bootstrap}...", flush=True)
         bench_broker.start(timeout=120)
         bootstrap = bench_broker.bootstrap
-    kafka = KafkaConfig(bootstrap)
+    kafka = KafkaConfig(bootstrap, security=bench.security)
+    kafka.check_connection()
     topic = f"bench-{bench.events}-p{bench.partitions}-s{bench.seed}.events"
     try:
         load_seconds = _load(kafka, topic, bench)
