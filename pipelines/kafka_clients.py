@@ -97,15 +97,44 @@ class PartitionFetcher:
         raise NotImplementedError
 
 
+OUTPUT_RETRY_SECONDS = 120.0
+
+# What ``send`` takes, kept until the broker acknowledges it.
+OutputRecord = tuple[str, bytes | None, bytes, Sequence[tuple[str, bytes]]]
+
+
 class OutputProducer:
     """Sends records and says, at ``flush``, whether every one was acknowledged."""
 
     def send(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]) -> None:
         raise NotImplementedError
 
-    def flush(self, timeout_s: float) -> None:
-        """Wait for every record sent since the last flush; raise DeliveryError if any was not acknowledged."""
+    def _settle(self, timeout_s: float) -> tuple[int, list[OutputRecord], int, str | None]:
+        """Wait for every record sent since the last call: how many were sent,
+        the ones the broker refused, how many are still unanswered, the first error."""
         raise NotImplementedError
+
+    def flush(self, timeout_s: float, retry_s: float = OUTPUT_RETRY_SECONDS) -> None:
+        """Wait for every record sent since the last flush, sending refused ones
+        again (topic gone, writes denied or rejected, broker away past the
+        delivery timeout) with back-off for up to ``retry_s``: the caller
+        waits meanwhile, which holds back the reading (backpressure). Raise
+        DeliveryError if some are still not acknowledged then."""
+        deadline = time.monotonic() + retry_s
+        delay = 0.5
+        sent, refused, unanswered, error = self._settle(timeout_s)
+        total = sent
+        while refused and not unanswered and time.monotonic() + delay <= deadline:
+            _log.warning("%d of %d outputs were not acknowledged by Kafka (%s); sending them again in %.1f s",
+                         len(refused), total, error, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            for record in refused:
+                self.send(*record)
+            _, refused, unanswered, error = self._settle(timeout_s)
+        if refused or unanswered:
+            reason = error or f"{unanswered} still queued after {timeout_s:.0f} s"
+            raise DeliveryError(f"{len(refused) + unanswered} of {total} outputs were not acknowledged by Kafka ({reason})")
 
     def close(self) -> None:
         raise NotImplementedError
@@ -169,22 +198,74 @@ class _KafkaPythonFetcher(PartitionFetcher):
 
 class _KafkaPythonProducer(OutputProducer):
     def __init__(self, settings: ClientSettings, options: dict[str, Any]):
-        self._producer = KafkaProducer(**{**settings.kafka_python(), **options})
-        self._futures: list = []
+        self._options = {**settings.kafka_python(), **options}
+        self._producer = KafkaProducer(**self._options)
+        self._pending: list[tuple[Any, OutputRecord]] = []
+        self._unsent: list[OutputRecord] = []
+        self._unsent_error: str | None = None
 
     def send(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]) -> None:
-        self._futures.append(self._producer.send(topic, key=key, value=value, headers=list(headers)))
+        from kafka.errors import KafkaTimeoutError
 
-    def flush(self, timeout_s: float) -> None:
-        futures, self._futures = self._futures, []
-        self._producer.flush(timeout=timeout_s)
-        failed = [f for f in futures if not f.is_done or f.failed()]
-        if failed:
-            first = failed[0].exception if failed[0].is_done else "not acknowledged in time"
-            raise DeliveryError(f"{len(failed)} of {len(futures)} outputs were not acknowledged by Kafka ({first})")
+        record = (topic, key, value, headers)
+        if self._unsent:  # one wait for metadata per flush, not one per record
+            self._unsent.append(record)
+            return
+        try:
+            future = self._producer.send(topic, key=key, value=value, headers=list(headers))
+        except KafkaTimeoutError as exc:
+            # No metadata for the topic within max_block_ms (topic gone, broker away): refused, sent again at flush.
+            self._unsent.append(record)
+            self._unsent_error = self._unsent_error or str(exc)
+            return
+        self._pending.append((future, record))
+
+    def _settle(self, timeout_s: float) -> tuple[int, list[OutputRecord], int, str | None]:
+        pending, self._pending = self._pending, []
+        unsent, self._unsent = self._unsent, []
+        unsent_error, self._unsent_error = self._unsent_error, None
+        _wait_for_futures(self._producer, [future for future, _ in pending], timeout_s)
+        refused = [record for future, record in pending if future.is_done and future.failed()] + unsent
+        unanswered = sum(1 for future, _ in pending if not future.is_done)
+        first = next((str(future.exception) for future, _ in pending if future.is_done and future.failed()), unsent_error)
+        if refused and not unanswered:
+            # An idempotent kafka-python producer stays in its fatal state
+            # after a refused batch and fails every later send; a new one
+            # sends the refused records again.
+            self.close()
+            self._producer = KafkaProducer(**self._options)
+        return len(pending) + len(unsent), refused, unanswered, first
 
     def close(self) -> None:
-        self._producer.close(timeout=10)
+        from kafka.errors import KafkaError
+
+        try:
+            self._producer.close(timeout=10)
+        except KafkaError as exc:  # outputs not acknowledged by now were already reported by flush
+            _log.warning("closing the producer: %s", exc)
+
+
+def _wait_for_futures(producer: KafkaProducer, futures: list, timeout_s: float) -> None:
+    """Until each record's future is done or ``timeout_s`` passed. The
+    producer's own flush gives up early (UnknownError "Future not done")
+    when a refused batch is split and retried; the record futures still
+    say what became of each record."""
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + timeout_s
+    try:
+        producer.flush(timeout=timeout_s)
+        return
+    except KafkaError:
+        pass
+    for future in futures:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        try:
+            future.get(timeout=remaining)
+        except KafkaError:
+            pass
 
 
 class _KafkaPythonCommitter(OffsetCommitter):
@@ -295,34 +376,33 @@ class _ConfluentProducer(OutputProducer):
         self._producer = Producer({**settings.librdkafka(), **_in_librdkafka_words(options, self._KAFKA_PYTHON_NAMES, "producer")})
         self._lock = threading.Lock()
         self._sent = 0
-        self._failed = 0
+        self._refused: list[OutputRecord] = []
         self._first_error: str | None = None
 
-    def _delivered(self, error, _message) -> None:
+    def _delivered(self, headers: Sequence[tuple[str, bytes]], error, message) -> None:
         if error is not None:
+            # Delivery reports carry no headers: they come with the callback.
             with self._lock:
-                self._failed += 1
+                self._refused.append((message.topic(), message.key(), message.value(), headers))
                 if self._first_error is None:
                     self._first_error = str(error)
 
     def send(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]) -> None:
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, headers=list(headers), on_delivery=self._delivered)
+                self._producer.produce(topic, value=value, key=key, headers=list(headers), on_delivery=partial(self._delivered, headers))
                 break
             except BufferError:
                 # The local queue is full: wait for deliveries (backpressure), never drop.
                 self._producer.poll(0.1)
         self._sent += 1
 
-    def flush(self, timeout_s: float) -> None:
-        remaining = self._producer.flush(timeout_s)
+    def _settle(self, timeout_s: float) -> tuple[int, list[OutputRecord], int, str | None]:
+        unanswered = self._producer.flush(timeout_s)
         with self._lock:
-            sent, failed, first = self._sent, self._failed, self._first_error
-            self._sent, self._failed, self._first_error = 0, 0, None
-        if remaining or failed:
-            reason = first or f"{remaining} still queued after {timeout_s:.0f} s"
-            raise DeliveryError(f"{failed + remaining} of {sent} outputs were not acknowledged by Kafka ({reason})")
+            sent, refused, first = self._sent, self._refused, self._first_error
+            self._sent, self._refused, self._first_error = 0, [], None
+        return sent, refused, unanswered, first
 
     def close(self) -> None:
         self._producer.flush(10)

@@ -66,11 +66,52 @@ def test_produce_fetch_and_commit(kafka, topics, client):
     assert committed == counts
 
 
-def test_undelivered_outputs_fail_the_flush_with_the_reason(kafka):
-    producer = open_producer("confluent-kafka", kafka.settings(), {**PRODUCER_OPTIONS, "delivery_timeout_ms": 2000})
+@pytest.mark.parametrize("client", CLIENTS)
+def test_undelivered_outputs_fail_the_flush_with_the_reason(kafka, client):
+    short = {"delivery_timeout_ms": 2000, "request_timeout_ms": 1000, "max_block_ms": 1000} if client == "kafka-python" else {"delivery_timeout_ms": 2000}
+    producer = open_producer(client, kafka.settings(), {**PRODUCER_OPTIONS, **short})
     try:
         producer.send("no-such-topic-for-flowaudit", b"k", b"v", ())
+        started = time.monotonic()
         with pytest.raises(DeliveryError, match=r"1 of 1 outputs were not acknowledged"):
-            producer.flush(30)
+            producer.flush(30, retry_s=3)
+        assert time.monotonic() - started < 30
     finally:
         producer.close()
+
+
+def _set_topic_config(kafka, topic: str, **configs: str) -> None:
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    admin = kafka.admin()
+    try:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={k.replace("_", "."): v for k, v in configs.items()})])
+    finally:
+        admin.close()
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_refused_outputs_are_sent_again_until_the_broker_takes_them(kafka, topics, client):
+    """The broker rejects every write to the topic for a while (its message
+    size limit below the records'); flush keeps sending them again and
+    returns once the limit is back, with each record on the topic."""
+    import threading
+
+    from .helpers import consume_all
+
+    topic = topics["violations"]
+    _set_topic_config(kafka, topic, max_message_bytes="200")
+    producer = open_producer(client, kafka.settings(), PRODUCER_OPTIONS)
+    try:
+        for n in range(50):
+            producer.send(topic, f"k{n}".encode(), b"v" * 400, (("n", str(n).encode()),))
+        threading.Timer(4.0, _set_topic_config, args=(kafka, topic), kwargs={"max_message_bytes": "1048588"}).start()
+        started = time.monotonic()
+        producer.flush(60, retry_s=60)
+        waited = time.monotonic() - started
+    finally:
+        producer.close()
+    assert waited >= 3.5  # it did wait for the broker, not drop
+    records = consume_all(kafka, topic)
+    assert sorted(r.key for r in records) == sorted(f"k{n}".encode() for n in range(50))
+    assert all(dict(r.headers)["n"] == r.key[1:] for r in records)
