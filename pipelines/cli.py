@@ -84,6 +84,7 @@ def _kafka(args: argparse.Namespace, client_id: str = "flowaudit"):
 
     config = KafkaConfig(args.bootstrap_servers, client_id=client_id, client=args.kafka_client, security=_security(args))
     config.check_connection()
+    _log.info("Kafka at %s: %s", config.bootstrap_servers, config.security.describe())
     return config
 
 
@@ -577,6 +578,9 @@ def main(argv: list[str] | None = None) -> int:
     if beam_args and args.func not in (cmd_run, cmd_demo, cmd_backtest, cmd_summarize, cmd_bench):
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # kafka-python's DEBUG lines hold its whole configuration (the SASL
+    # password with it) and raw record bytes (personal data): never shown.
+    logging.getLogger("kafka").setLevel(logging.INFO)
     _quiet_beam_import_warnings()
     if getattr(args, "events_topic", "unset") is None:
         args.events_topic = ["app-events"]

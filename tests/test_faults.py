@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import orjson
 import pytest
 
 from pipelines.cli import main
@@ -152,3 +153,65 @@ def test_broker_stopped_and_started_again_mid_stream(tmp_path, prism_binary, cap
         if process is not None:
             _kill_all(process)
         broker.stop()
+
+
+def _set_topic_config(kafka, topic: str, **configs: str) -> None:
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    admin = kafka.admin()
+    try:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={k.replace("_", "."): v for k, v in configs.items()})])
+    finally:
+        admin.close()
+
+
+def _event_positions(kafka, topic: str, messages, tmp_path) -> dict[str, tuple[int, int]]:
+    """event_id -> (partition, offset) of each well-formed event on the topic."""
+    lines = write_jsonl(messages, tmp_path / "positions.jsonl").read_bytes().splitlines()
+    index = {m.value: i for i, m in enumerate(messages)}
+    positions = {}
+    for record in consume_all(kafka, topic):
+        i = index[record.value]
+        if not messages[i].malformed:
+            positions[orjson.loads(lines[i])["event_id"]] = (record.partition, record.offset)
+    return positions
+
+
+def test_violations_topic_refusing_writes_holds_the_offsets_back(kafka, topics, prism_binary, tmp_path, capsys, monkeypatch):
+    """The violations topic refuses every write for a while (its message size
+    limit set below a violation's): the pipeline keeps sending them again,
+    commits no offset whose violations are not on the topic, and once the
+    topic takes writes again catches up by itself with nothing lost."""
+    monkeypatch.setenv("FLOWAUDIT_PSEUDONYM_KEY", "k")
+    messages = list(generate(2000, seed=43))
+    log = tmp_path / "run.log"
+    process = _start(kafka, topics, "it-faults", prism_binary, log)
+    try:
+        produce_messages(kafka, topics["events"], messages[:1000])
+        wait_for(lambda: _committed(kafka, "it-faults", topics["events"]) == 1000, process, log, "the first 1,000 committed")
+        _set_topic_config(kafka, topics["violations"], max_message_bytes="64")
+        produce_messages(kafka, topics["events"], messages[1000:])
+        time.sleep(12)
+        assert process.poll() is None, "the pipeline died with its writes refused:\n" + log.read_text(errors="replace")[-3000:]
+        # The invariant while refused: each committed event's violations are on the topic.
+        committed = {tp.partition: n or 0 for tp, n in committed_offsets(kafka, "it-faults", [topics["events"]]).items()}
+        on_topic = {decode_single_object(r.value, "violation")["violation_id"] for r in consume_all(kafka, topics["violations"])}
+        held_back = 2000 - sum(committed.values())
+        backtest = run_cli(["backtest", "--events", str(write_jsonl(messages, tmp_path / "events.jsonl")),
+                            "--out", str(tmp_path / "bt-during")], capsys)
+        assert backtest["in"] == 2000
+        positions = _event_positions(kafka, topics["events"], messages, tmp_path)
+        owed = {v["violation_id"] for v in read_jsonl(tmp_path / "bt-during" / "violations.jsonl")
+                if v["window"] is None and positions[v["event_id"]][1] < committed[positions[v["event_id"]][0]]}
+        assert owed <= on_topic, f"{len(owed - on_topic)} violations of committed events are not on the topic"
+        assert held_back > 0, "the outage held nothing back: did the writes get refused?"
+        refusals = log.read_text(errors="replace").count("not acknowledged by Kafka")
+        assert refusals > 0
+        _set_topic_config(kafka, topics["violations"], max_message_bytes="1048588")
+        wait_for(lambda: _committed(kafka, "it-faults", topics["events"]) == 2000, process, log,
+                 "all 2,000 committed once the topic took writes again", timeout=180)
+    finally:
+        _kill_all(process)
+    violations, _ = _accounting(kafka, topics, messages, tmp_path, capsys, windows_exact=False)
+    print(f"writes refused for 12 s: {held_back} of 2000 offsets held back, {refusals} refusal warnings, "
+          f"{sum(violations.values()) - len(violations)} repeated violations")

@@ -1,0 +1,275 @@
+"""TLS and SASL/SCRAM: the settings, and every Kafka command against a broker
+with a SASL_SSL listener (SCRAM-SHA-512 users) and a mutual-TLS listener,
+its certificates generated here."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.cli import build_parser, main
+from pipelines.errors import InputError
+from pipelines.generator import generate
+from pipelines.kafka_clients import ClientSettings
+from pipelines.kafka_io import KafkaConfig, committed_offsets, create_topics, end_offsets, produce_messages
+from pipelines.kafka_security import KafkaConnectError, KafkaSecurity, Secret, check_connection, security_from_options
+from pipelines.violations import decode_single_object
+
+from .helpers import consume_all, read_jsonl, run_cli, write_jsonl
+
+REPO = Path(__file__).resolve().parent.parent
+PASSWORD = "scram-Pa55-for-tests-7f3c"
+
+
+# The settings, no broker ----------------------------------------------------
+
+def test_a_secret_pickles_and_prints_as_its_source_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLOWAUDIT_KAFKA_SASL_PASSWORD", PASSWORD)
+    secret = Secret.from_env("FLOWAUDIT_KAFKA_SASL_PASSWORD")
+    assert secret.reveal() == PASSWORD
+    settings = ClientSettings("h:1", "c", security=KafkaSecurity("SASL_SSL", sasl_username="u", sasl_password=secret))
+    for text in (repr(settings), str(settings), pickle.dumps(settings).decode("latin-1")):
+        assert PASSWORD not in text
+    assert pickle.loads(pickle.dumps(secret)).reveal() == PASSWORD  # read again where it is unpickled
+    (tmp_path / "pw").write_text(PASSWORD + "\n")
+    assert Secret.from_file(tmp_path / "pw").reveal() == PASSWORD
+    (tmp_path / "empty").write_text("")
+    with pytest.raises(InputError, match="empty"):
+        Secret.from_file(tmp_path / "empty").reveal()
+    monkeypatch.delenv("FLOWAUDIT_KAFKA_SASL_PASSWORD")
+    with pytest.raises(InputError, match="FLOWAUDIT_KAFKA_SASL_PASSWORD is not set"):
+        secret.reveal()
+
+
+def test_both_clients_get_the_same_settings_in_their_own_words(tmp_path, monkeypatch):
+    (tmp_path / "pw").write_text(PASSWORD)
+    security = security_from_options("sasl_ssl", "scram-sha-512", "auditor", str(tmp_path / "pw"), ssl_cafile="/ca.pem", environ={})
+    assert security.kafka_python() == {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "auditor",
+                                       "sasl_plain_password": PASSWORD, "ssl_check_hostname": True, "ssl_cafile": "/ca.pem",
+                                       "ssl_certfile": None, "ssl_keyfile": None, "ssl_password": None}
+    assert security.librdkafka() == {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "auditor",
+                                     "sasl.password": PASSWORD, "ssl.endpoint.identification.algorithm": "https",
+                                     "ssl.ca.location": "/ca.pem"}
+    monkeypatch.setenv("FLOWAUDIT_KAFKA_SSL_KEY_PASSWORD", "kp")
+    mutual = security_from_options("SSL", ssl_cafile="/ca.pem", ssl_certfile="/c.pem", ssl_keyfile="/c.key", ssl_check_hostname=False)
+    assert mutual.librdkafka() == {"security.protocol": "SSL", "ssl.endpoint.identification.algorithm": "none", "ssl.ca.location": "/ca.pem",
+                                   "ssl.certificate.location": "/c.pem", "ssl.key.location": "/c.key", "ssl.key.password": "kp"}
+    assert mutual.kafka_python() == {"security_protocol": "SSL", "ssl_check_hostname": False, "ssl_cafile": "/ca.pem",
+                                     "ssl_certfile": "/c.pem", "ssl_keyfile": "/c.key", "ssl_password": "kp"}
+
+
+def test_cli_options_reach_another_process_without_the_password(tmp_path, monkeypatch):
+    (tmp_path / "pw").write_text(PASSWORD)
+    monkeypatch.setenv("FLOWAUDIT_KAFKA_SSL_KEY_PASSWORD", "key-pass")
+    from pipelines.cli import _security
+
+    argv = ["violations", "tail", "--security-protocol", "SASL_SSL", "--sasl-username", "auditor", "--sasl-password-file", str(tmp_path / "pw"),
+            "--ssl-cafile", "/ca.pem", "--ssl-certfile", "/c.pem", "--ssl-keyfile", "/c.key"]
+    security = _security(build_parser().parse_known_args(argv)[0])
+    forwarded = security.cli_args()
+    assert PASSWORD not in " ".join(forwarded) and "key-pass" not in " ".join(forwarded)
+    again = _security(build_parser().parse_known_args(["violations", "tail", *forwarded])[0])
+    assert again == security
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"protocol": "SASL_SSL"}, "needs --sasl-username"),
+    ({"protocol": "SASL_SSL", "sasl_username": "u"}, "needs a password: set FLOWAUDIT_KAFKA_SASL_PASSWORD or give --sasl-password-file"),
+    ({"protocol": "SASL_SSL", "sasl_username": "u", "sasl_password_file": "/nonexistent/pw"}, r"/nonexistent/pw: cannot read the secret"),
+    ({"protocol": "PLAINTEXT", "sasl_username": "u"}, "SASL credentials were given but --security-protocol is PLAINTEXT"),
+    ({"protocol": "SSL", "ssl_cafile": "/nonexistent/ca.pem"}, r"/nonexistent/ca.pem \(--ssl-cafile\): no such readable file"),
+    ({"protocol": "SSL", "ssl_certfile": "/c.pem"}, "--ssl-certfile and --ssl-keyfile go together"),
+    ({"protocol": "PLAINTEXT", "ssl_cafile": "/ca.pem"}, "TLS files were given but --security-protocol is PLAINTEXT"),
+])
+def test_incomplete_settings_are_refused_naming_the_option(options, message):
+    with pytest.raises(InputError, match=message):
+        security_from_options(**options, environ={}).check()
+
+
+def test_unreadable_tls_files_are_refused_naming_the_file(tmp_path, tls):
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    with pytest.raises(InputError, match=r"ca.pem \(--ssl-cafile\): not a PEM CA certificate"):
+        security_from_options("SSL", ssl_cafile=str(tmp_path / "ca.pem"), environ={}).check()
+    encrypted = security_from_options("SSL", ssl_cafile=str(tls.ca_file), ssl_certfile=str(tls.client_cert), ssl_keyfile=str(tls.client_key),
+                                      environ={})
+    with pytest.raises(InputError, match="do not load together.*is the key encrypted"):
+        encrypted.check()
+    (tmp_path / "wrong").write_text("wrong")
+    with pytest.raises(InputError, match="do not load together"):
+        security_from_options("SSL", ssl_cafile=str(tls.ca_file), ssl_certfile=str(tls.client_cert), ssl_keyfile=str(tls.client_key),
+                              ssl_key_password_file=str(tmp_path / "wrong"), environ={}).check()
+
+
+# A secured broker ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    from pipelines.localcerts import write_tls_material
+
+    return write_tls_material(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def secure_broker(tmp_path_factory, tls):
+    from pipelines.localkafka import LocalKafka, LocalSecurity, free_port
+
+    home = tmp_path_factory.mktemp("secure-kafka")
+    security = LocalSecurity(free_port(), free_port(), (("auditor", PASSWORD),), tls.ca_file.parent)
+    broker = LocalKafka(home=home, port=free_port(), controller_port=free_port(), security=security)
+    broker.start(timeout=120)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def password_file(tmp_path) -> Path:
+    path = tmp_path / "sasl.password"
+    path.write_text(PASSWORD + "\n")
+    return path
+
+
+def _sasl(broker, password_file: Path | None = None) -> list[str]:
+    args = ["--bootstrap-servers", broker.sasl_bootstrap, "--security-protocol", "SASL_SSL", "--sasl-username", "auditor",
+            "--ssl-cafile", str(broker.security.material().ca_file)]
+    return args + (["--sasl-password-file", str(password_file)] if password_file else [])
+
+
+def _mutual_tls(broker) -> list[str]:
+    tls = broker.security.material()
+    return ["--bootstrap-servers", broker.ssl_bootstrap, "--security-protocol", "SSL", "--ssl-cafile", str(tls.ca_file),
+            "--ssl-certfile", str(tls.client_cert), "--ssl-keyfile", str(tls.client_key),
+            "--ssl-key-password-file", str(tls.client_key_password_file)]
+
+
+def _topics(broker, name: str) -> dict[str, str]:
+    topics = {"events": f"{name}.events", "violations": f"{name}.violations", "dead_letters": f"{name}.dead-letters"}
+    create_topics(KafkaConfig(broker.bootstrap), list(topics.values()), partitions=3)
+    return topics
+
+
+@pytest.mark.kafka
+def test_connection_check_names_each_way_it_can_fail(secure_broker, tls, password_file, tmp_path):
+    ok = security_from_options("SASL_SSL", sasl_username="auditor", sasl_password_file=str(password_file), ssl_cafile=str(tls.ca_file), environ={})
+    check_connection(secure_broker.sasl_bootstrap, ok)
+    mutual = security_from_options("SSL", ssl_cafile=str(tls.ca_file), ssl_certfile=str(tls.client_cert), ssl_keyfile=str(tls.client_key),
+                                   ssl_key_password_file=str(tls.client_key_password_file), environ={})
+    check_connection(secure_broker.ssl_bootstrap, mutual)
+
+    (tmp_path / "wrong").write_text("not-the-password")
+    failures = {
+        "wrong password": (secure_broker.sasl_bootstrap, security_from_options(
+            "SASL_SSL", sasl_username="auditor", sasl_password_file=str(tmp_path / "wrong"), ssl_cafile=str(tls.ca_file), environ={}),
+            r"refused the SCRAM-SHA-512 credentials of user 'auditor' \(password from file .*wrong\): .*invalid credentials"),
+        "unknown user": (secure_broker.sasl_bootstrap, security_from_options(
+            "SASL_SSL", sasl_username="nobody", sasl_password_file=str(password_file), ssl_cafile=str(tls.ca_file), environ={}),
+            "refused the SCRAM-SHA-512 credentials of user 'nobody'"),
+        "untrusted broker": (secure_broker.sasl_bootstrap, security_from_options(
+            "SASL_SSL", sasl_username="auditor", sasl_password_file=str(password_file), environ={}),
+            r"TLS with .* failed \(CA file the system store\): .*certificate verify failed"),
+        "no client certificate": (secure_broker.ssl_bootstrap, security_from_options("SSL", ssl_cafile=str(tls.ca_file), environ={}),
+                                  "wants a client certificate and got no client certificate"),
+        "plaintext to a TLS listener": (secure_broker.sasl_bootstrap, KafkaSecurity(),
+                                        r"closed the connection at the first request: .*--security-protocol is PLAINTEXT"),
+        "TLS to a plaintext listener": (secure_broker.bootstrap, ok, "TLS with .* failed"),
+    }
+    for what, (bootstrap, security, message) in failures.items():
+        started = time.monotonic()
+        with pytest.raises(KafkaConnectError, match=message):
+            check_connection(bootstrap, security, timeout_s=20)
+        assert time.monotonic() - started < 10, f"{what}: named only after {time.monotonic() - started:.1f} s"
+
+
+@pytest.mark.kafka
+@pytest.mark.prism
+@pytest.mark.parametrize("client", ["confluent-kafka", "kafka-python"])
+def test_audit_over_sasl_ssl_accounts_for_every_event(secure_broker, client, password_file, prism_binary, tmp_path, capsys):
+    """The whole run over SCRAM-SHA-512 on TLS, as its own process: the
+    confluent run reads its password from the environment, the kafka-python
+    one from a file. Neither the password nor a raw user id shows in
+    anything the run (its SDK workers and Prism included) printed."""
+    import orjson
+
+    topics = _topics(secure_broker, f"sasl-{client}")
+    messages = list(generate(1500, seed=51))
+    produce_messages(KafkaConfig(secure_broker.bootstrap), topics["events"], messages)
+    env = {"PATH": "/usr/bin:/bin", "FLOWAUDIT_PSEUDONYM_KEY": "k"}
+    if client == "confluent-kafka":
+        env["FLOWAUDIT_KAFKA_SASL_PASSWORD"] = PASSWORD
+        secured = _sasl(secure_broker)
+    else:
+        secured = _sasl(secure_broker, password_file)
+    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "-v", "run", *secured, "--kafka-client", client,
+                             "--events-topic", topics["events"], "--violations-topic", topics["violations"],
+                             "--dead-letters-topic", topics["dead_letters"], "--group", "it-sasl", "--bounded",
+                             f"--prism_location={prism_binary}"], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = orjson.loads(result.stdout.strip().splitlines()[-1])
+    assert counts["in"] == 1500 == counts["parsed"] + counts["dead_letters"]
+    plain = KafkaConfig(secure_broker.bootstrap)
+    assert committed_offsets(plain, "it-sasl", [topics["events"]]) == end_offsets(plain, [topics["events"]])
+    on_topic = {decode_single_object(r.value, "violation")["violation_id"] for r in consume_all(plain, topics["violations"])}
+    backtest = run_cli(["backtest", "--events", str(write_jsonl(messages, tmp_path / "events.jsonl")), "--out", str(tmp_path / "bt")], capsys)
+    assert backtest["dead_letters"] == counts["dead_letters"]
+    assert on_topic == {v["violation_id"] for v in read_jsonl(tmp_path / "bt" / "violations.jsonl")}
+    assert len(consume_all(plain, topics["dead_letters"])) == counts["dead_letters"]
+    logged = result.stdout + result.stderr
+    assert "SASL_SSL, SCRAM-SHA-512 as user 'auditor'" in logged
+    assert PASSWORD not in logged
+    assert "user-00" not in logged  # generated user ids
+
+
+@pytest.mark.kafka
+@pytest.mark.prism
+def test_tail_export_and_summarize_over_mutual_tls_and_sasl(secure_broker, password_file, prism_binary, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FLOWAUDIT_PSEUDONYM_KEY", "k")
+    topics = _topics(secure_broker, "mtls")
+    messages = list(generate(600, seed=53))
+    produce_messages(KafkaConfig(secure_broker.bootstrap), topics["events"], messages)
+    counts = run_cli(["run", *_mutual_tls(secure_broker), "--events-topic", topics["events"], "--violations-topic", topics["violations"],
+                      "--dead-letters-topic", topics["dead_letters"], "--group", "it-mtls", "--bounded",
+                      f"--prism_location={prism_binary}"], capsys)
+    assert counts["in"] == 600
+
+    assert main(["violations", "tail", *_mutual_tls(secure_broker), "--topic", topics["violations"], "--from-beginning",
+                 "--exit-when-idle", "--json"]) == 0
+    tailed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(tailed) == counts["violations"] > 0
+
+    dump = tmp_path / "events.kafka.jsonl"
+    assert main(["export", *_sasl(secure_broker, password_file), "--topic", topics["events"], "--out", str(dump)]) == 0
+    assert len(dump.read_bytes().splitlines()) == 600
+
+    day = time.strftime("%Y-%m-%d", time.gmtime(messages[0].timestamp_ms / 1000))
+    folder = tmp_path / "summaries"
+    assert main(["summarize", "--date", day, *_mutual_tls(secure_broker), "--events-topic", topics["events"],
+                 "--summaries-dir", str(folder), "--no-expectations", f"--prism_location={prism_binary}"]) == 0
+    assert (folder / f"{day}.json").is_file()
+
+
+@pytest.mark.kafka
+def test_wrong_password_stops_each_command_at_once_with_a_clear_message(secure_broker, tmp_path):
+    (tmp_path / "wrong").write_text("not-the-password")
+    sasl = ["--bootstrap-servers", secure_broker.sasl_bootstrap, "--security-protocol", "SASL_SSL", "--sasl-username", "auditor",
+            "--sasl-password-file", str(tmp_path / "wrong"), "--ssl-cafile", str(secure_broker.security.material().ca_file)]
+    commands = {
+        "run": ["run", *sasl, "--events-topic", "any", "--bounded"],
+        "violations tail": ["violations", "tail", *sasl, "--exit-when-idle"],
+        "export": ["export", *sasl, "--topic", "any", "--out", str(tmp_path / "x.kafka.jsonl")],
+        "summarize": ["summarize", *sasl, "--date", "2026-01-01", "--summaries-dir", str(tmp_path / "s")],
+    }
+    for what, argv in commands.items():
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, "-m", "pipelines.cli", *argv], capture_output=True, text=True, cwd=REPO, timeout=60,
+                                env={"PATH": "/usr/bin:/bin", "FLOWAUDIT_PSEUDONYM_KEY": "k"})
+        elapsed = time.monotonic() - started
+        assert result.returncode == 3, (what, result.stdout, result.stderr)
+        assert "refused the SCRAM-SHA-512 credentials of user 'auditor'" in result.stderr, what
+        assert "Traceback" not in result.stderr and "not-the-password" not in result.stderr + result.stdout, what
+        assert elapsed < 20, f"{what} took {elapsed:.1f} s to say so"
