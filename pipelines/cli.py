@@ -26,6 +26,8 @@ def _quiet_beam_import_warnings() -> None:
 def _add_policy_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", help="residency policy YAML (default: the shipped US residency policy)")
     parser.add_argument("--destinations", help="destination map YAML: internal ranges, host rules (default: shipped)")
+    parser.add_argument("--ip-ranges", metavar="DIR", help="folder of the providers' IP range feeds, under the file names "
+                        "the shipped copies have (README); default: the shipped copies")
     parser.add_argument("--expectations", help="Great Expectations suite JSON (default: the shipped app-event suite)")
     parser.add_argument("--no-expectations", action="store_true", help="residency rules only, no quality checks")
     parser.add_argument("--window-seconds", type=int, default=60, help="event-time window of window-level expectations (default 60)")
@@ -104,13 +106,21 @@ def _settings(args: argparse.Namespace, *, allow_random_key: bool):
         quality = QualitySettings(load_suite(args.expectations, columns=event_columns()), args.window_seconds, args.clock_skew,
                                   allowed_lateness_seconds=getattr(args, "allowed_lateness", 3600))
     destinations = load_destination_map(args.destinations)
+    ip_ranges = None
+    if args.ip_ranges:
+        from .ipranges import feed_entries
+
+        if not Path(args.ip_ranges).is_dir():
+            raise InputError(f"{args.ip_ranges} (--ip-ranges): no such folder")
+        ip_ranges = str(Path(args.ip_ranges).resolve())
+        feed_entries(ip_ranges)  # every file and prefix checked here, not on a worker
     policy = load_policy(args.policy, extra_regions=[region for _, _, region, _ in destinations.internal])
     schema_ids = getattr(args, "schema_id", None)
     decoder = DecoderConfig(confluent_schema_ids=frozenset(schema_ids) if schema_ids else None,
                             bare_avro=getattr(args, "bare_avro", False))
     summary = SummarySettings(silent_gap_minutes=args.silent_gap_minutes,
                               allowed_lateness_seconds=getattr(args, "allowed_lateness", 3600))
-    return AuditSettings(policy=policy, destinations=destinations, quality=quality, summary=summary,
+    return AuditSettings(policy=policy, destinations=destinations, quality=quality, summary=summary, ip_ranges=ip_ranges,
                          pseudonym_key=key_from_environment(allow_random=allow_random_key), decoder=decoder)
 
 

@@ -7,6 +7,7 @@ which PyYAML's plain loader throws away.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,15 +51,21 @@ def load_yaml(path: Path | str) -> Any:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, [f"{path}: cannot read: {exc}"]) from None
+    if path.suffix == ".json":
+        # JSON is YAML 1.2, but a JSON file's syntax error reads better in JSON's words.
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(path, [f"{path}:{exc.lineno}:{exc.colno}: JSON syntax: {exc.msg}"]) from None
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
         return yaml.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
+        where = f"{mark.line + 1}:{mark.column + 1}" if mark is not None else None
         problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError(path, [f"{path}:{line}: YAML syntax: {problem}"]) from None
+        raise ConfigError(path, [f"{path}:{where}: YAML syntax: {problem}"]) from None
     except YAMLError as exc:
         raise ConfigError(path, [f"{path}: YAML syntax: {exc}"]) from None
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytricia
 from ruamel.yaml import YAML
@@ -70,44 +70,81 @@ def _region_name(raw: str) -> str:
     return GLOBAL_REGION if raw in _GLOBAL_SPELLINGS else raw
 
 
-def _oci_entries(doc: dict) -> Iterator[RangeEntry]:
-    for region in doc["regions"]:
-        for cidr in region["cidrs"]:
-            yield RangeEntry("oci", _region_name(region["region"]), cidr["cidr"])
+class _FeedShapeError(Exception):
+    """Where in a feed document the expected key or type is missing."""
 
 
-def _aws_entries(doc: dict) -> Iterator[RangeEntry]:
-    for item in doc["prefixes"]:
-        yield RangeEntry("aws", _region_name(item["region"]), item["ip_prefix"])
-    for item in doc["ipv6_prefixes"]:
-        yield RangeEntry("aws", _region_name(item["region"]), item["ipv6_prefix"])
+def _get(obj: Any, key: str | int, where: str, kind: type = str) -> Any:
+    try:
+        value = obj[key]
+    except (KeyError, IndexError, TypeError):
+        raise _FeedShapeError(f"{where}: missing") from None
+    if not isinstance(value, kind):
+        raise _FeedShapeError(f"{where}: expected {'a string' if kind is str else 'a list' if kind is list else 'an object'}, "
+                              f"got {type(value).__name__}")
+    return value
 
 
-def _gcp_entries(doc: dict) -> Iterator[RangeEntry]:
-    for item in doc["prefixes"]:
-        prefix = item.get("ipv4Prefix") or item.get("ipv6Prefix")
-        yield RangeEntry("gcp", _region_name(item["scope"]), prefix)
+# Each parser yields (JSON path, region, prefix), the path for messages.
+def _oci_entries(doc: Any) -> Iterator[tuple[str, str, str]]:
+    for i, region in enumerate(_get(doc, "regions", "regions", list)):
+        name = _get(region, "region", f"regions[{i}].region")
+        for j, cidr in enumerate(_get(region, "cidrs", f"regions[{i}].cidrs", list)):
+            where = f"regions[{i}].cidrs[{j}].cidr"
+            yield where, name, _get(cidr, "cidr", where)
 
 
-def _azure_entries(doc: dict) -> Iterator[RangeEntry]:
-    for tag in doc["values"]:
-        region = _region_name(tag["properties"].get("region", ""))
-        for prefix in tag["properties"]["addressPrefixes"]:
-            yield RangeEntry("azure", region, prefix)
+def _aws_entries(doc: Any) -> Iterator[tuple[str, str, str]]:
+    for field, key in (("prefixes", "ip_prefix"), ("ipv6_prefixes", "ipv6_prefix")):
+        for i, item in enumerate(_get(doc, field, field, list)):
+            where = f"{field}[{i}].{key}"
+            yield where, _get(item, "region", f"{field}[{i}].region"), _get(item, key, where)
+
+
+def _gcp_entries(doc: Any) -> Iterator[tuple[str, str, str]]:
+    for i, item in enumerate(_get(doc, "prefixes", "prefixes", list)):
+        key = "ipv4Prefix" if isinstance(item, dict) and "ipv4Prefix" in item else "ipv6Prefix"
+        where = f"prefixes[{i}].{key}"
+        yield where, _get(item, "scope", f"prefixes[{i}].scope"), _get(item, key, where)
+
+
+def _azure_entries(doc: Any) -> Iterator[tuple[str, str, str]]:
+    for i, tag in enumerate(_get(doc, "values", "values", list)):
+        properties = _get(tag, "properties", f"values[{i}].properties", dict)
+        region = properties.get("region", "")
+        if not isinstance(region, str):
+            raise _FeedShapeError(f"values[{i}].properties.region: expected a string, got {type(region).__name__}")
+        prefixes = _get(properties, "addressPrefixes", f"values[{i}].properties.addressPrefixes", list)
+        for j in range(len(prefixes)):
+            where = f"values[{i}].properties.addressPrefixes[{j}]"
+            yield where, region, _get(prefixes, j, where)
 
 
 _PARSERS = {"oci": _oci_entries, "aws": _aws_entries, "gcp": _gcp_entries, "azure": _azure_entries}
 
 
-def load_feed_entries(provider: str, path: Path) -> list[RangeEntry]:
-    """Read one provider feed file; a malformed file names itself and the missing key."""
+def load_feed_entries(provider: str, path: Path, *, check_prefixes: bool = False) -> list[RangeEntry]:
+    """Read one provider feed file. A malformed file names itself and the
+    JSON path of the first bad entry; ``check_prefixes`` also parses every
+    prefix (the shipped feeds are known good, a given one is not)."""
     try:
         doc = json.loads(path.read_bytes())
-        return list(_PARSERS[provider](doc))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read the {provider} IP range feed: {exc}") from None
-    except (KeyError, TypeError) as exc:
-        raise InputError(f"{path}: not a {provider} IP range feed (missing or wrong key {exc})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the {provider} IP range feed: {exc.strerror}") from None
+    except ValueError as exc:
+        raise InputError(f"{path}: the {provider} IP range feed is not valid JSON: {exc}") from None
+    entries = []
+    try:
+        for where, region, prefix in _PARSERS[provider](doc):
+            if check_prefixes and not _canonical_v4_network(prefix):
+                try:
+                    ipaddress.ip_network(prefix, strict=False)
+                except ValueError:
+                    raise _FeedShapeError(f"{where}: {prefix[:80]!r} is not an IP prefix") from None
+            entries.append(RangeEntry(provider, _region_name(region), prefix))
+    except _FeedShapeError as exc:
+        raise InputError(f"{path}: not a valid {provider} IP range feed: {exc}") from None
+    return entries
 
 
 @cache
@@ -116,7 +153,7 @@ def feed_entries(feed_dir: str | None = None) -> tuple[RangeEntry, ...]:
     base = Path(feed_dir) if feed_dir else data_dir() / "ip-ranges"
     entries: list[RangeEntry] = []
     for provider, filename in FEED_FILES.items():
-        entries.extend(load_feed_entries(provider, base / filename))
+        entries.extend(load_feed_entries(provider, base / filename, check_prefixes=feed_dir is not None))
     return tuple(entries)
 
 

@@ -54,7 +54,7 @@ def audit_batches(batches: beam.PCollection, settings: AuditSettings, name: str 
     audited = (
         batches
         | f"ParseAppEvents{name}" >> ParseAppEvents(settings.decoder).with_resource_hints(**hints)
-        | f"TagOriginDestination{name}" >> TagOriginDestination(settings.destinations).with_resource_hints(**hints)
+        | f"TagOriginDestination{name}" >> TagOriginDestination(settings.destinations, settings.ip_ranges).with_resource_hints(**hints)
         | f"CheckResidency{name}" >> CheckResidency(settings.policy, settings.pseudonym_key).with_resource_hints(**hints)
     )
     if settings.quality is not None:

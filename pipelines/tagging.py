@@ -263,11 +263,11 @@ def _load_geoip():
 __all__ += ["UNKNOWN_DESTINATION", "ConfigError"]
 
 
-_SHARED: dict[DestinationMap, Tagger] = {}
+_SHARED: dict[tuple[DestinationMap, str | None], Tagger] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def shared_tagger(destinations: DestinationMap) -> Tagger:
+def shared_tagger(destinations: DestinationMap, feed_dir: str | None = None) -> Tagger:
     """One Tagger per worker process and destination map.
 
     Building one parses every cloud feed into the prefix tries (about half
@@ -275,9 +275,9 @@ def shared_tagger(destinations: DestinationMap) -> Tagger:
     (measured on Prism: rebuilding in every setup took 24% of the pipeline's
     CPU), and a built Tagger is only read."""
     with _SHARED_LOCK:
-        tagger = _SHARED.get(destinations)
+        tagger = _SHARED.get((destinations, feed_dir))
         if tagger is None:
-            tagger = _SHARED[destinations] = Tagger(destinations)
+            tagger = _SHARED[(destinations, feed_dir)] = Tagger(destinations, feed_dir)
             freeze_long_lived()
         return tagger
 

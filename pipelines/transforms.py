@@ -67,6 +67,7 @@ class AuditSettings:
     quality: QualitySettings | None = None
     summary: SummarySettings = SummarySettings()
     decoder: DecoderConfig = DecoderConfig()
+    ip_ranges: str | None = None  # a folder of provider feeds instead of the shipped ones
 
     def rules_identity(self) -> dict:
         """Which rules a summary's verdicts come from."""
@@ -74,6 +75,14 @@ class AuditSettings:
         if self.quality is not None:
             rules["expectations"] = {"suite": self.quality.suite.name, "sha256": self.quality.suite.sha256,
                                      "window_seconds": self.quality.window_seconds}
+        if self.ip_ranges is not None:
+            import hashlib
+            from pathlib import Path
+
+            from .ipranges import FEED_FILES
+
+            rules["ip_ranges"] = {name: hashlib.sha256((Path(self.ip_ranges) / name).read_bytes()).hexdigest()
+                                  for name in FEED_FILES.values()}
         return rules
 
     def expectation_scopes(self) -> list[dict]:
@@ -111,11 +120,12 @@ class ParseAppEvents(beam.PTransform):
 
 
 class _TagFn(beam.DoFn):
-    def __init__(self, destinations: DestinationMap):
+    def __init__(self, destinations: DestinationMap, ip_ranges: str | None):
         self._destinations = destinations
+        self._ip_ranges = ip_ranges
 
     def setup(self) -> None:
-        self._tagger = shared_tagger(self._destinations)
+        self._tagger = shared_tagger(self._destinations, self._ip_ranges)
 
     def process(self, batch: AuditedBatch):
         yield tag_batch(batch, self._tagger)
@@ -124,12 +134,13 @@ class _TagFn(beam.DoFn):
 class TagOriginDestination(beam.PTransform):
     """Adds ``_origin`` and ``_destination`` tags to every event of a batch."""
 
-    def __init__(self, destinations: DestinationMap):
+    def __init__(self, destinations: DestinationMap, ip_ranges: str | None = None):
         super().__init__()
         self._destinations = destinations
+        self._ip_ranges = ip_ranges
 
     def expand(self, batches):
-        return batches | "LookUpRangesHostsGeoIP" >> beam.ParDo(_TagFn(self._destinations)).with_output_types(AuditedBatch)
+        return batches | "LookUpRangesHostsGeoIP" >> beam.ParDo(_TagFn(self._destinations, self._ip_ranges)).with_output_types(AuditedBatch)
 
 
 class _CheckFn(beam.DoFn):
