@@ -79,6 +79,17 @@ def _security(args: argparse.Namespace):
                                  ssl_check_hostname=not args.ssl_no_hostname_check)
 
 
+def _security_for_given_cluster(args: argparse.Namespace):
+    """bench and demo start a local plaintext broker unless --bootstrap-servers names one."""
+    from .errors import InputError
+
+    security = _security(args)
+    if security.protocol != "PLAINTEXT" and not args.bootstrap_servers:
+        raise InputError(f"--security-protocol {security.protocol} is for a cluster given with --bootstrap-servers; "
+                         "the local broker started without it listens in PLAINTEXT")
+    return security
+
+
 def _kafka(args: argparse.Namespace, client_id: str = "flowaudit"):
     """The cluster the command talks to, reached and authenticated once (a
     wrong password or certificate is named here, not left to time out)."""
@@ -440,7 +451,7 @@ def cmd_bench(args: argparse.Namespace, beam_args: list[str]) -> int:
     if args.events < 1 or args.partitions < 1 or args.rate <= 0:
         raise InputError("flowaudit bench: --events, --partitions and --rate must be positive")
     return main_events(EventsBench(events=args.events, partitions=args.partitions, seed=args.seed,
-                                   bootstrap_servers=args.bootstrap_servers, security=_security(args), latency=args.latency, rate=args.rate,
+                                   bootstrap_servers=args.bootstrap_servers, security=_security_for_given_cluster(args), latency=args.latency, rate=args.rate,
                                    latency_seconds=args.latency_seconds, beam_args=tuple(beam_args),
                                    clients=tuple(args.kafka_client or ())))
 
@@ -449,7 +460,7 @@ def cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     from .demo import run_demo
 
     return run_demo(duration=args.duration, rate=args.rate, beam_args=beam_args, quiet=args.quiet,
-                    bootstrap_servers=args.bootstrap_servers, security=_security(args))
+                    bootstrap_servers=args.bootstrap_servers, security=_security_for_given_cluster(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
