@@ -257,10 +257,47 @@ def _default_broker() -> LocalKafka:
                       controller_port=int(os.environ.get("FLOWAUDIT_KAFKA_CONTROLLER_PORT", "9093")))
 
 
+def ensure_scram_user(broker: LocalKafka, user: str, password: str) -> None:
+    """Create or reset a SCRAM user over the PLAINTEXT listener (a storage
+    formatted before ``--secure`` has no users of its own)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    upsert = UserScramCredentialUpsertion(user, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), password.encode())
+    try:
+        for future in admin.alter_user_scram_credentials([upsert]).values():
+            future.result(timeout=30)
+    except KafkaException as exc:
+        raise BrokerError(f"could not create the SCRAM user {user!r}: {exc.args[0].str()}") from None
+
+
+def _secure(broker: LocalKafka) -> tuple[str, Path]:
+    """TLS material and the ``flowaudit`` SCRAM user's password file in the broker's home (made once)."""
+    import secrets
+
+    from .localcerts import write_tls_material
+
+    tls_dir = broker.home / "tls"
+    if not (tls_dir / "ca.pem").exists():
+        write_tls_material(tls_dir)
+    password_file = tls_dir / "flowaudit.password"
+    if not password_file.exists():
+        password_file.write_text(secrets.token_urlsafe(24))
+        os.chmod(password_file, 0o600)
+    password = password_file.read_text()
+    broker.security = LocalSecurity(int(os.environ.get("FLOWAUDIT_KAFKA_SASL_PORT", "9094")),
+                                    int(os.environ.get("FLOWAUDIT_KAFKA_SSL_PORT", "9095")), (("flowaudit", password),), tls_dir)
+    return password, password_file
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="local/kafka", description="Run the local single-node Kafka (KRaft) on 127.0.0.1.")
     parser.add_argument("command", choices=["jars", "start", "stop", "status", "topics"])
     parser.add_argument("--partitions", type=int, default=3, help="partitions of each topic created by 'topics'")
+    parser.add_argument("--secure", action="store_true",
+                        help="start: also a SASL_SSL listener (SCRAM-SHA-512 user 'flowaudit', port $FLOWAUDIT_KAFKA_SASL_PORT or 9094) "
+                             "and a mutual-TLS one ($FLOWAUDIT_KAFKA_SSL_PORT or 9095), certificates made in HOME/tls")
     args = parser.parse_args(argv)
     try:
         if args.command == "jars":
@@ -268,8 +305,20 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         broker = _default_broker()
         if args.command == "start":
+            if args.secure and broker.running_pid():
+                raise BrokerError("the broker is running already: stop it to start it with secured listeners")
+            password_file = None
+            if args.secure:
+                password, password_file = _secure(broker)
             broker.start()
             print(f"kafka ready on {broker.bootstrap} (home {broker.home})")
+            if password_file is not None:
+                ensure_scram_user(broker, "flowaudit", password)
+                tls = broker.security.material()
+                print(f"SASL_SSL on {broker.sasl_bootstrap}: --security-protocol SASL_SSL --sasl-username flowaudit "
+                      f"--sasl-password-file {password_file} --ssl-cafile {tls.ca_file}")
+                print(f"mutual TLS on {broker.ssl_bootstrap}: --security-protocol SSL --ssl-cafile {tls.ca_file} "
+                      f"--ssl-certfile {tls.client_cert} --ssl-keyfile {tls.client_key} --ssl-key-password-file {tls.client_key_password_file}")
         elif args.command == "stop":
             broker.stop()
             print("kafka stopped")
