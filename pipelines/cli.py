@@ -598,10 +598,12 @@ def main(argv: list[str] | None = None) -> int:
     args, beam_args = parser.parse_known_args(argv)
     if beam_args and args.func not in (cmd_run, cmd_demo, cmd_backtest, cmd_summarize, cmd_bench):
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    level = logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     # kafka-python's DEBUG lines hold its whole configuration (the SASL
-    # password with it) and raw record bytes (personal data): never shown.
-    logging.getLogger("kafka").setLevel(logging.INFO)
+    # password with it) and raw record bytes (personal data): never shown,
+    # even where something else turns the root logger to DEBUG.
+    logging.getLogger("kafka").setLevel(level)
     _quiet_beam_import_warnings()
     if getattr(args, "events_topic", "unset") is None:
         args.events_topic = ["app-events"]

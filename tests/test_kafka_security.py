@@ -273,3 +273,17 @@ def test_wrong_password_stops_each_command_at_once_with_a_clear_message(secure_b
         assert "refused the SCRAM-SHA-512 credentials of user 'auditor'" in result.stderr, what
         assert "Traceback" not in result.stderr and "not-the-password" not in result.stderr + result.stdout, what
         assert elapsed < 20, f"{what} took {elapsed:.1f} s to say so"
+
+
+@pytest.mark.kafka
+def test_a_scram_user_added_to_a_running_broker_can_connect(secure_broker, tls, tmp_path):
+    """`local/kafka start --secure` adds its user this way when the storage was formatted without it."""
+    from pipelines.localkafka import ensure_scram_user
+
+    (tmp_path / "pw").write_text("second-user-password")
+    security = security_from_options("SASL_SSL", sasl_username="second", sasl_password_file=str(tmp_path / "pw"),
+                                     ssl_cafile=str(tls.ca_file), environ={})
+    with pytest.raises(KafkaConnectError, match="user 'second'"):
+        check_connection(secure_broker.sasl_bootstrap, security, timeout_s=10)
+    ensure_scram_user(secure_broker, "second", "second-user-password")
+    check_connection(secure_broker.sasl_bootstrap, security, timeout_s=10)
