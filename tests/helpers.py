@@ -78,3 +78,14 @@ def stop(process: subprocess.Popen) -> None:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+def set_topic_config(kafka: KafkaConfig, topic: str, **configs: str) -> None:
+    """Alter a topic's configs (``max_message_bytes="64"`` for max.message.bytes)."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    admin = kafka.admin()
+    try:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={k.replace("_", "."): v for k, v in configs.items()})])
+    finally:
+        admin.close()

@@ -23,7 +23,7 @@ from pipelines.generator import generate
 from pipelines.kafka_io import committed_offsets, end_offsets, produce_messages
 from pipelines.violations import decode_single_object
 
-from .helpers import consume_all, read_jsonl, run_cli, wait_for, write_jsonl
+from .helpers import consume_all, read_jsonl, run_cli, set_topic_config, wait_for, write_jsonl
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prism, pytest.mark.faults]
 REPO = Path(__file__).resolve().parent.parent
@@ -159,16 +159,6 @@ def test_broker_stopped_and_started_again_mid_stream(tmp_path, prism_binary, cap
         broker.stop()
 
 
-def _set_topic_config(kafka, topic: str, **configs: str) -> None:
-    from kafka.admin import ConfigResource, ConfigResourceType
-
-    admin = kafka.admin()
-    try:
-        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={k.replace("_", "."): v for k, v in configs.items()})])
-    finally:
-        admin.close()
-
-
 def _event_positions(kafka, topic: str, messages, tmp_path) -> dict[str, tuple[int, int]]:
     """event_id -> (partition, offset) of each well-formed event on the topic."""
     lines = write_jsonl(messages, tmp_path / "positions.jsonl").read_bytes().splitlines()
@@ -193,7 +183,7 @@ def test_violations_topic_refusing_writes_holds_the_offsets_back(kafka, topics, 
     try:
         produce_messages(kafka, topics["events"], messages[:1000])
         wait_for(lambda: _committed(kafka, "it-faults", topics["events"]) == 1000, process, log, "the first 1,000 committed")
-        _set_topic_config(kafka, topics["violations"], max_message_bytes="64")
+        set_topic_config(kafka, topics["violations"], max_message_bytes="64")
         produce_messages(kafka, topics["events"], messages[1000:])
         time.sleep(12)
         assert process.poll() is None, "the pipeline died with its writes refused:\n" + log.read_text(errors="replace")[-3000:]
@@ -211,7 +201,7 @@ def test_violations_topic_refusing_writes_holds_the_offsets_back(kafka, topics, 
         assert held_back > 0, "the outage held nothing back: did the writes get refused?"
         refusals = log.read_text(errors="replace").count("not acknowledged by Kafka")
         assert refusals > 0
-        _set_topic_config(kafka, topics["violations"], max_message_bytes="1048588")
+        set_topic_config(kafka, topics["violations"], max_message_bytes="1048588")
         wait_for(lambda: _committed(kafka, "it-faults", topics["events"]) == 2000, process, log,
                  "all 2,000 committed once the topic took writes again", timeout=180)
     finally:

@@ -80,16 +80,6 @@ def test_undelivered_outputs_fail_the_flush_with_the_reason(kafka, client):
         producer.close()
 
 
-def _set_topic_config(kafka, topic: str, **configs: str) -> None:
-    from kafka.admin import ConfigResource, ConfigResourceType
-
-    admin = kafka.admin()
-    try:
-        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={k.replace("_", "."): v for k, v in configs.items()})])
-    finally:
-        admin.close()
-
-
 @pytest.mark.parametrize("client", CLIENTS)
 def test_refused_outputs_are_sent_again_until_the_broker_takes_them(kafka, topics, client):
     """The broker rejects every write to the topic for a while (its message
@@ -97,15 +87,15 @@ def test_refused_outputs_are_sent_again_until_the_broker_takes_them(kafka, topic
     returns once the limit is back, with each record on the topic."""
     import threading
 
-    from .helpers import consume_all
+    from .helpers import consume_all, set_topic_config
 
     topic = topics["violations"]
-    _set_topic_config(kafka, topic, max_message_bytes="200")
+    set_topic_config(kafka, topic, max_message_bytes="200")
     producer = open_producer(client, kafka.settings(), PRODUCER_OPTIONS)
     try:
         for n in range(50):
             producer.send(topic, f"k{n}".encode(), b"v" * 400, (("n", str(n).encode()),))
-        threading.Timer(4.0, _set_topic_config, args=(kafka, topic), kwargs={"max_message_bytes": "1048588"}).start()
+        threading.Timer(4.0, set_topic_config, args=(kafka, topic), kwargs={"max_message_bytes": "1048588"}).start()
         started = time.monotonic()
         producer.flush(60, retry_s=60)
         waited = time.monotonic() - started
