@@ -421,14 +421,24 @@ class _ConfluentProducer(OutputProducer):
                     self._first_error = str(error)
 
     def send(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]) -> None:
+        from confluent_kafka import KafkaException
+
+        self._sent += 1
         while True:
             try:
                 self._producer.produce(topic, value=value, key=key, headers=list(headers), on_delivery=partial(self._delivered, headers))
-                break
+                return
             except BufferError:
                 # The local queue is full: wait for deliveries (backpressure), never drop.
                 self._producer.poll(0.1)
-        self._sent += 1
+            except KafkaException as exc:
+                # Refused before it left (topic known to be unauthorized or
+                # gone): counted as refused, sent again at flush.
+                with self._lock:
+                    self._refused.append((topic, key, value, headers))
+                    if self._first_error is None:
+                        self._first_error = exc.args[0].str() if exc.args else str(exc)
+                return
 
     def _settle(self, timeout_s: float) -> tuple[int, list[OutputRecord], int, str | None]:
         unanswered = self._producer.flush(timeout_s)

@@ -74,6 +74,10 @@ class LocalSecurity:
     ssl_port: int
     users: tuple[tuple[str, str], ...]
     tls_dir: Path
+    # Principals allowed everything ("User:name", "User:CN=..."): when given,
+    # the broker authorizes by ACLs and everyone else needs them. The local
+    # tools' PLAINTEXT principal, User:ANONYMOUS, is always one.
+    super_users: tuple[str, ...] | None = None
 
     @classmethod
     def generate(cls, tls_dir: Path, users: dict[str, str], sasl_port: int | None = None, ssl_port: int | None = None) -> LocalSecurity:
@@ -134,6 +138,9 @@ class LocalKafka:
             "ssl.truststore.type=PEM",
             f"ssl.truststore.location={tls.ca_file}",
             "listener.name.ssl.ssl.client.auth=required",
+            *([] if sec.super_users is None else [
+                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "super.users=" + ";".join(("User:ANONYMOUS", *sec.super_users))]),
         ]
 
     @property

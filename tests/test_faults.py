@@ -29,9 +29,10 @@ pytestmark = [pytest.mark.kafka, pytest.mark.prism, pytest.mark.faults]
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _start(kafka, topics, group: str, prism_binary: str, log_path: Path) -> subprocess.Popen:
+def _start(kafka, topics, group: str, prism_binary: str, log_path: Path, connect: list[str] | None = None) -> subprocess.Popen:
+    """The audit streaming in its own process group; ``connect``: how it reaches the cluster (default: plaintext)."""
     log = open(log_path, "ab")
-    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "--bootstrap-servers", kafka.bootstrap_servers,
+    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", *(connect or ["--bootstrap-servers", kafka.bootstrap_servers]),
                              "--events-topic", topics["events"], "--violations-topic", topics["violations"],
                              "--dead-letters-topic", topics["dead_letters"], "--group", group,
                              f"--prism_location={prism_binary}"], stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
@@ -171,19 +172,19 @@ def _event_positions(kafka, topic: str, messages, tmp_path) -> dict[str, tuple[i
     return positions
 
 
-def test_violations_topic_refusing_writes_holds_the_offsets_back(kafka, topics, prism_binary, tmp_path, capsys, monkeypatch):
-    """The violations topic refuses every write for a while (its message size
-    limit set below a violation's): the pipeline keeps sending them again,
-    commits no offset whose violations are not on the topic, and once the
-    topic takes writes again catches up by itself with nothing lost."""
-    monkeypatch.setenv("FLOWAUDIT_PSEUDONYM_KEY", "k")
+def refused_writes_hold_offsets_back(kafka, topics, prism_binary, tmp_path, capsys, refuse, restore,
+                                    connect: list[str] | None = None) -> dict[str, int]:
+    """Stream 1,000 events, make the violations topic refuse the pipeline's
+    writes (``refuse()``) while 1,000 more arrive, check for 12 s that no
+    offset whose violations are not on the topic is committed, ``restore()``,
+    and check the run catches up by itself with nothing lost."""
     messages = list(generate(2000, seed=43))
     log = tmp_path / "run.log"
-    process = _start(kafka, topics, "it-faults", prism_binary, log)
+    process = _start(kafka, topics, "it-faults", prism_binary, log, connect)
     try:
         produce_messages(kafka, topics["events"], messages[:1000])
         wait_for(lambda: _committed(kafka, "it-faults", topics["events"]) == 1000, process, log, "the first 1,000 committed")
-        set_topic_config(kafka, topics["violations"], max_message_bytes="64")
+        refuse()
         produce_messages(kafka, topics["events"], messages[1000:])
         time.sleep(12)
         assert process.poll() is None, "the pipeline died with its writes refused:\n" + log.read_text(errors="replace")[-3000:]
@@ -201,11 +202,21 @@ def test_violations_topic_refusing_writes_holds_the_offsets_back(kafka, topics, 
         assert held_back > 0, "the outage held nothing back: did the writes get refused?"
         refusals = log.read_text(errors="replace").count("not acknowledged by Kafka")
         assert refusals > 0
-        set_topic_config(kafka, topics["violations"], max_message_bytes="1048588")
+        restore()
         wait_for(lambda: _committed(kafka, "it-faults", topics["events"]) == 2000, process, log,
                  "all 2,000 committed once the topic took writes again", timeout=180)
     finally:
         _kill_all(process)
     violations, _ = _accounting(kafka, topics, messages, tmp_path, capsys, windows_exact=False)
-    print(f"writes refused for 12 s: {held_back} of 2000 offsets held back, {refusals} refusal warnings, "
-          f"{sum(violations.values()) - len(violations)} repeated violations")
+    return {"held_back": held_back, "refusal_warnings": refusals, "repeated_violations": sum(violations.values()) - len(violations)}
+
+
+def test_violations_topic_refusing_writes_holds_the_offsets_back(kafka, topics, prism_binary, tmp_path, capsys, monkeypatch):
+    """The broker rejects every write to the violations topic for a while (its
+    message size limit set below a violation's)."""
+    monkeypatch.setenv("FLOWAUDIT_PSEUDONYM_KEY", "k")
+    seen = refused_writes_hold_offsets_back(
+        kafka, topics, prism_binary, tmp_path, capsys,
+        refuse=lambda: set_topic_config(kafka, topics["violations"], max_message_bytes="64"),
+        restore=lambda: set_topic_config(kafka, topics["violations"], max_message_bytes="1048588"))
+    print(f"writes refused (record too large) for 12 s: {seen}")

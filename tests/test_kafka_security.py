@@ -24,6 +24,8 @@ from .helpers import consume_all, read_jsonl, run_cli, write_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "scram-Pa55-for-tests-7f3c"
+# A user with only the ACLs the audit needs (the others are super users).
+RESTRICTED, RESTRICTED_PASSWORD = "restricted", "restricted-Pa55-91d2"
 
 
 # The settings, no broker ----------------------------------------------------
@@ -119,7 +121,8 @@ def secure_broker(tmp_path_factory, tls):
     from pipelines.localkafka import LocalKafka, LocalSecurity, free_port
 
     home = tmp_path_factory.mktemp("secure-kafka")
-    security = LocalSecurity(free_port(), free_port(), (("auditor", PASSWORD),), tls.ca_file.parent)
+    security = LocalSecurity(free_port(), free_port(), (("auditor", PASSWORD), (RESTRICTED, RESTRICTED_PASSWORD)), tls.ca_file.parent,
+                             super_users=("User:auditor", f"User:CN={tls.client_common_name},O=flowaudit local"))
     broker = LocalKafka(home=home, port=free_port(), controller_port=free_port(), security=security)
     broker.start(timeout=120)
     try:
@@ -287,3 +290,54 @@ def test_a_scram_user_added_to_a_running_broker_can_connect(secure_broker, tls, 
         check_connection(secure_broker.sasl_bootstrap, security, timeout_s=10)
     ensure_scram_user(secure_broker, "second", "second-user-password")
     check_connection(secure_broker.sasl_bootstrap, security, timeout_s=10)
+
+
+def _audit_acls(topics: dict[str, str], group: str, principal: str):
+    """What the audit needs on the cluster, and no more: read the events and
+    the group's offsets, write the outputs."""
+    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+
+    def allow(restype, name, operation):
+        return AclBinding(restype, name, ResourcePatternType.LITERAL, principal, "*", operation, AclPermissionType.ALLOW)
+
+    return {
+        "events": [allow(ResourceType.TOPIC, topics["events"], AclOperation.READ), allow(ResourceType.TOPIC, topics["events"], AclOperation.DESCRIBE)],
+        "group": [allow(ResourceType.GROUP, group, AclOperation.READ)],
+        "violations": [allow(ResourceType.TOPIC, topics["violations"], AclOperation.WRITE)],
+        "dead_letters": [allow(ResourceType.TOPIC, topics["dead_letters"], AclOperation.WRITE)],
+    }
+
+
+def _acl_admin(broker, call: str, bindings) -> None:
+    from confluent_kafka.admin import AclBindingFilter, AdminClient
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    if call == "delete":
+        bindings = [AclBindingFilter(b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation, b.permission_type)
+                    for b in bindings]
+    futures = admin.create_acls(bindings) if call == "create" else admin.delete_acls(bindings)
+    for future in futures.values():
+        future.result(timeout=30)
+
+
+@pytest.mark.kafka
+@pytest.mark.prism
+@pytest.mark.faults
+def test_write_permission_revoked_on_the_violations_topic_holds_offsets_back(secure_broker, prism_binary, tmp_path, capsys, monkeypatch):
+    """A user with only the ACLs the audit needs streams over SASL_SSL; its
+    WRITE on the violations topic is revoked for a while (the broker answers
+    TOPIC_AUTHORIZATION_FAILED) and granted again."""
+    from . import test_faults as faults
+
+    monkeypatch.setenv("FLOWAUDIT_PSEUDONYM_KEY", "k")
+    topics = _topics(secure_broker, "acl")
+    acls = _audit_acls(topics, "it-faults", f"User:{RESTRICTED}")
+    _acl_admin(secure_broker, "create", [b for bindings in acls.values() for b in bindings])
+    (tmp_path / "restricted.password").write_text(RESTRICTED_PASSWORD)
+    connect = ["--bootstrap-servers", secure_broker.sasl_bootstrap, "--security-protocol", "SASL_SSL", "--sasl-username", RESTRICTED,
+               "--sasl-password-file", str(tmp_path / "restricted.password"), "--ssl-cafile", str(secure_broker.security.material().ca_file)]
+    seen = faults.refused_writes_hold_offsets_back(
+        KafkaConfig(secure_broker.bootstrap), topics, prism_binary, tmp_path, capsys,
+        refuse=lambda: _acl_admin(secure_broker, "delete", acls["violations"]),
+        restore=lambda: _acl_admin(secure_broker, "create", acls["violations"]), connect=connect)
+    print(f"WRITE on the violations topic revoked for 12 s: {seen}")
