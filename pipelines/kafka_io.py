@@ -712,11 +712,11 @@ class _PublishSummaries(beam.DoFn):
         self._folder = folder
 
     def setup(self) -> None:
-        self._producer = self._config.producer(acks="all", retries=2**31 - 1) if self._topic else None
+        self._producer = open_producer(self._config.client, self._config.settings(), PRODUCER_OPTIONS) if self._topic else None
 
     def teardown(self) -> None:
         if getattr(self, "_producer", None) is not None:
-            self._producer.close(timeout=10)
+            self._producer.close()
 
     def process(self, dated: tuple[str, bytes]):
         from .summary import avro_envelope
@@ -732,10 +732,12 @@ class _PublishSummaries(beam.DoFn):
             (folder / f"{day}.json").write_bytes(data)
             (folder / f"{day}.html").write_text(render_html(orjson.loads(data)), encoding="utf-8")
         if self._producer is not None:
-            future = self._producer.send(self._topic, key=day.encode(), value=encode_single_object(avro_envelope(data), "daily_summary"),
-                                         headers=[("content-type", b"application/vnd.flowaudit.daily-summary.v1+avro")])
-            self._producer.flush()
-            future.get(timeout=60)  # a summary is never dropped quietly: failing here fails the bundle
+            self._producer.send(self._topic, day.encode(), encode_single_object(avro_envelope(data), "daily_summary"),
+                                (("content-type", b"application/vnd.flowaudit.daily-summary.v1+avro"),))
+            try:
+                self._producer.flush(FLUSH_TIMEOUT_S)
+            except DeliveryError as exc:  # a summary is never dropped quietly: failing here fails the bundle
+                raise RuntimeError(f"daily summary {day}: {exc}") from None
         yield day
 
 
