@@ -24,6 +24,7 @@ from functools import partial
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
 from .kafka_security import KafkaSecurity
@@ -238,8 +239,6 @@ class _KafkaPythonProducer(OutputProducer):
         self._unsent_error: str | None = None
 
     def send(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]) -> None:
-        from kafka.errors import KafkaTimeoutError
-
         record = (topic, key, value, headers)
         if self._unsent:  # one wait for metadata per flush, not one per record
             self._unsent.append(record)
@@ -404,9 +403,10 @@ class _ConfluentProducer(OutputProducer):
                            "enable_idempotence": "enable.idempotence", "max_in_flight_requests_per_connection": "max.in.flight.requests.per.connection"}
 
     def __init__(self, settings: ClientSettings, options: dict[str, Any]):
-        from confluent_kafka import Producer
+        from confluent_kafka import KafkaException, Producer
 
         self._producer = Producer({**settings.librdkafka(), **_in_librdkafka_words(options, self._KAFKA_PYTHON_NAMES, "producer")})
+        self._refused_at_once = KafkaException  # send() is per record: no import there
         self._lock = threading.Lock()
         self._sent = 0
         self._refused: list[OutputRecord] = []
@@ -421,8 +421,6 @@ class _ConfluentProducer(OutputProducer):
                     self._first_error = str(error)
 
     def send(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]) -> None:
-        from confluent_kafka import KafkaException
-
         self._sent += 1
         while True:
             try:
@@ -431,7 +429,7 @@ class _ConfluentProducer(OutputProducer):
             except BufferError:
                 # The local queue is full: wait for deliveries (backpressure), never drop.
                 self._producer.poll(0.1)
-            except KafkaException as exc:
+            except self._refused_at_once as exc:
                 # Refused before it left (topic known to be unauthorized or
                 # gone): counted as refused, sent again at flush.
                 with self._lock:
