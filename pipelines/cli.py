@@ -124,7 +124,7 @@ def _settings(args: argparse.Namespace, *, allow_random_key: bool):
         if not Path(args.ip_ranges).is_dir():
             raise InputError(f"{args.ip_ranges} (--ip-ranges): no such folder")
         ip_ranges = str(Path(args.ip_ranges).resolve())
-        feed_entries(ip_ranges)  # every file and prefix checked here, not on a worker
+        feed_entries(ip_ranges, check_prefixes=True)  # every file and prefix checked here, not again on each worker
     policy = load_policy(args.policy, extra_regions=[region for _, _, region, _ in destinations.internal])
     schema_ids = getattr(args, "schema_id", None)
     decoder = DecoderConfig(confluent_schema_ids=frozenset(schema_ids) if schema_ids else None,

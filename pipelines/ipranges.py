@@ -148,12 +148,13 @@ def load_feed_entries(provider: str, path: Path, *, check_prefixes: bool = False
 
 
 @cache
-def feed_entries(feed_dir: str | None = None) -> tuple[RangeEntry, ...]:
-    """Every prefix of the four shipped (or given) provider feeds."""
+def feed_entries(feed_dir: str | None = None, *, check_prefixes: bool = False) -> tuple[RangeEntry, ...]:
+    """Every prefix of the four shipped (or given) provider feeds;
+    ``check_prefixes``: parse each one too (done once, by the launcher)."""
     base = Path(feed_dir) if feed_dir else data_dir() / "ip-ranges"
     entries: list[RangeEntry] = []
     for provider, filename in FEED_FILES.items():
-        entries.extend(load_feed_entries(provider, base / filename, check_prefixes=feed_dir is not None))
+        entries.extend(load_feed_entries(provider, base / filename, check_prefixes=check_prefixes))
     return tuple(entries)
 
 
