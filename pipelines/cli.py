@@ -10,6 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .errors import InputError, PipelineFailed
+from .processes import StopRequested, stop_on_signals
+
 __all__ = ["main"]
 
 _log = logging.getLogger("flowaudit")
@@ -81,7 +84,6 @@ def _security(args: argparse.Namespace):
 
 def _security_for_given_cluster(args: argparse.Namespace):
     """bench and demo start a local plaintext broker unless --bootstrap-servers names one."""
-    from .errors import InputError
 
     security = _security(args)
     if security.protocol != "PLAINTEXT" and not args.bootstrap_servers:
@@ -102,7 +104,6 @@ def _kafka(args: argparse.Namespace, client_id: str = "flowaudit"):
 
 
 def _settings(args: argparse.Namespace, *, allow_random_key: bool):
-    from .errors import InputError
     from .parsing import DecoderConfig, event_columns
     from .policy import load_policy
     from .pseudonym import key_from_environment
@@ -206,7 +207,6 @@ def cmd_backtest(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 
 def _check_run_options(args: argparse.Namespace) -> None:
-    from .errors import InputError
 
     problems = [f"{option} must be {rule}, not {value}" for option, value, ok, rule in (
         ("--sdk-workers", args.sdk_workers, args.sdk_workers is None or args.sdk_workers >= 1, "at least 1"),
@@ -253,29 +253,79 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
                       worker_processes=workers)
     _log.info("auditing %d partitions of %s (%s, %d worker process%s)", len(partitions), ", ".join(args.events_topic),
               "bounded" if bounded else "streaming", workers, "" if workers == 1 else "es")
-    result = pipeline.run()
-    result.wait_until_finish()
-    counts = _counters(result)
-    summary = {name: counts.get(name, 0) for name in ("in", "parsed", "dead_letters", "violations", "quality_violations",
-                                                       "window_violations", "violations_published", "dead_letters_published",
-                                                       "late_events", "late_window_events",
-                                                       "partitions_read_at_once_max")}
-    print(orjson.dumps(summary).decode())
+    with stop_on_signals():
+        result = pipeline.run()
+        try:
+            _wait_for(result)
+        except StopRequested as stop:
+            return _stop_run(result, stop)
+    print(orjson.dumps(_run_counts(_counters(result))).decode())
     return 0
 
 
-def format_violation(v: dict[str, Any]) -> str:
-    dest = v["destination"]
-    return (f"{v['event_time']}  {v['severity'].upper():8} {v['rule_id']:12} {v['event_id']}  {v['server_id']} -> "
-            f"{dest['provider']}/{dest['region']} ({dest['country']})  {v['action']} {','.join(v['data_categories'])}\n"
-            f"    {v['message']}")
+_RUN_COUNTS = ("in", "parsed", "dead_letters", "violations", "quality_violations", "window_violations",
+               "violations_published", "dead_letters_published", "late_events", "late_window_events",
+               "partitions_read_at_once_max")
+
+
+def _run_counts(counts: dict[str, int]) -> dict[str, Any]:
+    return {name: counts.get(name, 0) for name in _RUN_COUNTS}
+
+
+def _wait_for(result: Any) -> None:
+    """Until the job ends; a job that fails is named in one line, its log says the rest."""
+    try:
+        result.wait_until_finish()
+    except StopRequested:
+        raise
+    except Exception as exc:  # runners raise RuntimeError, gRPC errors and their own types  # noqa: BLE001
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
+        raise PipelineFailed(f"the pipeline failed: {first_line} (run with -v for the runner's log)") from exc
+
+
+def _stop_run(result: Any, stop: StopRequested) -> int:
+    """A stop asked for by SIGTERM or SIGINT: what the job counted so far,
+    the job cancelled, every process it started stopped. Offsets were only
+    ever committed for acknowledged outputs, so nothing is lost: a restart
+    goes on from the group's offsets."""
+    import orjson
+
+    from .processes import stop_descendants
+
+    print(f"flowaudit run: {stop.name} received, stopping the pipeline", file=sys.stderr, flush=True)
+    with stop_on_signals():  # a second Ctrl-C must not cut the stop short
+        counts = _bounded_call(lambda: _counters(result), 15.0)
+        _bounded_call(result.cancel, 15.0)
+        stop_descendants()
+    summary: dict[str, Any] = _run_counts(counts) if counts is not None else {"counts": "unavailable"}
+    summary["stopped_by"] = stop.name
+    print(orjson.dumps(summary).decode(), flush=True)
+    return stop.exit_status
+
+
+def _bounded_call(call: Any, timeout: float) -> Any:
+    """``call()``, or None if it fails or takes longer than ``timeout`` (a runner being stopped may not answer)."""
+    import threading
+
+    outcome: list[Any] = [None]
+
+    def target() -> None:
+        try:
+            outcome[0] = call()
+        except Exception as exc:  # noqa: BLE001
+            _log.info("while stopping: %s: %s", type(exc).__name__, exc)
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return outcome[0]
 
 
 def cmd_violations_tail(args: argparse.Namespace, beam_args: list[str]) -> int:
     import orjson
     from kafka import TopicPartition
 
-    from .violations import decode_single_object
+    from .violations import decode_single_object, describe_violation
 
     kafka = _kafka(args, "flowaudit-tail")
     consumer = kafka.consumer(auto_offset_reset="earliest" if args.from_beginning else "latest")
@@ -314,12 +364,10 @@ def cmd_violations_tail(args: argparse.Namespace, beam_args: list[str]) -> int:
                         violation["event_time_ms"] = int(violation["event_time_ms"].timestamp() * 1000)
                         print(orjson.dumps(violation, default=str).decode(), flush=True)
                     else:
-                        print(format_violation(violation), flush=True)
+                        print(describe_violation(violation), flush=True)
                     shown += 1
                     if args.max is not None and shown >= args.max:
                         return 0
-    except KeyboardInterrupt:
-        pass
     finally:
         consumer.close()
     return 0
@@ -445,7 +493,6 @@ def cmd_bench(args: argparse.Namespace, beam_args: list[str]) -> int:
         from .bench import main_quality
 
         return main_quality(args.records, args.expectations, args.skip_gx)
-    from .errors import InputError
     from .throughput import EventsBench, main_events
 
     if args.events < 1 or args.partitions < 1 or args.rate <= 0:
@@ -459,8 +506,39 @@ def cmd_bench(args: argparse.Namespace, beam_args: list[str]) -> int:
 def cmd_demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     from .demo import run_demo
 
+    if not args.verbose:  # the demo's own clients: their warnings (slow event loop, retries) are not the auditor's business
+        logging.getLogger("kafka").setLevel(logging.ERROR)
+    if args.duration <= 0 or args.rate <= 0 or args.past_days < 0 or args.past_events_per_day < 1:
+        raise InputError("refused options: --duration and --rate must be positive, --past-days 0 or more, "
+                         "--past-events-per-day at least 1")
     return run_demo(duration=args.duration, rate=args.rate, beam_args=beam_args, quiet=args.quiet,
-                    bootstrap_servers=args.bootstrap_servers, security=_security_for_given_cluster(args))
+                    bootstrap_servers=args.bootstrap_servers, security=_security_for_given_cluster(args),
+                    history_days=args.past_days, events_per_history_day=args.past_events_per_day, out=args.out)
+
+
+def cmd_generate(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from .generator import write_sample
+
+    if args.events < 1 or args.days < 1:
+        raise InputError(f"--events and --days must be at least 1 (got {args.events} and {args.days})")
+    end = None
+    if args.first_day:
+        try:
+            end = datetime.strptime(args.first_day, "%Y-%m-%d").replace(tzinfo=UTC) + timedelta(days=args.days)
+        except ValueError:
+            raise InputError(f"--first-day {args.first_day!r} is not YYYY-MM-DD") from None
+    out = Path(args.out)
+    if out.parent and not out.parent.is_dir():
+        raise InputError(f"{out.parent} (--out): no such folder")
+    counts = write_sample(str(out), args.events, args.days, seed=args.seed, end=end)
+    left_out = f"; {counts['left_out']} malformed messages left out (an Avro container holds only records)" if counts["left_out"] else ""
+    print(f"{out}: {counts['messages']} messages ({counts['malformed']} malformed) of {args.days} UTC "
+          f"day{'s' if args.days > 1 else ''}, {counts['first_day']} to {counts['last_day']}{left_out}")
+    print(f"next: flowaudit backtest --events {out} --out out/sample  (then open out/sample/summaries/{counts['last_day']}.html, "
+          "and flowaudit verify out/sample --violations out/sample/violations.jsonl)")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -581,11 +659,30 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--skip-gx", action="store_true", help="measure only the project's validator")
     bench.set_defaults(func=cmd_bench)
 
+    generate = verbs.add_parser("generate", help="write sample app events to a file (no broker needed)", description=(
+        "Write the demo's traffic mix (US and other users, off-policy flows, quality faults, 2%% malformed messages) "
+        "spread evenly over whole UTC days, for `flowaudit backtest`. FILE ending in .kafka.jsonl: a topic dump, "
+        "every message byte for byte (Avro ones included) with partition, offset and timestamp; .avro: an Avro "
+        "container file of the schema-valid events; anything else: JSON Lines."))
+    generate.add_argument("--events", type=int, default=20_000, help="how many messages (default 20000)")
+    generate.add_argument("--days", type=int, default=2, help="over how many UTC days (default 2)")
+    generate.add_argument("--first-day", metavar="YYYY-MM-DD", help="the first day (default: DAYS days before today, UTC)")
+    generate.add_argument("--seed", type=int, default=7, help="the same seed gives the same messages (default 7)")
+    generate.add_argument("--out", required=True, metavar="FILE", help="output file (.jsonl, .avro or .kafka.jsonl)")
+    generate.set_defaults(func=cmd_generate)
+
     demo = verbs.add_parser("demo", help="local broker + generated traffic + live audit on DirectRunner",
-                            description="Start the local Kafka, produce realistic app-server traffic, audit it on "
-                                        "DirectRunner (Prism) and show violations as they arrive.")
-    demo.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
-    demo.add_argument("--rate", type=float, default=200.0, help="events per second (default 200)")
+                            description="Start the local Kafka, replay a few past days of realistic app-server traffic, "
+                                        "then produce live traffic; audit it on DirectRunner (Prism), show violations as "
+                                        "they arrive and each past day's summary as it closes, then verify the summaries "
+                                        "and account for every event.")
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds of live traffic (default 60)")
+    demo.add_argument("--rate", type=float, default=200.0, help="live events per second (default 200)")
+    demo.add_argument("--past-days", type=int, default=3,
+                      help="whole UTC days before today replayed at full speed first, so that days close and their "
+                           "summaries are written during the demo (default 3)")
+    demo.add_argument("--past-events-per-day", type=int, default=10_000, help="events of each past day (default 10000)")
+    demo.add_argument("--out", metavar="DIR", help="where summaries, violation ids and the pipeline log go (default out/demo-<time>)")
     demo.add_argument("--quiet", action="store_true", help="progress and totals only, no violation lines")
     demo.add_argument("--bootstrap-servers", help="use this running Kafka instead of starting the local one")
     _add_kafka_security_args(demo)
@@ -594,6 +691,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; whatever a user can do ends in one line on stderr
+    and an exit status, never a traceback (``-v`` adds one for a bug)."""
+    verbose = "-v" in (argv if argv is not None else sys.argv[1:]) or "--verbose" in (argv if argv is not None else sys.argv[1:])
+    with stop_on_signals():
+        try:
+            return _main(argv)
+        except StopRequested as stop:
+            return _interrupted(stop.name, stop.exit_status)
+        except KeyboardInterrupt:
+            return _interrupted("SIGINT", 130)
+        except BrokenPipeError:
+            # `flowaudit violations tail | head`: the reader left; nothing to say.
+            sys.stderr.close()
+            return 141
+        except Exception as exc:  # noqa: BLE001
+            if verbose:
+                _log.exception("unexpected error")
+            print(f"flowaudit: unexpected error (a bug; -v shows where): {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+
+
+def _interrupted(name: str, status: int) -> int:
+    from .processes import stop_descendants
+
+    print(f"flowaudit: interrupted ({name}); stopping", file=sys.stderr, flush=True)
+    with stop_on_signals():
+        stop_descendants(timeout=5.0)
+    return status
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
     if beam_args and args.func not in (cmd_run, cmd_demo, cmd_backtest, cmd_summarize, cmd_bench):
@@ -610,28 +738,36 @@ def main(argv: list[str] | None = None) -> int:
     from kafka.errors import KafkaError
 
     from .configfile import ConfigError
-    from .errors import InputError
     from .kafka_security import KafkaConnectError
+    from .localkafka import BrokerError
     from .pseudonym import MissingKeyError
     from .runners import RunnerSetupError
 
+    verb = " ".join(v for v in (args.verb, getattr(args, "violations_verb", None), getattr(args, "expectations_verb", None)) if v)
     try:
         return args.func(args, beam_args)
     except ConfigError as exc:
-        print(f"flowaudit: refused configuration:\n{exc}", file=sys.stderr)
+        print(f"flowaudit {verb}: refused configuration:\n{exc}", file=sys.stderr)
         return 2
-    except (MissingKeyError, RunnerSetupError) as exc:
-        print(f"flowaudit: {exc}", file=sys.stderr)
+    except (MissingKeyError, RunnerSetupError, InputError) as exc:
+        print(f"flowaudit {verb}: {exc}", file=sys.stderr)
         return 2
     except KafkaError as exc:
         where = getattr(args, "bootstrap_servers", "")
-        print(f"flowaudit: Kafka at {where}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"flowaudit {verb}: Kafka at {where}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 3
     except KafkaConnectError as exc:
-        print(f"flowaudit: {exc}", file=sys.stderr)
+        print(f"flowaudit {verb}: {exc}", file=sys.stderr)
         return 3
-    except InputError as exc:
-        print(f"flowaudit: {exc}", file=sys.stderr)
+    except BrokerError as exc:
+        print(f"flowaudit {verb}: local Kafka: {exc}", file=sys.stderr)
+        return 3
+    except PipelineFailed as exc:
+        print(f"flowaudit {verb}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"flowaudit {verb}: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import io
 import ipaddress
 import random
+import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 from fastavro import schemaless_writer
@@ -22,7 +23,7 @@ from fastavro import schemaless_writer
 from . import schemas
 from .ipranges import feed_entries
 
-__all__ = ["GeneratedMessage", "TrafficMix", "generate"]
+__all__ = ["GeneratedMessage", "TrafficMix", "Stretch", "generate", "generate_timeline", "over_days", "write_sample"]
 
 
 class GeneratedMessage(NamedTuple):
@@ -69,10 +70,34 @@ def _prefixes(provider: str, region: str) -> list[str]:
     return sorted(found)
 
 
+@dataclass(frozen=True)
+class Stretch:
+    """``events`` events from ``start``, one every ``spacing``."""
+
+    start: datetime
+    events: int
+    spacing: timedelta
+
+
+def over_days(events: int, days: int, *, end: datetime | None = None) -> Stretch:
+    """``events`` spread evenly over the ``days`` whole UTC days before ``end``
+    (default: today's midnight, so every day is complete)."""
+    end = end or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return Stretch(end - timedelta(days=days), events, timedelta(days=days) / max(events, 1))
+
+
 def generate(count: int, *, seed: int = 7, start: datetime | None = None, mix: TrafficMix = TrafficMix()) -> Iterator[GeneratedMessage]:
-    """``count`` messages, keyed by server id, timestamped with event time."""
-    rng = random.Random(seed)
+    """``count`` messages, keyed by server id, timestamped with event time,
+    ``mix.events_per_second`` apart."""
     start = start or datetime(2026, 11, 30, 9, 0, tzinfo=UTC)  # in the past: brokers refuse timestamps > 1 h ahead
+    return generate_timeline([Stretch(start, count, timedelta(seconds=1 / mix.events_per_second))], seed=seed, mix=mix)
+
+
+def generate_timeline(stretches: list[Stretch], *, seed: int = 7, mix: TrafficMix = TrafficMix()) -> Iterator[GeneratedMessage]:
+    """The stretches' messages one after another, from one fleet of servers
+    whose sequence numbers run on across them (a replayed past, then live
+    traffic, reads as one history)."""
+    rng = random.Random(seed)
     oci_us = {r: _prefixes("oci", r) for r in _OCI_US}
     off = {pr: _prefixes(*pr) for pr in _OFF_POLICY}
     v6_oci = sorted(e.prefix for e in feed_entries() if e.provider == "oci" and ":" in e.prefix and e.region.startswith("us-")) or None
@@ -91,12 +116,11 @@ def generate(count: int, *, seed: int = 7, start: datetime | None = None, mix: T
         client_ip = _pick_ip(rng, oci_us["us-ashburn-1"] if us else off[("aws", "eu-west-1")])
         users.append((f"user-{u:06d}", country if declared else None, client_ip))
     schema = schemas.load("app_event")
-    step = timedelta(seconds=1 / mix.events_per_second)
-    for n in range(count):
+    moments = (stretch.start + stretch.spacing * i for stretch in stretches for i in range(stretch.events))
+    for n, moment in enumerate(moments):
         server = servers[rng.randrange(len(servers))]
         server["seq"] += 1
         user_id, residency, client_ip = users[rng.randrange(len(users))]
-        moment = start + step * n
         categories = rng.sample(_CATEGORIES, rng.choice([1, 1, 2]))
         roll = rng.random()
         dest_ip, dest_host = None, None
@@ -190,3 +214,50 @@ def _malform(rng: random.Random, event: dict) -> bytes:
     if kind == 6:
         return b"\x00\x00\x00\x00\x01" + b"\x02\xff\xff\xff"  # corrupt Avro
     return orjson.dumps([event])  # not an object
+
+
+def write_sample(path: str, events: int, days: int, *, seed: int = 7, end: datetime | None = None) -> dict[str, Any]:
+    """The demo's mix, ``events`` over ``days`` whole UTC days, into a file
+    ``backtest`` reads: a topic dump (``.kafka.jsonl``, every message byte
+    for byte with partition, offset and timestamp, Avro and malformed ones
+    included), an Avro container file (``.avro``: schema-valid events only,
+    as a container holds records, not messages), or JSON Lines (anything
+    else: events as JSON, malformed messages as they are). Returns counts."""
+    from .files_io import TOPIC_DUMP_SUFFIX, dump_line
+
+    stretch = over_days(events, days, end=end)
+    dump = path.endswith(TOPIC_DUMP_SUFFIX)
+    avro_file = path.endswith(".avro")
+    mix = TrafficMix() if dump else replace(TrafficMix(), avro_share=0.0)  # text lines and records hold no Avro bodies
+    counts = {"messages": 0, "malformed": 0, "left_out": 0}
+    messages = generate_timeline([stretch], seed=seed, mix=mix)
+    with open(path, "wb") as out:
+        if avro_file:
+            from fastavro import writer
+
+            def records() -> Iterator[dict[str, Any]]:
+                for message in messages:
+                    if message.malformed:
+                        counts["left_out"] += 1
+                        continue
+                    counts["messages"] += 1
+                    yield orjson.loads(message.value)
+
+            writer(out, schemas.load("app_event"), records(), codec="deflate")
+        else:
+            offsets = [0] * _SAMPLE_PARTITIONS
+            for message in messages:
+                counts["messages"] += 1
+                counts["malformed"] += message.malformed
+                if dump:
+                    partition = zlib.crc32(message.key) % _SAMPLE_PARTITIONS
+                    out.write(dump_line(_SAMPLE_TOPIC, partition, offsets[partition], message.timestamp_ms, message.key, message.value) + b"\n")
+                    offsets[partition] += 1
+                else:
+                    out.write(message.value + b"\n")
+    counts.update({"first_day": stretch.start.date().isoformat(), "last_day": (stretch.start + timedelta(days=days - 1)).date().isoformat()})
+    return counts
+
+
+_SAMPLE_TOPIC = "app-events"
+_SAMPLE_PARTITIONS = 3

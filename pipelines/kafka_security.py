@@ -231,17 +231,23 @@ def _explain(bootstrap: str, security: KafkaSecurity, code: str, text: str) -> s
         source = security.sasl_password.describe() if security.sasl_password else "no password"
         return (f"Kafka at {bootstrap} refused the {security.sasl_mechanism} credentials of user {security.sasl_username!r} "
                 f"(password from {source}): {_broker_words(text)}")
-    if code == "_SSL":
-        return (f"TLS with {bootstrap} failed (CA file {security.ssl_cafile or 'the system store'}): {_broker_words(text)}")
+    if code == "_SSL" or (code == "_TRANSPORT" and "SSL" in text and "certificate verify failed" in text):
+        return f"TLS with {bootstrap} failed (trusting {_trusted_cas(security)}): {_broker_words(text)}"
     if code == "_TRANSPORT" and "alert" in text and "certificate" in text:
         given = f"the certificate {security.ssl_certfile}" if security.ssl_certfile else "no client certificate (--ssl-certfile)"
         return f"the broker at {bootstrap} refused the TLS client: it wants a client certificate and got {given}: {_broker_words(text)}"
     if code in ("_TRANSPORT", "log") and "APIVERSION_QUERY" in text and not security.uses_tls:
         return (f"{bootstrap} closed the connection at the first request: the listener probably wants TLS or SASL "
                 f"(--security-protocol is {security.protocol}): {_broker_words(text)}")
-    if code == "_SSL" or (code == "_TRANSPORT" and "SSL_HANDSHAKE" in text):
-        return f"TLS with {bootstrap} failed: {_broker_words(text)}"
+    if code == "_TRANSPORT" and "SSL_HANDSHAKE" in text:
+        return f"TLS with {bootstrap} failed (trusting {_trusted_cas(security)}): {_broker_words(text)}"
     return None
+
+
+def _trusted_cas(security: KafkaSecurity) -> str:
+    """Which certificates the client trusted, in the words of every TLS error
+    (librdkafka reports the same failure under different codes by machine)."""
+    return f"the CA file {security.ssl_cafile}" if security.ssl_cafile else "the system's CA store, no --ssl-cafile given"
 
 
 def _broker_words(text: str) -> str:
@@ -275,6 +281,10 @@ def check_connection(bootstrap: str, security: KafkaSecurity, timeout_s: float =
     except KafkaException as exc:
         raise KafkaConnectError(f"Kafka client settings for {bootstrap} refused ({security.describe()}): {exc.args[0].str()}") from None
     deadline = time.monotonic() + timeout_s
+    # A refused connection is conclusive sooner than silence: nothing
+    # listens there (a broker still starting refuses only for a moment).
+    refused_after_s = min(5.0, timeout_s)
+    refused_by = time.monotonic() + refused_after_s
     while True:
         try:
             admin.list_topics(timeout=1.0)
@@ -286,6 +296,10 @@ def check_connection(bootstrap: str, security: KafkaSecurity, timeout_s: float =
             explained = _explain(bootstrap, security, code, text)
             if explained:
                 raise KafkaConnectError(explained)
+        refused = [text for code, text in errors if code != "log"]
+        if refused and all("Connection refused" in text for text in refused) and time.monotonic() >= refused_by:
+            raise KafkaConnectError(f"no Kafka broker listens at {bootstrap}: connection refused for {refused_after_s:.0f} s "
+                                    "(is the broker running, and is this its address?)")
         if time.monotonic() >= deadline:
             last = next((text for code, text in reversed(errors) if code != "log"), "no answer")
             raise KafkaConnectError(f"no Kafka broker answered at {bootstrap} within {timeout_s:.0f} s ({security.describe()}): "

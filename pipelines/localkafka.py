@@ -24,7 +24,8 @@ from pathlib import Path
 
 from .resources import repo_root
 
-__all__ = ["LocalKafka", "LocalSecurity", "ensure_broker_jars", "DEFAULT_TOPICS", "free_port", "BrokerError", "SCRAM_MECHANISM"]
+__all__ = ["LocalKafka", "LocalSecurity", "ensure_broker_jars", "default_broker", "DEFAULT_TOPICS", "free_port", "port_is_free",
+           "BrokerError", "SCRAM_MECHANISM"]
 
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 
@@ -56,6 +57,16 @@ def ensure_broker_jars(libs: Path | None = None) -> Path:
     if result.returncode != 0 or not any(libs.glob("kafka_2.13-*.jar")):
         raise BrokerError(f"mvn could not resolve the Kafka broker jars:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
     return libs
+
+
+def port_is_free(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:``port``."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def free_port() -> int:
@@ -231,6 +242,10 @@ class LocalKafka:
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:
                 raise BrokerError(f"the broker exited with status {process.returncode}; see {self.home / 'broker.log'}")
+            if port_is_free(self.port):  # not listening yet: a client would only log refused connections
+                last_error = ConnectionRefusedError(f"nothing listens on {self.bootstrap} yet")
+                time.sleep(0.5)
+                continue
             try:
                 admin = KafkaAdminClient(bootstrap_servers=[self.bootstrap], request_timeout_ms=5000)
                 admin.list_topics()
@@ -245,20 +260,25 @@ class LocalKafka:
         pid = self.running_pid()
         if pid is None:
             return
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        import psutil
+
+        try:
+            # psutil also reaps the broker when this process started it (a
+            # zombie still answers kill(pid, 0), and would look alive).
+            broker = psutil.Process(pid)
+            broker.send_signal(signal.SIGTERM)
             try:
-                os.kill(pid, 0)
-            except OSError:
-                break
-            time.sleep(0.2)
-        else:
-            os.kill(pid, signal.SIGKILL)
+                broker.wait(timeout)
+            except psutil.TimeoutExpired:
+                broker.kill()
+                broker.wait(10)
+        except psutil.NoSuchProcess:
+            pass
         self._pid_file.unlink(missing_ok=True)
 
 
-def _default_broker() -> LocalKafka:
+def default_broker() -> LocalKafka:
+    """The broker of ``local/kafka``: its home and ports, or those of the environment."""
     home = Path(os.environ.get("FLOWAUDIT_KAFKA_HOME", _local_dir() / ".kafka" / "broker"))
     return LocalKafka(home=home, port=int(os.environ.get("FLOWAUDIT_KAFKA_PORT", "9092")),
                       controller_port=int(os.environ.get("FLOWAUDIT_KAFKA_CONTROLLER_PORT", "9093")))
@@ -310,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "jars":
             print(ensure_broker_jars())
             return 0
-        broker = _default_broker()
+        broker = default_broker()
         if args.command == "start":
             if args.secure and broker.running_pid():
                 raise BrokerError("the broker is running already: stop it to start it with secured listeners")

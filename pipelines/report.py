@@ -12,7 +12,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-__all__ = ["render_html"]
+__all__ = ["render_html", "server_label"]
 
 
 def _figure(width: float, height: float):
@@ -78,15 +78,26 @@ def _hours(document: Mapping[str, Any]) -> str:
     return _svg(pyplot, figure)
 
 
+def server_label(server_id: str | None) -> str:
+    """A server as the report names it: an empty or missing id is said to be one, not left blank."""
+    if server_id is None:
+        return "(no id)"
+    return server_id if server_id.strip() else "(empty id)"
+
+
 def _servers(document: Mapping[str, Any]) -> str:
     top = document["completeness"]["top_servers_by_violations"]
     if not top:
         return ""
     pyplot, (figure, axes) = _figure(10, 0.8 + 0.3 * len(top))
-    axes.barh([_short(s["server_id"]) for s in reversed(top)], [s["violations"] for s in reversed(top)], color="#b3261e")
+    axes.barh([_short(server_label(s["server_id"])) for s in reversed(top)], [s["violations"] for s in reversed(top)], color="#b3261e")
     axes.set_xlabel("violations")
     axes.spines[["top", "right"]].set_visible(False)
     return _svg(pyplot, figure)
+
+
+EVENTS_COLOUR = "#3b6fb6"
+MISSING_COLOUR = "#e69f00"  # not the red of the violation charts: the screenshot test tells them apart
 
 
 def _completeness(document: Mapping[str, Any]) -> str:
@@ -94,13 +105,19 @@ def _completeness(document: Mapping[str, Any]) -> str:
     if not servers:
         return "<p>No servers reported.</p>"
     pyplot, (figure, axes) = _figure(10, 3.4)
-    names = [f"{_short(s['server_id'])} #{i}" if len(s["server_id"]) > 18 else s["server_id"] for i, s in enumerate(servers)]
-    axes.bar(names, [s["events"] for s in servers], color="#3b6fb6", label="events")
-    axes.bar(names, [s["seq_missing"] for s in servers], color="#b3261e", label="missing sequence numbers")
+    names = [server_label(s["server_id"]) for s in servers]
+    names = [f"{_short(n)} #{i}" if len(n) > 18 else n for i, n in enumerate(names)]
+    # Side by side, not drawn over each other: a server's missing sequence
+    # numbers are usually far fewer than its events and were hidden behind them.
+    positions = range(len(servers))
+    axes.bar([x - 0.2 for x in positions], [s["events"] for s in servers], width=0.4, color=EVENTS_COLOUR, label="events")
+    axes.bar([x + 0.2 for x in positions], [s["seq_missing"] for s in servers], width=0.4, color=MISSING_COLOUR,
+             label="missing sequence numbers")
+    axes.set_xticks(list(positions), names)
     axes.set_yscale("symlog")
     axes.tick_params(axis="x", rotation=90, labelsize=7)
-    axes.legend(frameon=False)
-    axes.set_title("Events and missing sequence numbers per server")
+    axes.legend(frameon=False, loc="upper left", bbox_to_anchor=(0, 1.18), ncols=2)
+    axes.set_title("Events and missing sequence numbers per server", pad=22)
     axes.spines[["top", "right"]].set_visible(False)
     return _svg(pyplot, figure)
 
@@ -117,6 +134,7 @@ def _human_bytes(count: int) -> str:
 def render_html(document: Mapping[str, Any]) -> str:
     """The report for one finished, chained summary document."""
     environment = Environment(loader=PackageLoader("pipelines", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    environment.filters["server"] = server_label
     charts = {"flow": _flow_heatmap(document), "hours": _hours(document), "servers": _servers(document),
               "completeness": _completeness(document)}
     top_flows = sorted(document["flow_matrix"], key=lambda f: (-f["events"], f["origin"], f["provider"], f["region"]))[:30]

@@ -205,3 +205,46 @@ def decode_single_object(value: bytes, schema_name: str) -> dict[str, Any]:
     if value[:2] != schemas.SINGLE_OBJECT_MAGIC or value[2:10] != schemas.fingerprint_of(schema_name):
         raise ValueError(f"not a {schema_name} record (header {value[:10].hex()})")
     return schemaless_reader(io.BytesIO(value[10:]), schemas.load(schema_name), None)
+
+
+def _or_dash(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _server_label(server_id: str | None) -> str:
+    if server_id is None:
+        return "(no server)"
+    return "(empty server id)" if server_id == "" else server_id
+
+
+def _destination_label(destination: Mapping[str, Any] | None) -> str:
+    if not destination:
+        return "(no destination)"
+    return f"{_or_dash(destination.get('provider'))}/{_or_dash(destination.get('region'))} ({_or_dash(destination.get('country'))})"
+
+
+def describe_violation(violation: Mapping[str, Any]) -> str:
+    """Two readable lines for any violation the audit emits: an event's
+    (residency or per-record quality) or a window's (window-level quality,
+    with no server, destination or action). Fields a kind leaves null are
+    named as absent, never assumed."""
+    head = f"{_or_dash(violation.get('event_time'))}  {str(violation.get('severity') or '-').upper():8} {_or_dash(violation.get('rule_id')):12}"
+    window = violation.get("window")
+    if window:
+        failing = "" if window.get("unexpected_count") is None else f"{window['unexpected_count']} of "
+        what = f"window {_rfc3339_any(window.get('start_ms'))}..{_rfc3339_any(window.get('end_ms'))}  {failing}{window.get('element_count')} events"
+    else:
+        categories = ",".join(violation.get("data_categories") or []) or "(no categories)"
+        what = (f"{_or_dash(violation.get('event_id'))}  {_server_label(violation.get('server_id'))} -> "
+                f"{_destination_label(violation.get('destination'))}  {_or_dash(violation.get('action'))} {categories}")
+    return f"{head} {what}\n    {_or_dash(violation.get('message'))}"
+
+
+def _rfc3339_any(value: Any) -> str:
+    """A window bound as decoded from Avro (datetime) or as built (ms)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _rfc3339(value) if isinstance(value, int) else _or_dash(value)
+
+
+__all__ += ["describe_violation"]

@@ -175,7 +175,7 @@ def test_connection_check_names_each_way_it_can_fail(secure_broker, tls, passwor
             "refused the SCRAM-SHA-512 credentials of user 'nobody'"),
         "untrusted broker": (secure_broker.sasl_bootstrap, security_from_options(
             "SASL_SSL", sasl_username="auditor", sasl_password_file=str(password_file), environ={}),
-            r"TLS with .* failed \(CA file the system store\): .*certificate verify failed"),
+            r"TLS with .* failed \(trusting the system's CA store, no --ssl-cafile given\): .*certificate verify failed"),
         "no client certificate": (secure_broker.ssl_bootstrap, security_from_options("SSL", ssl_cafile=str(tls.ca_file), environ={}),
                                   "wants a client certificate and got no client certificate"),
         "plaintext to a TLS listener": (secure_broker.sasl_bootstrap, KafkaSecurity(),
