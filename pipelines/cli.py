@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, PipelineFailed
-from .processes import StopRequested, stop_on_signals
+from .processes import StopRequested, children_leave_interrupts_to_us, stop_on_signals
 
 __all__ = ["main"]
 
@@ -19,11 +19,16 @@ _log = logging.getLogger("flowaudit")
 SEVERITY_ORDER = ("info", "low", "medium", "high", "critical")
 
 
-def _quiet_beam_import_warnings() -> None:
+def _quiet_beam_import_warnings(verbose: bool) -> None:
     # apache_beam warns, through the root logger, about optional GCP clients
     # that nothing here uses; the line only confuses a reader of our output.
     logging.getLogger().addFilter(lambda record: "apitools not found" not in record.getMessage())
     logging.getLogger("apache_beam.io.gcp.bigquery").setLevel(logging.WARNING)
+    if not verbose:
+        # "Really starting service ...", "Starting worker with command ...":
+        # how Beam starts Prism and its workers, at WARNING; -v shows them.
+        for name in ("apache_beam.utils.subprocess_server", "apache_beam.runners.worker.worker_pool_main"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _add_policy_args(parser: argparse.ArgumentParser) -> None:
@@ -253,8 +258,10 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
                       worker_processes=workers)
     _log.info("auditing %d partitions of %s (%s, %d worker process%s)", len(partitions), ", ".join(args.events_topic),
               "bounded" if bounded else "streaming", workers, "" if workers == 1 else "es")
+    result = pipeline.run()
+    # Beam's local job server sets a SIGINT handler of its own as it starts,
+    # one that stops Prism before anything else: ours goes back on top.
     with stop_on_signals():
-        result = pipeline.run()
         try:
             _wait_for(result)
         except StopRequested as stop:
@@ -273,14 +280,28 @@ def _run_counts(counts: dict[str, int]) -> dict[str, Any]:
 
 
 def _wait_for(result: Any) -> None:
-    """Until the job ends; a job that fails is named in one line, its log says the rest."""
-    try:
-        result.wait_until_finish()
-    except StopRequested:
-        raise
-    except Exception as exc:  # runners raise RuntimeError, gRPC errors and their own types  # noqa: BLE001
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
-        raise PipelineFailed(f"the pipeline failed: {first_line} (run with -v for the runner's log)") from exc
+    """Until the job ends; a job that fails is named in one line, its log says the rest.
+
+    The wait runs in a thread of its own: a stop signal then interrupts
+    this thread's join, not Beam's wait, whose clean-up would close the
+    job service's channel before the counts are read and the job cancelled."""
+    import threading
+
+    failure: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            result.wait_until_finish()
+        except Exception as exc:  # runners raise RuntimeError, gRPC errors and their own types  # noqa: BLE001
+            failure.append(exc)
+
+    waiter = threading.Thread(target=wait, name="wait-for-pipeline", daemon=True)
+    waiter.start()
+    while waiter.is_alive():
+        waiter.join(0.5)
+    if failure:
+        first_line = (str(failure[0]).strip().splitlines() or [type(failure[0]).__name__])[0][:500]
+        raise PipelineFailed(f"the pipeline failed: {first_line} (run with -v for the runner's log)") from failure[0]
 
 
 def _stop_run(result: Any, stop: StopRequested) -> int:
@@ -496,7 +517,7 @@ def cmd_bench(args: argparse.Namespace, beam_args: list[str]) -> int:
     from .throughput import EventsBench, main_events
 
     if args.events < 1 or args.partitions < 1 or args.rate <= 0:
-        raise InputError("flowaudit bench: --events, --partitions and --rate must be positive")
+        raise InputError("--events, --partitions and --rate must be positive")
     return main_events(EventsBench(events=args.events, partitions=args.partitions, seed=args.seed,
                                    bootstrap_servers=args.bootstrap_servers, security=_security_for_given_cluster(args), latency=args.latency, rate=args.rate,
                                    latency_seconds=args.latency_seconds, beam_args=tuple(beam_args),
@@ -693,8 +714,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """The command line; whatever a user can do ends in one line on stderr
     and an exit status, never a traceback (``-v`` adds one for a bug)."""
+    # Runner processes start with SIGINT ignored (children_leave_interrupts_to_us),
+    # which makes Python fork rather than spawn; gRPC's fork handlers would
+    # then log a line per process started. Nothing here uses gRPC across a fork.
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
     verbose = "-v" in (argv if argv is not None else sys.argv[1:]) or "--verbose" in (argv if argv is not None else sys.argv[1:])
-    with stop_on_signals():
+    with stop_on_signals(), children_leave_interrupts_to_us():
         try:
             return _main(argv)
         except StopRequested as stop:
@@ -732,7 +757,7 @@ def _main(argv: list[str] | None) -> int:
     # password with it) and raw record bytes (personal data): never shown,
     # even where something else turns the root logger to DEBUG.
     logging.getLogger("kafka").setLevel(level)
-    _quiet_beam_import_warnings()
+    _quiet_beam_import_warnings(args.verbose)
     if getattr(args, "events_topic", "unset") is None:
         args.events_topic = ["app-events"]
     from kafka.errors import KafkaError
@@ -749,9 +774,6 @@ def _main(argv: list[str] | None) -> int:
     except ConfigError as exc:
         print(f"flowaudit {verb}: refused configuration:\n{exc}", file=sys.stderr)
         return 2
-    except (MissingKeyError, RunnerSetupError, InputError) as exc:
-        print(f"flowaudit {verb}: {exc}", file=sys.stderr)
-        return 2
     except KafkaError as exc:
         where = getattr(args, "bootstrap_servers", "")
         print(f"flowaudit {verb}: Kafka at {where}: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -759,6 +781,9 @@ def _main(argv: list[str] | None) -> int:
     except KafkaConnectError as exc:
         print(f"flowaudit {verb}: {exc}", file=sys.stderr)
         return 3
+    except (MissingKeyError, RunnerSetupError, InputError) as exc:
+        print(f"flowaudit {verb}: {exc}", file=sys.stderr)
+        return 2
     except BrokerError as exc:
         print(f"flowaudit {verb}: local Kafka: {exc}", file=sys.stderr)
         return 3

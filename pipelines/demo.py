@@ -230,9 +230,8 @@ def run_demo(duration: float = 60.0, rate: float = 200.0, beam_args: list[str] |
     plan = DemoPlan(duration=duration, rate=rate, history_days=history_days, events_per_history_day=events_per_history_day)
     now = datetime.now(UTC)
     run_id = now.strftime("%Y%m%d-%H%M%S")
-    folder = Path(out) if out else root / "out" / f"demo-{run_id}"
+    folder = (Path(out) if out else root / "out" / f"demo-{run_id}").resolve()
     summaries = folder / "summaries"
-    summaries.mkdir(parents=True, exist_ok=True)
     print("== flowaudit demo ==")
     broker: LocalKafka | None = None  # the one the demo started, and so stops
     with stop_on_signals():
@@ -268,6 +267,7 @@ def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Pa
          security: KafkaSecurity, beam_args: list[str], quiet: bool, root: Path) -> int:
     kafka = KafkaConfig(bootstrap_servers, client_id="flowaudit-demo", security=security)
     kafka.check_connection()
+    summaries.mkdir(parents=True, exist_ok=True)
     topics = {name: f"demo-{run_id}.{name}" for name in ("app-events", "violations", "dead-letters", "summaries")}
     create_topics(kafka, list(topics.values()), partitions=PARTITIONS)
     group = f"flowaudit-demo-{run_id}"

@@ -296,7 +296,7 @@ def check_connection(bootstrap: str, security: KafkaSecurity, timeout_s: float =
             explained = _explain(bootstrap, security, code, text)
             if explained:
                 raise KafkaConnectError(explained)
-        refused = [text for code, text in errors if code != "log"]
+        refused = [text for code, text in errors if code not in ("log", "_ALL_BROKERS_DOWN")]
         if refused and all("Connection refused" in text for text in refused) and time.monotonic() >= refused_by:
             raise KafkaConnectError(f"no Kafka broker listens at {bootstrap}: connection refused for {refused_after_s:.0f} s "
                                     "(is the broker running, and is this its address?)")

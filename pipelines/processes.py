@@ -13,14 +13,16 @@ and then stops whatever descendants are left.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
+import subprocess
 from collections.abc import Iterator
 
 import psutil
 
-__all__ = ["StopRequested", "stop_on_signals", "stop_descendants", "stop_process_tree"]
+__all__ = ["StopRequested", "stop_on_signals", "stop_descendants", "stop_process_tree", "children_leave_interrupts_to_us"]
 
 _log = logging.getLogger(__name__)
 
@@ -95,3 +97,42 @@ def stop_descendants(timeout: float = 10.0) -> None:
     killed = stop_process_tree(psutil.Process(os.getpid()), include_root=False, timeout=timeout)
     if killed:
         _log.warning("killed after %.0f s without stopping: %s", timeout, ", ".join(killed))
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_SIG_IGN = 1
+
+
+def _ignore_terminal_interrupt() -> None:
+    # Runs in the child between fork and exec, maybe in a thread other than
+    # the main one, where Python's signal.signal refuses: libc's own call.
+    # An ignored signal stays ignored across exec; Python and Go programs
+    # leave it so (a blocked one is not enough: Go unblocks what it handles).
+    _LIBC.signal(signal.SIGINT, _SIG_IGN)
+
+
+@contextlib.contextmanager
+def children_leave_interrupts_to_us() -> Iterator[None]:
+    """Processes started within the block (by Beam: Prism, SDK workers, a
+    job server) ignore SIGINT.
+
+    Ctrl-C at a terminal signals the whole foreground process group at
+    once: the SDK workers died with KeyboardInterrupt tracebacks and Prism
+    went away while the launcher was still cancelling the job through it.
+    With SIGINT ignored in them, the launcher alone hears it and stops them
+    in order (cancel, then SIGTERM). They stay in our process group, so a
+    ``kill -9`` of the group still takes them all. Beam offers no hook for
+    how it starts processes, hence the wrapper around ``Popen``; a caller
+    that chooses a session or ``preexec_fn`` of its own is left alone."""
+    original = subprocess.Popen.__init__
+
+    def __init__(self, *args, **kwargs):  # noqa: N807 - stands in for Popen.__init__
+        if kwargs.get("preexec_fn") is None and not kwargs.get("start_new_session"):
+            kwargs["preexec_fn"] = _ignore_terminal_interrupt
+        original(self, *args, **kwargs)
+
+    subprocess.Popen.__init__ = __init__
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__ = original
