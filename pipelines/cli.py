@@ -714,10 +714,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """The command line; whatever a user can do ends in one line on stderr
     and an exit status, never a traceback (``-v`` adds one for a bug)."""
-    # Runner processes start with SIGINT ignored (children_leave_interrupts_to_us),
-    # which makes Python fork rather than spawn; gRPC's fork handlers would
-    # then log a line per process started. Nothing here uses gRPC across a fork.
-    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
     verbose = "-v" in (argv if argv is not None else sys.argv[1:]) or "--verbose" in (argv if argv is not None else sys.argv[1:])
     with stop_on_signals(), children_leave_interrupts_to_us():
         try:

@@ -13,7 +13,6 @@ and then stops whatever descendants are left.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -99,16 +98,12 @@ def stop_descendants(timeout: float = 10.0) -> None:
         _log.warning("killed after %.0f s without stopping: %s", timeout, ", ".join(killed))
 
 
-_LIBC = ctypes.CDLL(None, use_errno=True)
-_SIG_IGN = 1
-
-
-def _ignore_terminal_interrupt() -> None:
-    # Runs in the child between fork and exec, maybe in a thread other than
-    # the main one, where Python's signal.signal refuses: libc's own call.
-    # An ignored signal stays ignored across exec; Python and Go programs
-    # leave it so (a blocked one is not enough: Go unblocks what it handles).
-    _LIBC.signal(signal.SIGINT, _SIG_IGN)
+# sh sets SIGINT to "ignore" and becomes the program: an ignored signal
+# stays ignored across exec, and Python and Go programs leave it so (a
+# blocked one would not do: Go unblocks what it handles). No Python runs in
+# the child between fork and exec, which in a process full of gRPC threads
+# crashed (a preexec_fn did, in the test suite).
+_IGNORING_SIGINT = ["/bin/sh", "-c", 'trap "" INT; exec "$@"', "sh"]
 
 
 @contextlib.contextmanager
@@ -123,13 +118,16 @@ def children_leave_interrupts_to_us() -> Iterator[None]:
     in order (cancel, then SIGTERM). They stay in our process group, so a
     ``kill -9`` of the group still takes them all. Beam offers no hook for
     how it starts processes, hence the wrapper around ``Popen``; a caller
-    that chooses a session or ``preexec_fn`` of its own is left alone."""
+    that chooses a shell, an executable, a session or a ``preexec_fn`` of
+    its own is left alone."""
     original = subprocess.Popen.__init__
 
-    def __init__(self, *args, **kwargs):  # noqa: N807 - stands in for Popen.__init__
-        if kwargs.get("preexec_fn") is None and not kwargs.get("start_new_session"):
-            kwargs["preexec_fn"] = _ignore_terminal_interrupt
-        original(self, *args, **kwargs)
+    def __init__(self, args, *rest, **kwargs):  # noqa: N807 - stands in for Popen.__init__
+        plain = not (rest or kwargs.get("shell") or kwargs.get("executable") or kwargs.get("preexec_fn")
+                     or kwargs.get("start_new_session") or kwargs.get("process_group") is not None)
+        if plain and isinstance(args, (list, tuple)) and args:
+            args = [*_IGNORING_SIGINT, *map(os.fspath, args)]
+        original(self, args, *rest, **kwargs)
 
     subprocess.Popen.__init__ = __init__
     try:
