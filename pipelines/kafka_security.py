@@ -283,7 +283,7 @@ def check_connection(bootstrap: str, security: KafkaSecurity, timeout_s: float =
     deadline = time.monotonic() + timeout_s
     # A refused connection is conclusive sooner than silence: nothing
     # listens there (a broker still starting refuses only for a moment).
-    refused_after_s = min(5.0, timeout_s)
+    refused_after_s = min(2.0, timeout_s)
     refused_by = time.monotonic() + refused_after_s
     while True:
         try:

@@ -149,12 +149,15 @@ def test_violations_tail_filters_by_severity_and_rule(kafka, topics, prism_binar
     assert text.count("\n    ") == 3 and "->" in text
 
 
-def test_demo_runs_on_an_existing_broker(kafka_bootstrap, prism_binary, capsys, monkeypatch):
+def test_demo_runs_on_an_existing_broker(kafka_bootstrap, prism_binary, capsys, monkeypatch, tmp_path):
+    """Live traffic only (no past days, so no day closes; tests/test_front_door.py runs the whole demo)."""
     monkeypatch.setenv("FLOWAUDIT_PRISM", prism_binary)
-    assert main(["demo", "--duration", "4", "--rate", "100", "--quiet", "--bootstrap-servers", kafka_bootstrap]) == 0
+    assert main(["demo", "--duration", "4", "--rate", "100", "--past-days", "0", "--quiet", "--bootstrap-servers", kafka_bootstrap,
+                 "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
     assert "events produced: 400; audited and committed: 400" in out
     assert "violations: " in out
+    assert "daily summaries: none closed during this run" in out
 
 
 def test_daily_summaries_from_the_stream_match_backtest(kafka, topics, prism_binary, pseudonym_key, tmp_path, capsys):
