@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, PipelineFailed
-from .processes import StopRequested, children_leave_interrupts_to_us, stop_on_signals
+from .processes import StopRequested, children_answer_to_us, stop_on_signals
 
 __all__ = ["main"]
 
@@ -249,11 +249,17 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     if args.summaries_dir:
         earlier = sorted(p for p in Path(args.summaries_dir).glob("*.json") if len(p.stem) == 10)
         previous = (earlier[-1].stem, earlier[-1].read_bytes()) if earlier else None
+    import tempfile
+
     from .kafka_io import ReaderSettings
 
+    # Workers on this machine (Prism's) can be told to stop reading before
+    # the job is cancelled; remote ones are cancelled as they are.
+    drain = Path(tempfile.mkdtemp(prefix="flowaudit-run-")) / "drain" if is_single_process(options) else None
     build_kafka_audit(pipeline, kafka, partitions, OutputTopics(args.violations_topic, args.dead_letters_topic),
                       args.group, settings, reader=ReaderSettings(max_out_of_orderness_seconds=args.watermark_lag,
-                                                                   single_process=is_single_process(options)),
+                                                                   single_process=is_single_process(options),
+                                                                   drain_marker=str(drain) if drain else None),
                       summary_topic=args.summary_topic, summaries_dir=args.summaries_dir, previous_summary=previous,
                       worker_processes=workers)
     _log.info("auditing %d partitions of %s (%s, %d worker process%s)", len(partitions), ", ".join(args.events_topic),
@@ -261,13 +267,18 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     result = pipeline.run()
     # Beam's local job server sets a SIGINT handler of its own as it starts,
     # one that stops Prism before anything else: ours goes back on top.
-    with stop_on_signals():
-        try:
-            _wait_for(result)
-        except StopRequested as stop:
-            return _stop_run(result, stop)
-    print(orjson.dumps(_run_counts(_counters(result))).decode())
-    return 0
+    try:
+        with stop_on_signals():
+            try:
+                _wait_for(result)
+            except StopRequested as stop:
+                return _stop_run(result, stop, _Committed(kafka, args.group, args.events_topic), drain)
+        print(orjson.dumps(_run_counts(_counters(result))).decode())
+        return 0
+    finally:
+        if drain is not None:
+            drain.unlink(missing_ok=True)
+            drain.parent.rmdir()
 
 
 _RUN_COUNTS = ("in", "parsed", "dead_letters", "violations", "quality_violations", "window_violations",
@@ -304,24 +315,79 @@ def _wait_for(result: Any) -> None:
         raise PipelineFailed(f"the pipeline failed: {first_line} (run with -v for the runner's log)") from failure[0]
 
 
-def _stop_run(result: Any, stop: StopRequested) -> int:
-    """A stop asked for by SIGTERM or SIGINT: what the job counted so far,
-    the job cancelled, every process it started stopped. Offsets were only
-    ever committed for acknowledged outputs, so nothing is lost: a restart
-    goes on from the group's offsets."""
+class _Committed:
+    """The group's committed offsets of the events topics, to follow a stop by."""
+
+    def __init__(self, kafka: Any, group: str, topics: list[str]):
+        self._kafka, self._group, self._topics = kafka, group, topics
+
+    def now(self) -> dict[Any, int | None] | None:
+        from .kafka_io import committed_offsets
+
+        return _bounded_call(lambda: committed_offsets(self._kafka, self._group, self._topics), 5.0)
+
+    @staticmethod
+    def describe(offsets: dict[Any, int | None] | None) -> str:
+        if offsets is None:
+            return "committed offsets unknown (the broker did not answer)"
+        parts = [f"{tp.topic}[{tp.partition}]={'none' if offset is None else offset}"
+                 for tp, offset in sorted(offsets.items(), key=lambda item: (item[0].topic, item[0].partition))]
+        return f"{sum(o or 0 for o in offsets.values())} offsets committed ({', '.join(parts)})"
+
+
+# How long a stop waits for the bundles in flight to finish and commit, and
+# how long it then gives every process it started to exit before SIGKILL.
+DRAIN_SECONDS = 8.0
+RUNNER_ANSWER_SECONDS = 5.0
+EXIT_SECONDS = 5.0
+
+
+def _stop_run(result: Any, stop: StopRequested, committed: _Committed, drain: Path | None) -> int:
+    """A stop asked for by SIGTERM or SIGINT: the readers stop claiming
+    records, the bundles in flight finish (outputs acknowledged, offsets
+    committed), the job is cancelled and every process it started is
+    stopped. A second signal skips the wait and kills them at once.
+    Offsets were only ever committed for acknowledged outputs, so a restart
+    goes on from the group's offsets either way."""
     import orjson
 
     from .processes import stop_descendants
 
-    print(f"flowaudit run: {stop.name} received, stopping the pipeline", file=sys.stderr, flush=True)
-    with stop_on_signals():  # a second Ctrl-C must not cut the stop short
-        counts = _bounded_call(lambda: _counters(result), 15.0)
-        _bounded_call(result.cancel, 15.0)
-        stop_descendants()
+    started = time.monotonic()
+    print(f"flowaudit run: {stop.name} received: finishing the batches in flight, then stopping "
+          f"(within {DRAIN_SECONDS + 2 * RUNNER_ANSWER_SECONDS + EXIT_SECONDS:.0f} s; a second signal stops at once)", file=sys.stderr, flush=True)
+    counts = None
+    try:
+        with stop_on_signals():
+            if drain is not None:
+                drain.touch()
+                _wait_until_commits_settle(committed, DRAIN_SECONDS)
+            counts = _bounded_call(lambda: _counters(result), RUNNER_ANSWER_SECONDS)
+            _bounded_call(result.cancel, RUNNER_ANSWER_SECONDS)
+            stop_descendants(timeout=EXIT_SECONDS)
+    except StopRequested as again:
+        print(f"flowaudit run: {again.name} again: stopping at once", file=sys.stderr, flush=True)
+        stop_descendants(timeout=0)
     summary: dict[str, Any] = _run_counts(counts) if counts is not None else {"counts": "unavailable"}
     summary["stopped_by"] = stop.name
     print(orjson.dumps(summary).decode(), flush=True)
+    print(f"flowaudit run: stopped in {time.monotonic() - started:.1f} s; {_Committed.describe(committed.now())}",
+          file=sys.stderr, flush=True)
     return stop.exit_status
+
+
+def _wait_until_commits_settle(committed: _Committed, timeout: float) -> None:
+    """Until the committed offsets have not moved for a second (the last
+    bundles published and committed), or ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last, steady_since = committed.now(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = committed.now()
+        if now != last:
+            last, steady_since = now, time.monotonic()
+        elif time.monotonic() - steady_since >= 1.0:
+            return
 
 
 def _bounded_call(call: Any, timeout: float) -> Any:
@@ -715,7 +781,7 @@ def main(argv: list[str] | None = None) -> int:
     """The command line; whatever a user can do ends in one line on stderr
     and an exit status, never a traceback (``-v`` adds one for a bug)."""
     verbose = "-v" in (argv if argv is not None else sys.argv[1:]) or "--verbose" in (argv if argv is not None else sys.argv[1:])
-    with stop_on_signals(), children_leave_interrupts_to_us():
+    with stop_on_signals(), children_answer_to_us():
         try:
             return _main(argv)
         except StopRequested as stop:

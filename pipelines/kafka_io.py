@@ -14,6 +14,7 @@ are deterministic, so the replay only repeats identical records.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -280,6 +281,33 @@ class ReaderSettings:
     # Every partition is read in this one process (Prism): hold the watermark
     # until each has reported, not only those already started.
     single_process: bool = False
+    # A file the launcher creates to stop the reading before it cancels the
+    # job (a clean stop): readers then claim nothing more, so the bundles in
+    # flight finish, their outputs are acknowledged and their offsets
+    # committed. Only for workers on the launcher's machine.
+    drain_marker: str | None = None
+
+
+class _Drain:
+    """Whether the launcher asked the readers to stop (per marker: one
+    process may run several pipelines), looked up at most every 0.2 s."""
+
+    _checked_at: dict[str, float] = {}
+    _draining: set[str] = set()
+
+    @classmethod
+    def requested(cls, marker: str | None) -> bool:
+        if marker is None:
+            return False
+        if marker in cls._draining:
+            return True
+        now = time.monotonic()
+        if now - cls._checked_at.get(marker, 0.0) >= 0.2:
+            cls._checked_at[marker] = now
+            if os.path.exists(marker):
+                cls._draining.add(marker)
+                _log.info("stop requested: no more records are read")
+        return marker in cls._draining
 
 
 class _ActiveReaders:
@@ -406,6 +434,10 @@ class _ReadPartitionBatches(beam.DoFn):
         deadline = time.monotonic() + settings.max_bundle_seconds
         lag = Duration(seconds=settings.max_out_of_orderness_seconds)
         while True:
+            if _Drain.requested(settings.drain_marker):  # stopping: nothing more is claimed
+                self._positions[key] = position
+                tracker.defer_remainder(Duration(seconds=settings.idle_resume_seconds))
+                return
             records = fetcher.fetch(settings.batch_size, settings.poll_timeout_ms)
             if not records:
                 moved_to = fetcher.position()

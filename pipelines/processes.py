@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import psutil
 
-__all__ = ["StopRequested", "stop_on_signals", "stop_descendants", "stop_process_tree", "children_leave_interrupts_to_us"]
+__all__ = ["StopRequested", "stop_on_signals", "stop_descendants", "stop_process_tree", "children_answer_to_us"]
 
 _log = logging.getLogger(__name__)
 
@@ -98,35 +98,43 @@ def stop_descendants(timeout: float = 10.0) -> None:
         _log.warning("killed after %.0f s without stopping: %s", timeout, ", ".join(killed))
 
 
-# sh sets SIGINT to "ignore" and becomes the program: an ignored signal
-# stays ignored across exec, and Python and Go programs leave it so (a
-# blocked one would not do: Go unblocks what it handles). No Python runs in
-# the child between fork and exec, which in a process full of gRPC threads
-# crashed (a preexec_fn did, in the test suite).
-_IGNORING_SIGINT = ["/bin/sh", "-c", 'trap "" INT; exec "$@"', "sh"]
+# The program runs under sh's watchdog: a subshell beside it (its output
+# closed) kills the program once the process that started it is gone. A
+# launcher killed with SIGKILL left Prism and its SDK workers consuming and
+# committing offsets for up to a minute, a second copy of the audit on the
+# group. It polls every second and leaves when the program does; ``exec``
+# keeps the program's pid the one its starter holds.
+_WATCHED = ('parent=$PPID; '
+            '(while kill -0 "$parent" 2>/dev/null && kill -0 $$ 2>/dev/null; do sleep 1; done; '
+            'kill -0 "$parent" 2>/dev/null || kill -KILL $$ 2>/dev/null) </dev/null >/dev/null 2>&1 & '
+            'exec "$@"')
+_WATCHDOG = ["/bin/sh", "-c", _WATCHED, "sh"]
 
 
 @contextlib.contextmanager
-def children_leave_interrupts_to_us() -> Iterator[None]:
+def children_answer_to_us() -> Iterator[None]:
     """Processes started within the block (by Beam: Prism, SDK workers, a
-    job server) ignore SIGINT.
+    job server) hear signals only from this process, and end when it ends,
+    however it ends.
 
-    Ctrl-C at a terminal signals the whole foreground process group at
-    once: the SDK workers died with KeyboardInterrupt tracebacks and Prism
-    went away while the launcher was still cancelling the job through it.
-    With SIGINT ignored in them, the launcher alone hears it and stops them
-    in order (cancel, then SIGTERM). They stay in our process group, so a
-    ``kill -9`` of the group still takes them all. Beam offers no hook for
-    how it starts processes, hence the wrapper around ``Popen``; a caller
-    that chooses a shell, an executable, a session or a ``preexec_fn`` of
-    its own is left alone."""
+    Each gets a process group of its own. Ctrl-C at a terminal (or ``kill
+    -TERM -PGID``) signals a whole process group at once: the SDK workers
+    died with KeyboardInterrupt tracebacks and Prism went away while the
+    launcher was still stopping the job through it. Now the launcher alone
+    hears it and stops them in order (drain, cancel, terminate), while the
+    signals Beam itself sends them (SIGINT to Prism, SIGTERM to workers)
+    still reach them. Beam offers no hook for how it starts processes,
+    hence the wrapper around ``Popen``; a caller that chooses a shell, an
+    executable, a session, a group or a ``preexec_fn`` of its own is left
+    alone."""
     original = subprocess.Popen.__init__
 
     def __init__(self, args, *rest, **kwargs):  # noqa: N807 - stands in for Popen.__init__
         plain = not (rest or kwargs.get("shell") or kwargs.get("executable") or kwargs.get("preexec_fn")
                      or kwargs.get("start_new_session") or kwargs.get("process_group") is not None)
         if plain and isinstance(args, (list, tuple)) and args:
-            args = [*_IGNORING_SIGINT, *map(os.fspath, args)]
+            args = [*_WATCHDOG, *map(os.fspath, args)]
+            kwargs["process_group"] = 0
         original(self, args, *rest, **kwargs)
 
     subprocess.Popen.__init__ = __init__

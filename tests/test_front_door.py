@@ -185,7 +185,7 @@ def test_interrupted_kafka_verbs_stop_everything_they_started(kafka_bootstrap, p
 
     _interrupt_when(audit, streaming)
     status, out, err = _finish(audit, 90)
-    _one_clear_line("run", status, out, b"".join(seen).decode() + err, r"SIGINT received, stopping the pipeline", expected_status=130)
+    _one_clear_line("run", status, out, b"".join(seen).decode() + err, r"SIGINT received: finishing the batches in flight, then stopping", expected_status=130)
     assert '"stopped_by":"SIGINT"' in out
 
 
