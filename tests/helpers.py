@@ -89,3 +89,20 @@ def set_topic_config(kafka: KafkaConfig, topic: str, **configs: str) -> None:
         admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={k.replace("_", "."): v for k, v in configs.items()})])
     finally:
         admin.close()
+
+
+def processes_of_session(session: int) -> list[str]:
+    """The live processes of a session (a command started with
+    ``start_new_session``), as "pid: command line": what it left behind."""
+    import os
+
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if os.getsid(process.pid) == session and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(f"{process.pid}: {' '.join(process.info['cmdline'] or [])[:120]}")
+        except (OSError, psutil.Error):
+            continue
+    return found

@@ -21,6 +21,8 @@ import pytest
 from pipelines.kafka_io import KafkaConfig, create_topics
 from pipelines.localkafka import free_port
 
+from .helpers import processes_of_session
+
 REPO = Path(__file__).resolve().parent.parent
 FLOWAUDIT = [sys.executable, "-m", "pipelines.cli"]
 
@@ -55,17 +57,6 @@ def _popen(args: list[str], tmp_path: Path, env: dict[str, str] | None) -> subpr
                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, start_new_session=True)
 
 
-def _left_behind(session: int) -> list[str]:
-    found = []
-    for process in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if os.getsid(process.pid) == session and process.status() != psutil.STATUS_ZOMBIE:
-                found.append(f"{process.pid}: {' '.join(process.info['cmdline'] or [])[:120]}")
-        except (OSError, psutil.Error):
-            continue
-    return found
-
-
 def _finish(process: subprocess.Popen, timeout: float) -> tuple[int, str, str]:
     try:
         out, err = process.communicate(timeout=timeout)
@@ -74,9 +65,9 @@ def _finish(process: subprocess.Popen, timeout: float) -> tuple[int, str, str]:
         out, err = process.communicate()
         pytest.fail(f"{process.args} did not end within {timeout} s:\n{err.decode()[-3000:]}")
     deadline = time.monotonic() + 10
-    while _left_behind(process.pid) and time.monotonic() < deadline:
+    while processes_of_session(process.pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    left = _left_behind(process.pid)
+    left = processes_of_session(process.pid)
     if left:
         os.killpg(process.pid, signal.SIGKILL)
     assert not left, f"{process.args[3:]} left processes running: {left}"

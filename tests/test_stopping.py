@@ -15,26 +15,16 @@ import time
 import uuid
 from pathlib import Path
 
-import psutil
 import pytest
 
 from pipelines.generator import TrafficMix, generate
 from pipelines.kafka_io import KafkaConfig, committed_offsets, create_topics
 
+from .helpers import processes_of_session
+
 REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prism]
-
-
-def _session(session: int) -> list[str]:
-    found = []
-    for process in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if os.getsid(process.pid) == session and process.status() != psutil.STATUS_ZOMBIE:
-                found.append(f"{process.pid}: {' '.join(process.info['cmdline'] or [])[:100]}")
-        except (OSError, psutil.Error):
-            continue
-    return found
 
 
 class _Traffic:
@@ -93,7 +83,7 @@ def live_run(kafka_bootstrap, prism_binary, tmp_path):
         yield process, committed, traffic, tmp_path / "run.log"
     finally:
         traffic.stop()
-        for pid in [int(line.split(":")[0]) for line in _session(process.pid)]:
+        for pid in [int(line.split(":")[0]) for line in processes_of_session(process.pid)]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
@@ -102,9 +92,9 @@ def live_run(kafka_bootstrap, prism_binary, tmp_path):
 
 def _nothing_left_and_nothing_moves(session: int, committed, within: float = 10.0) -> int:
     deadline = time.monotonic() + within
-    while _session(session) and time.monotonic() < deadline:
+    while processes_of_session(session) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _session(session), f"left running {within:.0f} s after the stop: {_session(session)}"
+    assert not processes_of_session(session), f"left running {within:.0f} s after the stop: {processes_of_session(session)}"
     frozen = committed()
     time.sleep(4)  # traffic goes on: nothing of the run may still consume it
     assert committed() == frozen, "offsets moved after the run was gone"
