@@ -29,7 +29,7 @@ from .generator import Stretch, TrafficMix, generate_timeline, over_days
 from .kafka_io import KafkaConfig, committed_offsets, create_topics, end_offsets
 from .kafka_security import KafkaSecurity
 from .localkafka import LocalKafka, default_broker, ensure_broker_jars, free_port, port_is_free
-from .processes import StopRequested, stop_on_signals, stop_process_tree
+from .processes import StopRequested, session_processes, stop_on_signals, stop_process_tree
 from .resources import repo_root
 from .summary import day_of, verify_directory
 from .violations import decode_single_object, describe_violation
@@ -135,16 +135,13 @@ class _Pipeline:
     def stop(self, timeout: float = 60.0) -> dict | None:
         """SIGTERM, wait for the run to wind down; then anything left of its
         session is stopped. Returns the counts it printed, if any."""
-        import psutil
-
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 pass
-        leftovers = [p for p in psutil.process_iter(["pid"]) if _session_of(p.pid) == self.process.pid]
-        for process in leftovers:
+        for process in session_processes(self.process.pid):
             stop_process_tree(process, include_root=True, timeout=5.0)
         self._log.close()
         self._out.close()
@@ -154,13 +151,6 @@ class _Pipeline:
                     return orjson.loads(line)
                 except orjson.JSONDecodeError:
                     return None
-        return None
-
-
-def _session_of(pid: int) -> int | None:
-    try:
-        return os.getsid(pid)
-    except OSError:
         return None
 
 
@@ -363,7 +353,7 @@ def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Pa
             consumer.close()
             audited = sum(v or 0 for v in committed_offsets(kafka, group, [topics["app-events"]]).values())
             dead = sum(end_offsets(kafka, [topics["dead-letters"]]).values())
-    return _report(outcome, status, tally, counts, audited, dead, closed, summaries, folder, root)
+    return _report(outcome, status, tally, counts, audited, dead, closed, summaries, folder)
 
 
 def _record(violation: dict, tally: _Tally) -> None:
@@ -384,7 +374,7 @@ def _write_closed_days(path: Path, tally: _Tally, closed: list[str]) -> None:
 
 
 def _report(outcome: str, status: int, tally: _Tally, counts: dict | None, audited: int, dead: int, closed: list[str],
-            summaries: Path, folder: Path, root: Path) -> int:
+            summaries: Path, folder: Path) -> int:
     print("\n== totals ==")
     print(f"events produced: {tally.produced}; audited and committed: {audited}"
           + ("" if audited == tally.produced else f"  (NOT all audited: {tally.produced - audited} left)"))

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import psutil
 
-__all__ = ["StopRequested", "stop_on_signals", "stop_descendants", "stop_process_tree", "children_answer_to_us"]
+__all__ = ["StopRequested", "stop_on_signals", "stop_descendants", "stop_process_tree", "session_processes", "children_answer_to_us"]
 
 _log = logging.getLogger(__name__)
 
@@ -88,6 +88,19 @@ def stop_process_tree(root: psutil.Process, *, include_root: bool, timeout: floa
             process.kill()
     psutil.wait_procs(alive, timeout=5)
     return killed
+
+
+def session_processes(session: int) -> list[psutil.Process]:
+    """The live processes of a session: what a command started with
+    ``start_new_session`` (and everything it started) left running."""
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if os.getsid(process.pid) == session and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except (OSError, psutil.Error):
+            continue
+    return found
 
 
 def stop_descendants(timeout: float = 10.0) -> None:

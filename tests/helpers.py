@@ -92,17 +92,13 @@ def set_topic_config(kafka: KafkaConfig, topic: str, **configs: str) -> None:
 
 
 def processes_of_session(session: int) -> list[str]:
-    """The live processes of a session (a command started with
-    ``start_new_session``), as "pid: command line": what it left behind."""
-    import os
-
-    import psutil
+    """What a command started in a session of its own left running, as "pid: command line"."""
+    from pipelines.processes import session_processes
 
     found = []
-    for process in psutil.process_iter(["pid", "cmdline"]):
+    for process in session_processes(session):
         try:
-            if os.getsid(process.pid) == session and process.status() != psutil.STATUS_ZOMBIE:
-                found.append(f"{process.pid}: {' '.join(process.info['cmdline'] or [])[:120]}")
-        except (OSError, psutil.Error):
-            continue
+            found.append(f"{process.pid}: {' '.join(process.info['cmdline'] or [])[:120]}")
+        except KeyError:
+            found.append(str(process.pid))
     return found
