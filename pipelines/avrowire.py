@@ -53,6 +53,12 @@ def _string(value: str, out: list) -> None:
     out.append(data)
 
 
+def _boolean(value: bool, out: list) -> None:
+    if type(value) is not bool:
+        raise TypeError(f"expected a bool, got {type(value).__name__}")
+    out.append(b"\x01" if value else b"\x00")
+
+
 def _bytes(value: bytes, out: list) -> None:
     out.append(_varint(len(value) << 1))
     out.append(value)
@@ -80,7 +86,7 @@ def _compile(schema: Any, named: dict[str, Any], cache_records: frozenset[str]) 
     if isinstance(schema, str):
         if schema in named:
             return _compile(named[schema], named, cache_records)
-        primitive = {"string": _string, "long": _long, "int": _long, "bytes": _bytes}.get(schema)
+        primitive = {"string": _string, "long": _long, "int": _long, "bytes": _bytes, "boolean": _boolean}.get(schema)
         if primitive is None:
             raise ValueError(f"Avro type {schema!r} is not supported here")
         return primitive

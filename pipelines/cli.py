@@ -215,6 +215,7 @@ def _check_run_options(args: argparse.Namespace) -> None:
         ("--sdk-workers", args.sdk_workers, args.sdk_workers is None or args.sdk_workers >= 1, "at least 1"),
         ("--max-records", args.max_records, args.max_records is None or args.max_records >= 1, "at least 1"),
         ("--watermark-lag", args.watermark_lag, args.watermark_lag >= 0, "0 or more seconds"),
+        ("--idle-after", args.idle_after, args.idle_after >= 0, "0 or more seconds"),
         ("--allowed-lateness", args.allowed_lateness, args.allowed_lateness >= 0, "0 or more seconds"),
         ("--silent-gap-minutes", args.silent_gap_minutes, args.silent_gap_minutes >= 1, "at least 1"),
     ) if not ok]
@@ -257,6 +258,7 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     drain = Path(tempfile.mkdtemp(prefix="flowaudit-run-")) / "drain" if is_single_process(options) else None
     build_kafka_audit(pipeline, kafka, partitions, OutputTopics(args.violations_topic, args.dead_letters_topic),
                       args.group, settings, reader=ReaderSettings(max_out_of_orderness_seconds=args.watermark_lag,
+                                                                   idle_after_seconds=args.idle_after,
                                                                    single_process=is_single_process(options),
                                                                    drain_marker=str(drain) if drain else None),
                       summary_topic=args.summary_topic, summaries_dir=args.summaries_dir, previous_summary=previous,
@@ -414,6 +416,7 @@ def cmd_verify(args: argparse.Namespace, beam_args: list[str]) -> int:
     import orjson
 
     from .summary import day_of, verify_directory
+    from .violations import standing
 
     folder = Path(args.dir)
     if (folder / "summaries").is_dir():
@@ -423,16 +426,19 @@ def cmd_verify(args: argparse.Namespace, beam_args: list[str]) -> int:
         return 2
     ids: dict[str, list[str]] | None = None
     if args.violations:
-        ids = {}
+        read = []
         for number, line in enumerate(Path(args.violations).read_bytes().splitlines(), start=1):
             if not line.strip():
                 continue
             try:
                 violation = orjson.loads(line)
-                ids.setdefault(day_of(violation["event_time_ms"]), []).append(violation["violation_id"])
+                read.append({**violation, "day": day_of(violation["event_time_ms"])})
             except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
                 print(f"flowaudit verify: {args.violations} line {number}: not a violation record ({exc})", file=sys.stderr)
                 return 2
+        ids = {}
+        for violation_id, violation in standing(read).items():  # revised window verdicts: the newest stands
+            ids.setdefault(violation["day"], []).append(violation_id)
     days, problems = verify_directory(folder, ids)
     for problem in problems:
         print(f"FAIL {problem}")
@@ -521,8 +527,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where to begin when the group has no committed offset")
     run.add_argument("--bounded", action="store_true", help="stop at the end offsets seen at start (backfills, tests)")
     run.add_argument("--max-records", type=int, help="stop after this many records in all (implies --bounded)")
-    run.add_argument("--watermark-lag", type=float, default=5.0, metavar="SECONDS",
-                     help="how far each partition's watermark trails its newest record timestamp (default 5)")
+    run.add_argument("--watermark-lag", type=float, default=30.0, metavar="SECONDS",
+                     help="how far each partition's watermark trails the newest event time it has read: events "
+                          "up to this far out of order are judged with their windows (default 30)")
+    run.add_argument("--idle-after", type=float, default=10.0, metavar="SECONDS",
+                     help="a caught-up partition with no record for this long is idle: its watermark then "
+                          "follows the wall clock, so windows and days close when traffic stops (default 10)")
     run.add_argument("--summary-topic", help="topic for the daily summaries (Avro, key = date); off unless given")
     run.add_argument("--summaries-dir", help="also write summaries/DATE.json and DATE.html here; the newest file seeds the chain")
     run.add_argument("--allowed-lateness", type=int, default=3600, metavar="SECONDS",

@@ -12,11 +12,11 @@ from dataclasses import replace
 from .parsing import DecoderConfig, parse_messages
 from .policy import Policy
 from .pseudonym import Pseudonymizer
-from .quality import QualitySuite, WindowPartial, record_failures, window_partials
+from .quality import QualitySuite, WindowPartial, evaluate_window, record_failures, window_partials
 from .records import AuditedBatch, MessageBatch
 from .summary import DayAccumulator, day_of, dead_letter_day
 from .tagging import Tagger
-from .violations import quality_violation, residency_violation
+from .violations import quality_violation, residency_violation, window_retraction, window_violation
 
 __all__ = ["parse_batch", "tag_batch", "check_batch", "check_quality_batch", "quality_parameters", "window_parts",
            "day_parts", "UNDATED"]
@@ -73,6 +73,24 @@ def check_quality_batch(batch: AuditedBatch, suite: QualitySuite, pseudonymize: 
 def window_parts(batch: AuditedBatch, suite: QualitySuite, window_ms: int, parameters: dict[str, int]) -> dict[int, WindowPartial]:
     """The batch's share of each event-time window's window-level expectations."""
     return window_partials(suite.windowed, batch.events, window_ms, parameters)
+
+
+def judge_window(partial: WindowPartial, start_ms: int, end_ms: int, suite: QualitySuite,
+                 standing: dict[str, dict], revision: int) -> tuple[list[dict], dict[str, dict]]:
+    """A window's verdict over all its events so far, against the one already
+    published (``standing``: rule id -> violation): the violations to publish
+    (new or changed ones at ``revision``, retractions of those that no longer
+    fail) and the verdict that now stands."""
+    now = {}
+    for failure in evaluate_window(suite.windowed, partial):
+        violation = window_violation(failure, start_ms, end_ms, suite, revision)
+        before = standing.get(failure.expectation.rule_id)
+        if before is not None and before["message"] == violation["message"]:
+            violation = before  # unchanged: nothing to publish again
+        now[failure.expectation.rule_id] = violation
+    published = [v for rule_id, v in now.items() if v is not standing.get(rule_id)]
+    published += [window_retraction(v, partial.rows, revision) for rule_id, v in standing.items() if rule_id not in now]
+    return published, now
 
 
 def _by_day(items, day_of_item) -> dict[str, list]:

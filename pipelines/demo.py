@@ -32,7 +32,7 @@ from .localkafka import LocalKafka, default_broker, ensure_broker_jars, free_por
 from .processes import StopRequested, session_processes, stop_on_signals, stop_process_tree
 from .resources import repo_root
 from .summary import day_of, verify_directory
-from .violations import decode_single_object, describe_violation
+from .violations import decode_single_object, describe_violation, revision_of
 
 __all__ = ["DemoPlan", "run_demo"]
 
@@ -53,7 +53,7 @@ class DemoPlan:
     history_days: int = 3
     events_per_history_day: int = 10_000
     allowed_lateness_s: int = 3600
-    watermark_lag_s: float = 5.0
+    watermark_lag_s: float = 30.0
 
     def stretches(self, now: datetime) -> list[Stretch]:
         today = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -86,6 +86,7 @@ class _Tally:
     rules_shown: set[str] = field(default_factory=set)
     shown: int = 0
     not_shown: int = 0
+    revised: int = 0  # window verdicts published again after late events
 
 
 def _produce(kafka: KafkaConfig, topic: str, plan: DemoPlan, now: datetime, tally: _Tally, stop: threading.Event,
@@ -357,11 +358,21 @@ def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Pa
 
 
 def _record(violation: dict, tally: _Tally) -> None:
+    ms = int(violation["event_time_ms"].timestamp() * 1000)
+    day = tally.ids_by_day.setdefault(day_of(ms), {})
+    revision, retracted = revision_of(violation)
+    if revision:  # a window re-judged with its late events: same id, counted once
+        tally.revised += 1
+        if retracted and day.pop(violation["violation_id"], None) is not None:
+            tally.violations -= 1
+            tally.by_severity[violation["severity"]] -= 1
+            tally.by_kind["window quality"] -= 1
+        if retracted or violation["violation_id"] in day:
+            return
     tally.violations += 1
     tally.by_severity[violation["severity"]] += 1
     tally.by_kind["window quality" if violation.get("window") else violation["kind"]] += 1
-    ms = int(violation["event_time_ms"].timestamp() * 1000)
-    tally.ids_by_day.setdefault(day_of(ms), {})[violation["violation_id"]] = ms
+    day[violation["violation_id"]] = ms
 
 
 def _write_closed_days(path: Path, tally: _Tally, closed: list[str]) -> None:
@@ -388,7 +399,8 @@ def _report(outcome: str, status: int, tally: _Tally, counts: dict | None, audit
         print("the audit's own counts were not available (it did not stop cleanly; see its log)")
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(tally.by_kind.items()))
     severities = ", ".join(f"{k} {v}" for k, v in sorted(tally.by_severity.items()))
-    print(f"violations: {tally.violations} ({kinds}; {severities}); {tally.shown} shown above")
+    revised = f"; {tally.revised} window verdicts revised by late events" if tally.revised else ""
+    print(f"violations: {tally.violations} ({kinds}; {severities}){revised}; {tally.shown} shown above")
     print(f"dead letters: {dead}")
     if outcome == "finished" and audited != tally.produced:
         status = 1

@@ -127,6 +127,11 @@ class PartitionFetcher:
         """The partition's end offset as of the last fetch response, if one came."""
         raise NotImplementedError
 
+    def end_offset(self, timeout_s: float) -> int | None:
+        """The partition's end offset asked of the broker now (not from the
+        fetch responses); None if the broker does not answer in time."""
+        raise NotImplementedError
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -225,6 +230,14 @@ class _KafkaPythonFetcher(PartitionFetcher):
 
     def highwater(self) -> int | None:
         return self._consumer.highwater(self._tp)
+
+    def end_offset(self, timeout_s: float) -> int | None:
+        from kafka.errors import KafkaError
+
+        try:
+            return self._consumer.end_offsets([self._tp], timeout_ms=int(timeout_s * 1000))[self._tp]
+        except (KafkaError, OSError, KeyError):
+            return None
 
     def close(self) -> None:
         self._consumer.close()
@@ -391,6 +404,15 @@ class _ConfluentFetcher(PartitionFetcher):
 
     def highwater(self) -> int | None:
         _low, high = self._consumer.get_watermark_offsets(self._make_tp(self._topic, self._partition), cached=True)
+        return high if high >= 0 else None
+
+    def end_offset(self, timeout_s: float) -> int | None:
+        from confluent_kafka import KafkaException
+
+        try:
+            _low, high = self._consumer.get_watermark_offsets(self._make_tp(self._topic, self._partition), timeout=timeout_s, cached=False)
+        except KafkaException:
+            return None
         return high if high >= 0 else None
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -276,7 +276,21 @@ class ReaderSettings:
     poll_timeout_ms: int = 20
     max_bundle_seconds: float = 0.25
     idle_resume_seconds: float = 0.25
-    max_out_of_orderness_seconds: float = 5.0
+    # The watermark trails the newest event time read by this much: events
+    # up to this far behind the partition's frontier are on time.
+    max_out_of_orderness_seconds: float = 30.0
+    # A caught-up partition that has had no record for this long is idle:
+    # its watermark follows the wall clock (less the allowance) so windows
+    # and days close when traffic stops. Until then it holds at the event-time
+    # frontier, however far that trails the wall clock.
+    idle_after_seconds: float = 10.0
+    # The event time of a message (ms), for the frontier; None when it has
+    # none (malformed). Without one, Kafka record timestamps stand in.
+    event_time_of: Callable[[RawMessage], int | None] | None = None
+    # A partition with no record for this long is asked of the broker: if
+    # the broker holds offsets past it, its fetcher is stuck; it is said in
+    # the log and the fetcher opened again.
+    stall_after_seconds: float = 30.0
     fetch_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
     # Every partition is read in this one process (Prism): hold the watermark
     # until each has reported, not only those already started.
@@ -396,6 +410,10 @@ class _ReadPartitionBatches(beam.DoFn):
     def setup(self) -> None:
         self._fetchers: dict[tuple[str, int], PartitionFetcher] = {}
         self._positions: dict[tuple[str, int], int] = {}
+        self._frontiers: dict[tuple[str, int], int] = {}  # newest event time read (ms)
+        self._last_record_at: dict[tuple[str, int], float] = {}  # monotonic
+        self._stall_checked_at: dict[tuple[str, int], float] = {}
+        self._stalls = Metrics.counter("flowaudit", "stalled_partitions_recovered")
         self._read = Metrics.counter("flowaudit", "kafka_messages_read")
         self._at_once = Metrics.distribution("flowaudit", "partitions_read_at_once")
 
@@ -446,9 +464,13 @@ class _ReadPartitionBatches(beam.DoFn):
                     self._positions[key] = moved_to
                     self._finished(spec, stop)
                     return
-                if unbounded and _caught_up(fetcher, position):  # let time move on without new records
-                    self._advance(watermark, key, Timestamp.now() - lag)
-                self._positions[key] = position
+                if self._stalled(key, fetcher, max(position, moved_to)):
+                    self._reopen(key)
+                else:
+                    if unbounded and _caught_up(fetcher, position) and self._idle(key):
+                        # Let time move on without new records: windows and days close when traffic stops.
+                        self._advance(watermark, key, Timestamp.now() - lag)
+                    self._positions[key] = position
                 tracker.defer_remainder(Duration(seconds=settings.idle_resume_seconds))
                 return
             if records[0].source.offset < position:  # already audited: a fetch restarted behind us
@@ -458,12 +480,14 @@ class _ReadPartitionBatches(beam.DoFn):
                 first = position
                 position = messages[-1].source.offset + 1
                 self._read.inc(len(messages))
-                timestamps = [m.source.timestamp_ms for m in messages]
+                self._last_record_at[key] = time.monotonic()
                 yield beam.window.TimestampedValue(
                     MessageBatch(spec.topic, spec.partition, first, position, messages),
-                    Timestamp(micros=min(timestamps) * 1000),
+                    Timestamp(micros=min(m.source.timestamp_ms for m in messages) * 1000),
                 )
-                self._advance(watermark, key, Timestamp(micros=max(timestamps) * 1000) - lag)
+                frontier = self._frontier(key, messages)
+                if frontier is not None:
+                    self._advance(watermark, key, Timestamp(micros=frontier * 1000) - lag)
             if stopped:
                 self._positions.pop(key, None)  # the consumer fetched past the split point
                 self._finished(spec, position)
@@ -472,6 +496,57 @@ class _ReadPartitionBatches(beam.DoFn):
                 self._positions[key] = position
                 tracker.defer_remainder()
                 return
+
+    def _frontier(self, key: tuple[str, int], messages: list[RawMessage]) -> int | None:
+        """The newest event time this partition has shown (ms), never past the wall clock.
+
+        Sampled from the batch's last three records, not all of them:
+        reading an event time costs a decode, and an underestimate only holds
+        the watermark back; the newest of three so that one record with a
+        stale time does not. An event time in the future (a server's clock,
+        a bad record) is taken as now: it must not close windows still filling."""
+        event_time_of = self._settings.event_time_of
+        if event_time_of is None:
+            newest = max(m.source.timestamp_ms for m in messages)
+        else:
+            newest = max((t for t in map(event_time_of, messages[-3:]) if t is not None), default=None)
+        if newest is not None:
+            newest = min(newest, int(time.time() * 1000))
+            if newest > self._frontiers.get(key, newest - 1):
+                self._frontiers[key] = newest
+        return self._frontiers.get(key)
+
+    def _stalled(self, key: tuple[str, int], fetcher: PartitionFetcher, position: int) -> bool:
+        """Whether the partition has had no record for ``stall_after_seconds``
+        while the broker holds offsets past ``position`` (asked at most that
+        often: a quiet partition is not a stuck one)."""
+        now = time.monotonic()
+        quiet = now - self._last_record_at.setdefault(key, now)
+        every = self._settings.stall_after_seconds
+        if quiet < every or now - self._stall_checked_at.get(key, 0.0) < every:
+            return False
+        self._stall_checked_at[key] = now
+        end = fetcher.end_offset(timeout_s=2.0)
+        if end is None or end <= position:  # broker away (its client reconnects by itself), or nothing new
+            return False
+        _log.warning("%s[%d] made no progress for %.0f s at offset %d while the broker holds offsets up to %d: "
+                     "opening its fetcher again", key[0], key[1], quiet, position, end)
+        return True
+
+    def _reopen(self, key: tuple[str, int]) -> None:
+        self._stalls.inc()
+        self._fetchers.pop(key).close()
+        self._positions.pop(key, None)  # the next bundle seeks the new fetcher to where reading stands
+
+    def _idle(self, key: tuple[str, int]) -> bool:
+        """Whether the partition has had no record for ``idle_after_seconds``.
+
+        Caught up alone is not idle: a live partition is caught up between
+        two polls, and moving its watermark to the wall clock then passed
+        event times still arriving (seen: ~10,000 of 20,000 events behind
+        their windows' verdicts when event times trailed the clock by minutes)."""
+        now = time.monotonic()
+        return now - self._last_record_at.setdefault(key, now) >= self._settings.idle_after_seconds
 
     def _advance(self, watermark: ManualWatermarkEstimator, partition: tuple[str, int], candidate: Timestamp) -> None:
         allowed = _PartitionProgress.report(self._run, partition, candidate)

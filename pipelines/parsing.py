@@ -22,7 +22,7 @@ from fastavro import schemaless_reader
 from . import schemas
 from .records import RawMessage, SourceOffset, describe_source
 
-__all__ = ["event_columns", "DecoderConfig", "ParseOutcome", "EventValidator", "parse_message", "parse_messages", "dead_letter", "dead_letter_to_json",
+__all__ = ["event_columns", "event_time_ms", "DecoderConfig", "ParseOutcome", "EventValidator", "parse_message", "parse_messages", "dead_letter", "dead_letter_to_json",
            "bounded_dead_letter", "MAX_DEAD_LETTER_RAW"]
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -266,6 +266,13 @@ def _parse(message: RawMessage, decoder: _Decoder) -> tuple[dict[str, Any] | Non
         return None, dead_letter(message.value, message.source, "json", "nested too deeply")
     record["_source"] = message.source
     return record, None
+
+
+def event_time_ms(message: RawMessage, config: DecoderConfig = DecoderConfig()) -> int | None:
+    """The message's event time (ms) if it is a valid event, else None: what
+    the reader holds its watermark to."""
+    event, _ = _parse(message, _decoder(config))
+    return None if event is None else event["event_time_ms"]
 
 
 def parse_messages(messages: Iterable[RawMessage], config: DecoderConfig = DecoderConfig()) -> ParseOutcome:

@@ -15,6 +15,8 @@ are the same objects.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
+from functools import partial
 
 import apache_beam as beam
 
@@ -29,6 +31,7 @@ from .kafka_io import (
     ReaderSettings,
     ReadFromKafkaPartitions,
 )
+from .parsing import event_time_ms
 from .runners import worker_hints
 from .transforms import (
     AuditSettings,
@@ -78,6 +81,8 @@ def build_kafka_audit(pipeline: beam.Pipeline, kafka: KafkaConfig, partitions: S
     commit) in an SDK worker process of its own; only the small window and
     day parts meet again, in the steps that judge windows and close days."""
     summaries = bool(summary_topic or summaries_dir)
+    # The watermark follows the events' own times, the ones their windows and days are cut by.
+    reader = replace(reader or ReaderSettings(), event_time_of=partial(event_time_ms, config=settings.decoder))
     branches = [partitions[i::worker_processes] for i in range(worker_processes)]
     published, window_parts, day_parts = [], [], []
     for index, specs in enumerate(b for b in branches if b):

@@ -97,9 +97,18 @@ def pipeline_options(beam_args: list[str], *, streaming: bool) -> PipelineOption
             extra.append(f"--flink_version={FLINK_VERSION}")
         options = PipelineOptions(beam_args + extra)
         _log.info("FlinkRunner: job server %s", jar)
+    if not _has_option(beam_args, "--job_server_timeout"):
+        # Beam's portable runner also puts this deadline on the job's state
+        # and message streams, which last as long as the job: with the
+        # default 300 s every run on Prism or Flink failed with
+        # DEADLINE_EXCEEDED five minutes after it started, however healthy.
+        options.view_as(PortableOptions).job_server_timeout = JOB_STREAM_DEADLINE_S
     if streaming:
         options.view_as(StandardOptions).streaming = True
     return options
+
+
+JOB_STREAM_DEADLINE_S = 10 * 365 * 86_400
 
 
 class _WorkerGroupHint(ResourceHint):

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from .merkle import merkle_root
+from .violations import revision_of
 
 __all__ = [
     "SUMMARY_FORMAT",
@@ -126,6 +127,9 @@ class DayAccumulator:
     # violation id -> (rule id, kind, severity, hour, server id): keyed by id, so
     # a replayed violation (at-least-once delivery) is counted once.
     violations: dict[str, tuple[str, str, str, int, str]] = field(default_factory=dict)
+    # Window verdicts revised by late panes: violation id -> (revision, retracted).
+    # The newest revision stands whatever order the parts merge in.
+    revisions: dict[str, tuple[int, bool]] = field(default_factory=dict)
     dead_letters: Counter = field(default_factory=Counter)  # error kind -> count
     servers: dict[str, ServerDay] = field(default_factory=dict)
     windows: set[int] = field(default_factory=set)  # quality windows (start ms) with events
@@ -166,9 +170,28 @@ class DayAccumulator:
         day_start = _day_start_ms(self.day)
         for v in violations:
             hour = min(23, (v["event_time_ms"] - day_start) // 3_600_000)
-            self._keep(v["violation_id"], (v["rule_id"], v["kind"], v["severity"], hour, v.get("server_id") or ""))
+            details = (v["rule_id"], v["kind"], v["severity"], hour, v.get("server_id") or "")
+            revision = revision_of(v)
+            if revision == (0, False):
+                self._keep(v["violation_id"], details)
+            else:
+                self._revise(v["violation_id"], revision, details)
+
+    def _revise(self, violation_id: str, revision: tuple[int, bool], details: tuple | None) -> None:
+        known = self.revisions.get(violation_id, (0, False))
+        if revision[0] < known[0]:
+            return
+        self.revisions[violation_id] = revision
+        if revision[1]:
+            self.violations.pop(violation_id, None)
+        elif details is not None:
+            self.violations[violation_id] = details
 
     def _keep(self, violation_id: str, details: tuple) -> None:
+        if violation_id in self.revisions:  # a later revision already decided it
+            if not self.revisions[violation_id][1] and violation_id not in self.violations:
+                self.violations[violation_id] = details
+            return
         # Two events that share an event id give one violation id; keep the
         # smaller details so the result never depends on arrival order.
         known = self.violations.get(violation_id)
@@ -206,8 +229,11 @@ class DayAccumulator:
                 self.servers[server_id] = ServerDay(server.events, [list(r) for r in server.seq], server.duplicates, set(server.minutes))
             else:
                 mine.merge(server)
+        for violation_id, revision in other.revisions.items():
+            self._revise(violation_id, revision, other.violations.get(violation_id))
         for violation_id, details in other.violations.items():
-            self._keep(violation_id, details)
+            if violation_id not in other.revisions:
+                self._keep(violation_id, details)
         self.dead_letters.update(other.dead_letters)
         self.windows |= other.windows
         return self

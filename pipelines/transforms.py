@@ -18,19 +18,28 @@ from apache_beam.transforms.trigger import AccumulationMode, AfterCount, AfterWa
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.transforms.window import FixedWindows
 from apache_beam.utils.timestamp import Duration, Timestamp
-from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from .coders import AuditedBatchCoder  # noqa: F401  (registers the batch coders)
-from .core import UNDATED, check_batch, check_quality_batch, day_parts, parse_batch, quality_parameters, tag_batch, window_parts
+from .core import (
+    UNDATED,
+    check_batch,
+    check_quality_batch,
+    day_parts,
+    judge_window,
+    parse_batch,
+    quality_parameters,
+    tag_batch,
+    window_parts,
+)
 from .parsing import DecoderConfig
 from .policy import Policy
 from .pseudonym import Pseudonymizer
-from .quality import QualitySuite, WindowPartial, evaluate_window
+from .quality import QualitySuite, WindowPartial
 from .records import AuditedBatch, MessageBatch
 from .runners import prepare_worker_process
 from .summary import DAY_MS, DayAccumulator, chain, day_of
 from .tagging import DestinationMap, shared_tagger
-from .violations import window_id, window_violation
+from .violations import window_id
 
 __all__ = ["AuditSettings", "QualitySettings", "ParseAppEvents", "TagOriginDestination", "CheckResidency",
            "CheckQuality", "SplitQualityWindows", "JudgeWindowParts", "JudgeQualityWindows", "SplitDays",
@@ -233,7 +242,22 @@ class _MergeParts(beam.CombineFn):
         return accumulator
 
 
+@dataclass
+class _WindowVerdict:
+    revision: int  # of the last verdict published
+    rows: int  # events judged
+    standing: dict[str, dict]  # rule id -> violation as last published
+
+
 class _JudgeWindowFn(beam.DoFn):
+    """Judges each pane of a window over all its events so far (panes
+    accumulate). The first verdict comes when the watermark passes the
+    window's end; late events within the allowed lateness fire a late pane,
+    and what changed is published again under the same violation ids with
+    the next revision: a rule that now fails, new counts, or a retraction."""
+
+    VERDICT = ReadModifyWriteStateSpec("verdict", PickleCoder())
+
     def __init__(self, settings: QualitySettings):
         self._settings = settings
 
@@ -243,26 +267,39 @@ class _JudgeWindowFn(beam.DoFn):
         self._windows = Metrics.counter("flowaudit", "quality_windows")
         self._late_parts = Metrics.counter("flowaudit", "late_window_parts")
         self._late_events = Metrics.counter("flowaudit", "late_window_events")
+        self._revised = Metrics.counter("flowaudit", "window_verdicts_revised")
+        self._retracted = Metrics.counter("flowaudit", "window_violations_retracted")
 
-    def process(self, keyed, pane=beam.DoFn.PaneInfoParam):
+    def process(self, keyed, verdict_state=beam.DoFn.StateParam(VERDICT)):
         start_ms, partial = keyed
         end_ms = start_ms + self._settings.window_seconds * 1000
-        if pane.timing == PaneInfoTiming.LATE:
-            # The window's verdict is out; a second one over the stragglers
-            # alone would judge a fragment. Counted, and said, instead.
-            self._late_parts.inc()
-            self._late_events.inc(partial.rows)
-            _log.warning("quality window %s: %d events arrived after its verdict (behind the watermark); "
-                         "their records were checked one by one, the window verdict stands",
-                         window_id(start_ms, end_ms), partial.rows)
-            return
-        violations = [window_violation(f, start_ms, end_ms, self._settings.suite)
-                      for f in evaluate_window(self._settings.suite.windowed, partial)]
-        self._windows.inc()
-        self._violations.inc(len(violations))
-        self._windowed.inc(len(violations))
-        if violations:
-            yield violations
+        before = verdict_state.read()
+        revision = 0 if before is None else before.revision + 1
+        standing_before = {} if before is None else before.standing
+        published, standing = judge_window(partial, start_ms, end_ms, self._settings.suite, standing_before, revision)
+        added = sum(1 for rule_id in standing if rule_id not in standing_before)
+        self._violations.inc(added)
+        self._windowed.inc(added)
+        if before is None:
+            self._windows.inc()
+        else:
+            self._late_pane(start_ms, end_ms, partial.rows - before.rows, published, revision)
+            if not published:
+                revision = before.revision
+        verdict_state.write(_WindowVerdict(revision, partial.rows, standing))
+        if published:
+            yield published
+
+    def _late_pane(self, start_ms: int, end_ms: int, late: int, published: list[dict], revision: int) -> None:
+        retracted = sum(v["window"]["retracted"] for v in published)
+        self._late_parts.inc()
+        self._late_events.inc(late)
+        self._retracted.inc(retracted)
+        if published:
+            self._revised.inc()
+        _log.info("quality window %s: %d late events (within the allowed lateness) %s", window_id(start_ms, end_ms), late,
+                  f"revise its verdict (revision {revision}): {len(published) - retracted} violations published, {retracted} withdrawn"
+                  if published else "leave its verdict as it was")
 
 
 class SplitQualityWindows(beam.PTransform):
@@ -291,7 +328,8 @@ class JudgeWindowParts(beam.PTransform):
             | "FixedWindows" >> beam.WindowInto(
                 FixedWindows(self._settings.window_seconds),
                 trigger=AfterWatermark(late=AfterCount(1)),
-                accumulation_mode=AccumulationMode.DISCARDING,
+                # Each late pane holds the whole window, so the verdict is re-judged over all of it.
+                accumulation_mode=AccumulationMode.ACCUMULATING,
                 allowed_lateness=Duration(seconds=self._settings.allowed_lateness_seconds))
             | "MergeWindowParts" >> beam.CombinePerKey(_MergeParts())
             | "EvaluateWindows" >> beam.ParDo(_JudgeWindowFn(self._settings))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache, lru_cache
 from typing import Any
@@ -19,7 +19,8 @@ from .pseudonym import Pseudonymizer
 from .quality import Expectation, QualitySuite, WindowFailure
 from .tagging import DestinationTag, OriginTag
 
-__all__ = ["violation_id", "residency_violation", "quality_violation", "window_violation", "window_id",
+__all__ = ["violation_id", "residency_violation", "quality_violation", "window_violation", "window_id", "window_retraction",
+           "revision_of", "standing",
            "encode_single_object", "encode_records", "encode_violations", "decode_single_object", "QUALITY_SEVERITY"]
 
 # GX's severities on the violation's scale.
@@ -131,8 +132,10 @@ def window_id(start_ms: int, end_ms: int) -> str:
     return f"window:{_rfc3339(start_ms)}/{_rfc3339(end_ms)}"
 
 
-def window_violation(failure: WindowFailure, start_ms: int, end_ms: int, suite: QualitySuite) -> dict[str, Any]:
-    """A window-level quality violation: the window as a whole fails an expectation."""
+def window_violation(failure: WindowFailure, start_ms: int, end_ms: int, suite: QualitySuite, revision: int = 0) -> dict[str, Any]:
+    """A window-level quality violation: the window as a whole fails an
+    expectation. ``revision`` 0 is the verdict at the watermark; a late pane
+    that changes it publishes revision 1, 2, ... under the same id."""
     expectation = failure.expectation
     wid = window_id(start_ms, end_ms)
     observed = json.dumps(failure.observed, default=str)
@@ -163,11 +166,40 @@ def window_violation(failure: WindowFailure, start_ms: int, end_ms: int, suite: 
                      "observed": observed},
         "source": None,
         "window": {"start_ms": start_ms, "end_ms": end_ms, "element_count": failure.element_count,
-                   "unexpected_count": failure.unexpected_count, "observed": observed},
+                   "unexpected_count": failure.unexpected_count, "observed": observed,
+                   "revision": revision, "retracted": False},
         "policy_id": suite.name,
         "policy_version": suite.sha256[:12],
         "policy_sha256": suite.sha256,
     }
+
+
+def window_retraction(withdrawn: Mapping[str, Any], element_count: int, revision: int) -> dict[str, Any]:
+    """Withdraws a window violation (same id) that the window's events no
+    longer support: late events within the allowed lateness made it pass."""
+    window = withdrawn["window"]
+    message = (f"{withdrawn['rule_id']}: window {_rfc3339(window['start_ms'])}..{_rfc3339(window['end_ms'])} now passes "
+               f"over {element_count} events (late events arrived); revision {window['revision']} is withdrawn")
+    return {**withdrawn, "message": message,
+            "window": {**window, "element_count": element_count, "unexpected_count": None, "observed": "",
+                       "revision": revision, "retracted": True}}
+
+
+def revision_of(violation: Mapping[str, Any]) -> tuple[int, bool]:
+    """(revision, retracted) of a violation; an event's is always (0, False)."""
+    window = violation.get("window") or {}
+    return window.get("revision") or 0, bool(window.get("retracted"))
+
+
+def standing(violations: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """The violations that stand, by id, in whatever order they were read: a
+    window's newest revision replaces the earlier ones; a retraction removes it."""
+    newest: dict[str, Mapping[str, Any]] = {}
+    for violation in violations:
+        known = newest.get(violation["violation_id"])
+        if known is None or revision_of(violation)[0] > revision_of(known)[0]:
+            newest[violation["violation_id"]] = violation
+    return {vid: v for vid, v in newest.items() if not revision_of(v)[1]}
 
 
 def encode_single_object(record: Mapping[str, Any], schema_name: str) -> bytes:
@@ -233,6 +265,10 @@ def describe_violation(violation: Mapping[str, Any]) -> str:
     if window:
         failing = "" if window.get("unexpected_count") is None else f"{window['unexpected_count']} of "
         what = f"window {_rfc3339_any(window.get('start_ms'))}..{_rfc3339_any(window.get('end_ms'))}  {failing}{window.get('element_count')} events"
+        if window.get("retracted"):
+            what += f"  WITHDRAWN (revision {window.get('revision')})"
+        elif window.get("revision"):
+            what += f"  revised (revision {window['revision']})"
     else:
         categories = ",".join(violation.get("data_categories") or []) or "(no categories)"
         what = (f"{_or_dash(violation.get('event_id'))}  {_server_label(violation.get('server_id'))} -> "
