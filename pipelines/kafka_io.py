@@ -254,6 +254,11 @@ class _PartitionOffsets(RestrictionProvider):
         yield restriction
 
 
+# An event time further than this past the wall clock is a wrong clock,
+# not a frontier (the quality suite's default clock skew).
+FUTURE_EVENT_TIME_S = 300
+
+
 @dataclass(frozen=True)
 class ReaderSettings:
     """How a partition reader polls.
@@ -287,10 +292,10 @@ class ReaderSettings:
     # The event time of a message (ms), for the frontier; None when it has
     # none (malformed). Without one, Kafka record timestamps stand in.
     event_time_of: Callable[[RawMessage], int | None] | None = None
-    # A partition with no record for this long is asked of the broker: if
-    # the broker holds offsets past it, its fetcher is stuck; it is said in
-    # the log and the fetcher opened again.
-    stall_after_seconds: float = 30.0
+    # A partition with no record for this long is asked of the broker; if
+    # the broker holds offsets past it at two such checks, its fetcher is
+    # stuck: it is said in the log and the fetcher opened again.
+    stall_after_seconds: float = 20.0
     fetch_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
     # Every partition is read in this one process (Prism): hold the watermark
     # until each has reported, not only those already started.
@@ -413,6 +418,7 @@ class _ReadPartitionBatches(beam.DoFn):
         self._frontiers: dict[tuple[str, int], int] = {}  # newest event time read (ms)
         self._last_record_at: dict[tuple[str, int], float] = {}  # monotonic
         self._stall_checked_at: dict[tuple[str, int], float] = {}
+        self._suspected_at: dict[tuple[str, int], int] = {}  # position behind the broker at the last check
         self._stalls = Metrics.counter("flowaudit", "stalled_partitions_recovered")
         self._read = Metrics.counter("flowaudit", "kafka_messages_read")
         self._at_once = Metrics.distribution("flowaudit", "partitions_read_at_once")
@@ -470,6 +476,9 @@ class _ReadPartitionBatches(beam.DoFn):
                     if unbounded and _caught_up(fetcher, position) and self._idle(key):
                         # Let time move on without new records: windows and days close when traffic stops.
                         self._advance(watermark, key, Timestamp.now() - lag)
+                    elif key in self._frontiers:
+                        # Claimed again: the other partitions, which held this one back, may have moved on.
+                        self._advance(watermark, key, Timestamp(micros=self._frontiers[key] * 1000) - lag)
                     self._positions[key] = position
                 tracker.defer_remainder(Duration(seconds=settings.idle_resume_seconds))
                 return
@@ -502,35 +511,45 @@ class _ReadPartitionBatches(beam.DoFn):
 
         Sampled from the batch's last three records, not all of them:
         reading an event time costs a decode, and an underestimate only holds
-        the watermark back; the newest of three so that one record with a
-        stale time does not. An event time in the future (a server's clock,
-        a bad record) is taken as now: it must not close windows still filling."""
+        the watermark back. The median of the three, so that one record with
+        a wrong time (stale, or far in the future: the quality suite's
+        clock-skew fault) moves nothing; one far in the future would close
+        every window still filling (seen: a 2099 event time among events
+        trailing the clock by minutes). Times past the wall clock count as
+        the wall clock, beyond ``FUTURE_EVENT_TIME_S`` not at all."""
         event_time_of = self._settings.event_time_of
+        now_ms = int(time.time() * 1000)
         if event_time_of is None:
-            newest = max(m.source.timestamp_ms for m in messages)
+            samples = [m.source.timestamp_ms for m in messages[-3:]]
         else:
-            newest = max((t for t in map(event_time_of, messages[-3:]) if t is not None), default=None)
-        if newest is not None:
-            newest = min(newest, int(time.time() * 1000))
+            samples = [t for t in map(event_time_of, messages[-3:]) if t is not None]
+        samples = sorted(min(t, now_ms) for t in samples if t <= now_ms + FUTURE_EVENT_TIME_S * 1000)
+        if samples:
+            newest = samples[len(samples) // 2]
             if newest > self._frontiers.get(key, newest - 1):
                 self._frontiers[key] = newest
         return self._frontiers.get(key)
 
     def _stalled(self, key: tuple[str, int], fetcher: PartitionFetcher, position: int) -> bool:
-        """Whether the partition has had no record for ``stall_after_seconds``
-        while the broker holds offsets past ``position`` (asked at most that
-        often: a quiet partition is not a stuck one)."""
+        """Whether the partition's fetcher is stuck: no record for two checks
+        ``stall_after_seconds`` apart, and at both the broker answered and
+        held offsets past ``position``. A broker away or a quiet partition is
+        not a stuck fetcher (librdkafka reconnects by itself, within seconds
+        of the broker's return)."""
         now = time.monotonic()
-        quiet = now - self._last_record_at.setdefault(key, now)
         every = self._settings.stall_after_seconds
-        if quiet < every or now - self._stall_checked_at.get(key, 0.0) < every:
+        if now - self._last_record_at.setdefault(key, now) < every or now - self._stall_checked_at.get(key, 0.0) < every:
             return False
         self._stall_checked_at[key] = now
         end = fetcher.end_offset(timeout_s=2.0)
-        if end is None or end <= position:  # broker away (its client reconnects by itself), or nothing new
+        suspected_at = self._suspected_at.pop(key, None)
+        if end is None or end <= position:
             return False
-        _log.warning("%s[%d] made no progress for %.0f s at offset %d while the broker holds offsets up to %d: "
-                     "opening its fetcher again", key[0], key[1], quiet, position, end)
+        if suspected_at != position:
+            self._suspected_at[key] = position
+            return False
+        _log.warning("%s[%d] made no progress for %.0f s at offset %d while the broker answered and held offsets up to %d: "
+                     "opening its fetcher again", key[0], key[1], now - self._last_record_at[key], position, end)
         return True
 
     def _reopen(self, key: tuple[str, int]) -> None:

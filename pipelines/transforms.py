@@ -295,11 +295,13 @@ class _JudgeWindowFn(beam.DoFn):
         self._late_parts.inc()
         self._late_events.inc(late)
         self._retracted.inc(retracted)
+        window = window_id(start_ms, end_ms)
         if published:
             self._revised.inc()
-        _log.info("quality window %s: %d late events (within the allowed lateness) %s", window_id(start_ms, end_ms), late,
-                  f"revise its verdict (revision {revision}): {len(published) - retracted} violations published, {retracted} withdrawn"
-                  if published else "leave its verdict as it was")
+            _log.warning("quality window %s: %d late events (within the allowed lateness) revise its verdict (revision %d): "
+                         "%d violations published, %d withdrawn", window, late, revision, len(published) - retracted, retracted)
+        else:
+            _log.info("quality window %s: %d late events (within the allowed lateness) leave its verdict as it was", window, late)
 
 
 class SplitQualityWindows(beam.PTransform):
@@ -311,7 +313,7 @@ class SplitQualityWindows(beam.PTransform):
         self._settings = settings
 
     def expand(self, batches):
-        return batches | "SplitByWindow" >> beam.ParDo(_WindowPartsFn(self._settings))
+        return batches | "SplitByWindow" >> beam.ParDo(_WindowPartsFn(self._settings)).with_output_types(tuple[int, WindowPartial])
 
 
 class JudgeWindowParts(beam.PTransform):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -102,3 +103,49 @@ def processes_of_session(session: int) -> list[str]:
         except KeyError:
             found.append(str(process.pid))
     return found
+
+
+class SteadyProducer:
+    """Sends messages at a steady rate from a thread, through broker outages
+    (librdkafka queues them meanwhile; idempotence keeps retries from
+    writing a message twice)."""
+
+    def __init__(self, kafka, topic: str, messages, per_second: float, *, stamp_now: bool = False):
+        """``stamp_now``: Kafka timestamps are the time of sending, not the messages' own."""
+        from confluent_kafka import Producer
+
+        self._producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "enable.idempotence": True,
+                                   "linger.ms": 20, "message.timeout.ms": 0, "log_level": 0})
+        self._topic, self._messages, self._interval = topic, messages, 1.0 / per_second
+        self._stamp_now = stamp_now
+        self._failed: list[str] = []
+        self.sent = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _delivered(self, error, _message) -> None:
+        if error is not None:
+            self._failed.append(str(error))
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        for i, message in enumerate(self._messages):
+            if self._stop:
+                return
+            delay = started + i * self._interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self._producer.produce(self._topic, value=message.value, key=message.key,
+                                   timestamp=0 if self._stamp_now else message.timestamp_ms, on_delivery=self._delivered)
+            self._producer.poll(0)
+            self.sent = i + 1
+
+    def finish(self, *, send_all: bool = False, timeout: float = 600) -> int:
+        """Stop sending (``send_all``: once every message is sent); wait until
+        every sent message is acknowledged; how many were sent."""
+        self._stop = not send_all
+        self._thread.join(timeout=timeout)
+        assert self._producer.flush(120) == 0, "messages still unacknowledged two minutes after the broker came back"
+        assert not self._failed, self._failed[:3]
+        return self.sent

@@ -23,7 +23,7 @@ from pipelines.generator import generate
 from pipelines.kafka_io import committed_offsets, end_offsets, produce_messages
 from pipelines.violations import decode_single_object
 
-from .helpers import consume_all, read_jsonl, run_cli, set_topic_config, wait_for, write_jsonl
+from .helpers import SteadyProducer, consume_all, read_jsonl, run_cli, set_topic_config, wait_for, write_jsonl
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prism, pytest.mark.faults]
 REPO = Path(__file__).resolve().parent.parent
@@ -222,52 +222,25 @@ def test_violations_topic_refusing_writes_holds_the_offsets_back(kafka, topics, 
     print(f"writes refused (record too large) for 12 s: {seen}")
 
 
-class _SteadyProducer:
-    """Sends messages at a steady rate from a thread, through broker outages
-    (librdkafka queues them meanwhile; idempotence keeps retries from
-    writing a message twice)."""
-
-    def __init__(self, kafka, topic: str, messages, per_second: float):
-        from confluent_kafka import Producer
-
-        self._producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "enable.idempotence": True,
-                                   "linger.ms": 20, "message.timeout.ms": 0, "log_level": 0})
-        self._topic, self._messages, self._interval = topic, messages, 1.0 / per_second
-        self._failed: list[str] = []
-        self.sent = 0
-        self._stop = False
-        import threading
-
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _delivered(self, error, _message) -> None:
-        if error is not None:
-            self._failed.append(str(error))
-
-    def _run(self) -> None:
-        started = time.monotonic()
-        for i, message in enumerate(self._messages):
-            if self._stop:
-                return
-            delay = started + i * self._interval - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            self._producer.produce(self._topic, value=message.value, key=message.key, timestamp=message.timestamp_ms,
-                                   on_delivery=self._delivered)
-            self._producer.poll(0)
-            self.sent = i + 1
-
-    def finish(self) -> int:
-        """Stop sending; wait until every sent message is acknowledged; how many were sent."""
-        self._stop = True
-        self._thread.join(timeout=30)
-        assert self._producer.flush(120) == 0, "messages still unacknowledged two minutes after the broker came back"
-        assert not self._failed, self._failed[:3]
-        return self.sent
-
-
 OUTAGES_S = (10, 45, 15, 60, 20, 30, 12, 50, 25, 40)
+
+
+def _every_partition_caught_up(kafka, topic: str, process, log: Path, outage: int) -> float:
+    """Seconds from the broker's return until every partition's committed
+    offset reached the end offset it had 3 s after the return."""
+    back = time.monotonic()
+    time.sleep(3)  # the producer's queued messages land first
+    target = {tp.partition: n for tp, n in end_offsets(kafka, [topic]).items()}
+    caught_up: dict[int, float] = {}
+
+    def done() -> bool:
+        for tp, n in committed_offsets(kafka, "it-faults", [topic]).items():
+            if tp.partition not in caught_up and (n or 0) >= target[tp.partition]:
+                caught_up[tp.partition] = time.monotonic() - back
+        return len(caught_up) == len(target)
+
+    wait_for(done, process, log, f"every partition caught up after a {outage} s outage", timeout=120)
+    return max(caught_up.values())
 
 
 def test_broker_outages_ten_times_mid_stream(tmp_path, prism_binary, capsys, monkeypatch):
@@ -290,32 +263,20 @@ def test_broker_outages_ten_times_mid_stream(tmp_path, prism_binary, capsys, mon
     results = []
     try:
         process = _start(kafka, topics, "it-faults", prism_binary, log)
-        producer = _SteadyProducer(kafka, topics["events"], messages, rate)
+        producer = SteadyProducer(kafka, topics["events"], messages, rate)
         for outage in OUTAGES_S:
             time.sleep(5)  # mid-stream: batches in flight when the broker goes
             broker.stop()
             time.sleep(outage)
             assert process.poll() is None, "the pipeline died with the broker:\n" + log.read_text(errors="replace")[-3000:]
             broker.start(timeout=120)
-            back = time.monotonic()
-            time.sleep(3)  # the producer's queued messages land first
-            target = {tp.partition: n for tp, n in end_offsets(kafka, [topics["events"]]).items()}
-            caught_up: dict[int, float] = {}
-
-            def every_partition_caught_up() -> bool:
-                for tp, n in committed_offsets(kafka, "it-faults", [topics["events"]]).items():
-                    if tp.partition not in caught_up and (n or 0) >= target[tp.partition]:
-                        caught_up[tp.partition] = time.monotonic() - back
-                return len(caught_up) == len(target)
-
-            wait_for(every_partition_caught_up, process, log, f"every partition caught up after a {outage} s outage", timeout=120)
-            results.append((outage, max(caught_up.values())))
-            print(f"outage {outage:2d} s: every partition caught up {max(caught_up.values()):5.1f} s after the broker came back")
+            results.append((outage, round(_every_partition_caught_up(kafka, topics["events"], process, log, outage), 1)))
         sent = producer.finish()
         wait_for(lambda: _committed(kafka, "it-faults", topics["events"]) == sent, process, log, f"all {sent} committed", timeout=180)
         _accounting(kafka, topics, messages[:sent], tmp_path, capsys, windows_exact=False)
-        stalls = log.read_text(errors="replace").count("made no progress")
-        print(f"{len(results)} outages, {sent} events, stalled-partition warnings: {stalls}")
+        stalls = [line for line in log.read_text(errors="replace").splitlines() if "made no progress" in line]
+        print(f"{len(results)} outages, {sent} events; (outage s, every partition caught up s after the broker's return): "
+              f"{results}; stuck fetchers reopened: {len(stalls)} {stalls}")
     finally:
         if process is not None:
             _kill_all(process)

@@ -2,15 +2,15 @@
 window-level expectations and daily summaries fire as the watermark passes
 them, and late data goes where --allowed-lateness says.
 
-The day audited lies in the future (the events topic accepts such
-timestamps), so the test moves event time by producing records rather than
-by waiting: idle partitions only advance to the wall clock, which stays
-behind that day. Every step writes to all three partitions, because the
-watermark is the slowest partition's."""
+The day audited lies three days back and the run never counts a partition
+as idle (``--idle-after``), so event time moves only as the test produces
+records, never with the wall clock. Every step writes to all three
+partitions, because the watermark is the slowest partition's."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,14 +21,14 @@ import orjson
 import pytest
 
 from pipelines.generator import GeneratedMessage, TrafficMix, generate
-from pipelines.kafka_io import create_topics
+from pipelines.kafka_io import committed_offsets, create_topics
 from pipelines.violations import decode_single_object
 
 from .helpers import consume_all, stop, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prism]
 REPO = Path(__file__).resolve().parent.parent
-DAY = datetime(2031, 3, 1, tzinfo=UTC)
+DAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
 NEXT_DAY = DAY + timedelta(days=1)
 LATENESS_S = 3600
 
@@ -71,7 +71,7 @@ def test_windows_and_days_fire_on_an_unbounded_stream_with_late_data_as_configur
             [sys.executable, "-m", "pipelines.cli", "run", "--bootstrap-servers", kafka.bootstrap_servers,
              "--events-topic", events, "--violations-topic", violations, "--dead-letters-topic", dead,
              "--group", "it-windows", "--summaries-dir", str(summaries), "--window-seconds", "60",
-             "--allowed-lateness", str(LATENESS_S), f"--prism_location={prism_binary}"],
+             "--allowed-lateness", str(LATENESS_S), "--idle-after", "3600", f"--prism_location={prism_binary}"],
             stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, "FLOWAUDIT_PSEUDONYM_KEY": "k"})
     try:
         # The day's traffic, one event repeated: its window fails event_id_unique.
@@ -90,11 +90,19 @@ def test_windows_and_days_fire_on_an_unbounded_stream_with_late_data_as_configur
         assert unique[0]["window"]["unexpected_count"] == 2
         assert not (summaries / f"{DAY.date()}.json").exists()
 
-        # A straggler after its window's verdict, within the allowed lateness: counted as a late window part.
-        straggler = at(DAY + timedelta(hours=10, minutes=2, seconds=30), seed=7)
+        # A straggler after its window's verdict, within the allowed lateness: the window is judged again with
+        # it. It repeats an event of its window, so the verdict changes: revision 1 under a new rule's id.
+        straggler = traffic[150]
         send(kafka, events, [straggler])
-        late_window = "quality window window:2031-03-01T10:02:00.000Z/2031-03-01T10:03:00.000Z: 1 events arrived after its verdict"
-        wait_for(lambda: late_window in log_path.read_text(errors="replace"), process, log_path, "the late window part logged")
+        late_start = datetime.fromtimestamp(straggler.timestamp_ms // 60_000 * 60, UTC)
+
+        def revised() -> list[dict]:
+            return [v for v in window_violations(kafka, violations)
+                    if v["rule_id"].endswith("event_id_unique") and v["window"]["start_ms"] == late_start]
+
+        wait_for(revised, process, log_path, "the window verdict revised by the straggler")
+        assert [(v["window"]["revision"], v["window"]["retracted"], v["window"]["unexpected_count"]) for v in revised()] == [(1, False, 2)]
+        assert "late events (within the allowed lateness) revise its verdict (revision 1)" in log_path.read_text(errors="replace")
 
         # Half an hour into the next day: DAY is not closed yet (its lateness runs to 01:00).
         move_event_time_to(kafka, events, NEXT_DAY + timedelta(minutes=30), seed=150)
@@ -124,3 +132,79 @@ def test_windows_and_days_fire_on_an_unbounded_stream_with_late_data_as_configur
     finally:
         stop(process)
 
+
+
+def _trailing_traffic(events: int, per_second: float, behind_s: float, jitter_s: float, seed: int) -> list[GeneratedMessage]:
+    """Generated events whose event times trail the moment they are sent by
+    ``behind_s`` to ``behind_s + jitter_s`` seconds: servers that send late,
+    each batch of them out of order within the jitter."""
+    import random
+
+    from pipelines.generator import Stretch, generate_timeline
+
+    start = datetime.now(UTC) - timedelta(seconds=behind_s)
+    messages = list(generate_timeline([Stretch(start, events, timedelta(seconds=1 / per_second))], seed=seed))
+    rng = random.Random(seed)
+    # Sent in the order of event time plus a random delay: the send order mixes events up to jitter_s apart.
+    return sorted(messages, key=lambda m: m.timestamp_ms + rng.uniform(0, jitter_s * 1000))
+
+
+def test_event_times_minutes_behind_the_clock_are_judged_with_whole_windows(kafka, prism_binary, tmp_path, capsys):
+    """Live traffic whose event times trail the wall clock by 2.5 to 3
+    minutes and arrive out of order by up to 20 s (under the 30 s default
+    allowance): no window is judged before its events are in (no late pane,
+    no revision), and the window verdicts equal backtest's."""
+    from pipelines.violations import standing
+
+    from .helpers import SteadyProducer, read_jsonl, run_cli, write_jsonl
+
+    run = f"trailing-{os.getpid()}-{int(time.time() * 1000) % 10**8}"
+    events, violations, dead = f"{run}.events", f"{run}.violations", f"{run}.dead-letters"
+    create_topics(kafka, [events, violations, dead], partitions=3)
+    messages = _trailing_traffic(12_000, 200, behind_s=150, jitter_s=20, seed=61)
+    lowest, highest = min(m.timestamp_ms for m in messages), max(m.timestamp_ms for m in messages)
+
+    def verdicts(found) -> set[tuple]:
+        """Window verdicts of the traffic's time range (not the 2099 quality fault's window, which never closes live)."""
+        out = set()
+        for v in found:
+            start_ms = v["window"]["start_ms"]
+            start_ms = start_ms if isinstance(start_ms, int) else int(start_ms.timestamp() * 1000)
+            if lowest - 10_000 < start_ms <= highest:
+                out.add((v["violation_id"], v["window"]["element_count"], v["window"]["unexpected_count"]))
+        return out
+
+    backtest = run_cli(["backtest", "--events", str(write_jsonl(messages, tmp_path / "events.jsonl")), "--window-seconds", "10",
+                        "--out", str(tmp_path / "bt")], capsys)
+    assert backtest["in"] == len(messages)
+    expected = verdicts(v for v in read_jsonl(tmp_path / "bt" / "violations.jsonl") if v["window"])
+    assert expected
+
+    out, err = tmp_path / "run.out", tmp_path / "run.log"
+    with open(out, "wb") as stdout, open(err, "wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "run", "--bootstrap-servers", kafka.bootstrap_servers,
+             "--events-topic", events, "--violations-topic", violations, "--dead-letters-topic", dead,
+             "--group", "it-trailing", "--window-seconds", "10", f"--prism_location={prism_binary}"],
+            stdout=stdout, stderr=stderr, cwd=REPO, env={**os.environ, "FLOWAUDIT_PSEUDONYM_KEY": "k"}, start_new_session=True)
+    try:
+        sent = SteadyProducer(kafka, events, messages, 200, stamp_now=True).finish(send_all=True)
+        assert sent == len(messages)
+        wait_for(lambda: sum(n or 0 for n in committed_offsets(kafka, "it-trailing", [events]).values()) == sent,
+                 process, err, "every event committed")
+        # Idle past --idle-after, the watermark follows the clock and passes every window.
+        wait_for(lambda: verdicts(standing(window_violations(kafka, violations)).values()) >= expected, process, err,
+                 "the window verdicts of backtest on the topic", timeout=60)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 143
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+    counts = orjson.loads(out.read_bytes().strip().splitlines()[-1])
+    streamed = verdicts(standing(window_violations(kafka, violations)).values())
+    print(f"event times 150-170 s behind the clock, {sent} events at 200/s: window verdicts streamed {len(streamed)}, "
+          f"backtest {len(expected)}; late window parts {counts['late_window_parts']}, revised {counts['window_verdicts_revised']}")
+    assert counts["in"] == sent
+    assert counts["late_window_parts"] == counts["late_window_events"] == counts["window_verdicts_revised"] == 0
+    assert streamed == expected
