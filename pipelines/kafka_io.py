@@ -511,12 +511,11 @@ class _ReadPartitionBatches(beam.DoFn):
 
         Sampled from the batch's last three records, not all of them:
         reading an event time costs a decode, and an underestimate only holds
-        the watermark back. The median of the three, so that one record with
-        a wrong time (stale, or far in the future: the quality suite's
-        clock-skew fault) moves nothing; one far in the future would close
-        every window still filling (seen: a 2099 event time among events
-        trailing the clock by minutes). Times past the wall clock count as
-        the wall clock, beyond ``FUTURE_EVENT_TIME_S`` not at all."""
+        the watermark back. Times past the wall clock count as the wall
+        clock, and beyond ``FUTURE_EVENT_TIME_S`` not at all: a wrong clock
+        (the quality suite's clock-skew fault) would otherwise close every
+        window still filling (seen: one 2099 event time among events that
+        trailed the clock by minutes)."""
         event_time_of = self._settings.event_time_of
         now_ms = int(time.time() * 1000)
         if event_time_of is None:
@@ -525,7 +524,7 @@ class _ReadPartitionBatches(beam.DoFn):
             samples = [t for t in map(event_time_of, messages[-3:]) if t is not None]
         samples = sorted(min(t, now_ms) for t in samples if t <= now_ms + FUTURE_EVENT_TIME_S * 1000)
         if samples:
-            newest = samples[len(samples) // 2]
+            newest = samples[-1]
             if newest > self._frontiers.get(key, newest - 1):
                 self._frontiers[key] = newest
         return self._frontiers.get(key)

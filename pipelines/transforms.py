@@ -16,7 +16,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.trigger import AccumulationMode, AfterCount, AfterWatermark
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
-from apache_beam.transforms.window import FixedWindows
+from apache_beam.transforms.window import FixedWindows, GlobalWindows
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from .coders import AuditedBatchCoder  # noqa: F401  (registers the batch coders)
@@ -245,18 +245,25 @@ class _MergeParts(beam.CombineFn):
 @dataclass
 class _WindowVerdict:
     revision: int  # of the last verdict published
-    rows: int  # events judged
+    judged: WindowPartial  # every event of the window so far
     standing: dict[str, dict]  # rule id -> violation as last published
 
 
 class _JudgeWindowFn(beam.DoFn):
-    """Judges each pane of a window over all its events so far (panes
-    accumulate). The first verdict comes when the watermark passes the
-    window's end; late events within the allowed lateness fire a late pane,
-    and what changed is published again under the same violation ids with
-    the next revision: a rule that now fails, new counts, or a retraction."""
+    """Judges a window over all its events so far. The first verdict comes
+    when the watermark passes the window's end; late events within the
+    allowed lateness fire a late pane, which is merged with what was judged
+    before, and what changed is published again under the same violation
+    ids with the next revision: a rule that now fails, new counts, or a
+    retraction. The window's events so far are kept here, not by the
+    trigger's accumulating mode, and in the global window, keyed by the
+    window's start: Prism fires no late pane in accumulating mode, nor
+    hands a late pane to a stateful step in the fixed window (measured, one
+    straggler: 0 late panes either way; 1 discarding into a stateless step
+    or this one). The state goes when the window's lateness has passed."""
 
     VERDICT = ReadModifyWriteStateSpec("verdict", PickleCoder())
+    FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
 
     def __init__(self, settings: QualitySettings):
         self._settings = settings
@@ -270,25 +277,32 @@ class _JudgeWindowFn(beam.DoFn):
         self._revised = Metrics.counter("flowaudit", "window_verdicts_revised")
         self._retracted = Metrics.counter("flowaudit", "window_violations_retracted")
 
-    def process(self, keyed, verdict_state=beam.DoFn.StateParam(VERDICT)):
-        start_ms, partial = keyed
+    def process(self, keyed, verdict_state=beam.DoFn.StateParam(VERDICT), forget=beam.DoFn.TimerParam(FORGET)):
+        start_ms, part = keyed
         end_ms = start_ms + self._settings.window_seconds * 1000
         before = verdict_state.read()
+        if before is None:
+            forget.set(Timestamp(micros=(end_ms + self._settings.allowed_lateness_seconds * 1000) * 1000))
         revision = 0 if before is None else before.revision + 1
         standing_before = {} if before is None else before.standing
-        published, standing = judge_window(partial, start_ms, end_ms, self._settings.suite, standing_before, revision)
+        judged = part if before is None else before.judged.merge(part)
+        published, standing = judge_window(judged, start_ms, end_ms, self._settings.suite, standing_before, revision)
         added = sum(1 for rule_id in standing if rule_id not in standing_before)
         self._violations.inc(added)
         self._windowed.inc(added)
         if before is None:
             self._windows.inc()
         else:
-            self._late_pane(start_ms, end_ms, partial.rows - before.rows, published, revision)
+            self._late_pane(start_ms, end_ms, part.rows, published, revision)
             if not published:
                 revision = before.revision
-        verdict_state.write(_WindowVerdict(revision, partial.rows, standing))
+        verdict_state.write(_WindowVerdict(revision, judged, standing))
         if published:
             yield published
+
+    @on_timer(FORGET)
+    def forget(self, verdict_state=beam.DoFn.StateParam(VERDICT)):
+        verdict_state.clear()
 
     def _late_pane(self, start_ms: int, end_ms: int, late: int, published: list[dict], revision: int) -> None:
         retracted = sum(v["window"]["retracted"] for v in published)
@@ -330,10 +344,10 @@ class JudgeWindowParts(beam.PTransform):
             | "FixedWindows" >> beam.WindowInto(
                 FixedWindows(self._settings.window_seconds),
                 trigger=AfterWatermark(late=AfterCount(1)),
-                # Each late pane holds the whole window, so the verdict is re-judged over all of it.
-                accumulation_mode=AccumulationMode.ACCUMULATING,
+                accumulation_mode=AccumulationMode.DISCARDING,  # the judge keeps the window's parts
                 allowed_lateness=Duration(seconds=self._settings.allowed_lateness_seconds))
             | "MergeWindowParts" >> beam.CombinePerKey(_MergeParts())
+            | "ByWindowStart" >> beam.WindowInto(GlobalWindows())
             | "EvaluateWindows" >> beam.ParDo(_JudgeWindowFn(self._settings))
         )
 
