@@ -136,7 +136,14 @@ class PartitionFetcher:
         raise NotImplementedError
 
 
-OUTPUT_RETRY_SECONDS = 120.0
+# None: until the broker takes them. An audit must not drop a verdict, and
+# failing the bundle made Prism fail the whole job (the run exited, a
+# supervisor restarted it into the same refusal); holding the offsets and
+# saying why lets it resume by itself once the topic, the credentials or
+# the broker are back.
+OUTPUT_RETRY_SECONDS: float | None = None
+# While outputs wait for their acknowledgement, say so this often.
+WAITING_SAID_EVERY_S = 10.0
 
 # What ``send`` takes, kept until the broker acknowledges it.
 OutputRecord = tuple[str, bytes | None, bytes, Sequence[tuple[str, bytes]]]
@@ -153,19 +160,22 @@ class OutputProducer:
         the ones the broker refused, how many are still unanswered, the first error."""
         raise NotImplementedError
 
-    def flush(self, timeout_s: float, retry_s: float = OUTPUT_RETRY_SECONDS) -> None:
+    def flush(self, timeout_s: float, retry_s: float | None = OUTPUT_RETRY_SECONDS) -> None:
         """Wait for every record sent since the last flush, sending refused ones
-        again (topic gone, writes denied or rejected, broker away past the
-        delivery timeout) with back-off for up to ``retry_s``: the caller
-        waits meanwhile, which holds back the reading (backpressure). Raise
-        DeliveryError if some are still not acknowledged then."""
-        deadline = time.monotonic() + retry_s
+        again (topic gone, writes denied or rejected, credentials refused,
+        broker away past the delivery timeout) with back-off, for up to
+        ``retry_s`` (None: until the broker takes them). The caller waits
+        meanwhile, which holds back the reading and the offsets
+        (backpressure); each attempt says in the log what is wrong. Raise
+        DeliveryError if some are still not acknowledged when the time is up."""
+        started = time.monotonic()
         delay = 0.5
         sent, refused, unanswered, error = self._settle(timeout_s)
         total = sent
-        while refused and not unanswered and time.monotonic() + delay <= deadline:
-            _log.warning("%d of %d outputs were not acknowledged by Kafka (%s); sending them again in %.1f s",
-                         len(refused), total, error, delay)
+        while refused and not unanswered and (retry_s is None or time.monotonic() - started + delay <= retry_s):
+            _log.warning("%d of %d outputs were not acknowledged by Kafka (%s); their offsets are held back; "
+                         "sending them again in %.1f s (refused for %.0f s so far)",
+                         len(refused), total, error, delay, time.monotonic() - started)
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
             for record in refused:
@@ -174,6 +184,8 @@ class OutputProducer:
         if refused or unanswered:
             reason = error or f"{unanswered} still queued after {timeout_s:.0f} s"
             raise DeliveryError(f"{len(refused) + unanswered} of {total} outputs were not acknowledged by Kafka ({reason})")
+        if time.monotonic() - started > timeout_s:
+            _log.warning("all %d outputs acknowledged by Kafka after %.0f s: reading goes on", total, time.monotonic() - started)
 
     def close(self) -> None:
         raise NotImplementedError
@@ -187,25 +199,27 @@ class OffsetCommitter:
         raise NotImplementedError
 
 
-COMMIT_RETRY_SECONDS = 120.0
+COMMIT_RETRY_SECONDS: float | None = None  # as OUTPUT_RETRY_SECONDS
 
 
-def _retry_commit(attempt, retriable, errors, deadline_s: float = COMMIT_RETRY_SECONDS) -> None:
+def _retry_commit(attempt, retriable, errors, deadline_s: float | None = COMMIT_RETRY_SECONDS) -> None:
     """Commit, trying again while the broker is away (restart, coordinator
-    moving). Giving up fails the bundle: its outputs are replayed and
-    their offsets committed later, so nothing is lost either way."""
-    deadline = time.monotonic() + deadline_s
+    moving) or refuses (credentials revoked), for up to ``deadline_s``
+    (None: until it succeeds). Giving up fails the bundle: its outputs are
+    replayed and their offsets committed later, so nothing is lost either way."""
+    started = time.monotonic()
     delay = 0.2
     while True:
         try:
             attempt()
             return
         except errors as exc:
-            if not retriable(exc) or time.monotonic() + delay > deadline:
+            if not retriable(exc) or (deadline_s is not None and time.monotonic() - started + delay > deadline_s):
                 raise
-            _log.warning("offset commit failed (%s); trying again in %.1f s", exc, delay)
+            _log.warning("offset commit failed (%s); trying again in %.1f s (failing for %.0f s so far)",
+                         exc, delay, time.monotonic() - started)
             time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, 10.0)
 
 
 # kafka-python ---------------------------------------------------------------
@@ -433,6 +447,7 @@ class _ConfluentProducer(OutputProducer):
         self._sent = 0
         self._refused: list[OutputRecord] = []
         self._first_error: str | None = None
+        self._topics: set[str] = set()
 
     def _delivered(self, headers: Sequence[tuple[str, bytes]], error, message) -> None:
         if error is not None:
@@ -442,8 +457,20 @@ class _ConfluentProducer(OutputProducer):
                 if self._first_error is None:
                     self._first_error = str(error)
 
+    def _why_waiting(self) -> str:
+        """What the cluster says about the topics written to: gone, refused, or no answer."""
+        try:
+            metadata = self._producer.list_topics(timeout=5)
+        except self._refused_at_once as exc:
+            return f"the cluster does not answer: {exc.args[0].str() if exc.args else exc}"
+        problems = [f"topic {topic}: {'does not exist' if topic not in metadata.topics else metadata.topics[topic].error.str()}"
+                    for topic in sorted(self._topics)
+                    if topic not in metadata.topics or metadata.topics[topic].error is not None]
+        return "; ".join(problems) or "the cluster answers and knows the topics"
+
     def send(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]) -> None:
         self._sent += 1
+        self._topics.add(topic)
         while True:
             try:
                 self._producer.produce(topic, value=value, key=key, headers=list(headers), on_delivery=partial(self._delivered, headers))
@@ -461,7 +488,14 @@ class _ConfluentProducer(OutputProducer):
                 return
 
     def _settle(self, timeout_s: float) -> tuple[int, list[OutputRecord], int, str | None]:
-        unanswered = self._producer.flush(timeout_s)
+        started = time.monotonic()
+        unanswered = self._producer.flush(min(timeout_s, WAITING_SAID_EVERY_S))
+        while unanswered and (waited := time.monotonic() - started) < timeout_s:
+            # librdkafka holds records for a missing topic or an unreachable
+            # broker silently until the delivery timeout: say what it waits for.
+            _log.warning("%d outputs not yet acknowledged by Kafka after %.0f s (%s); their offsets are held back",
+                         unanswered, waited, self._why_waiting())
+            unanswered = self._producer.flush(min(WAITING_SAID_EVERY_S, timeout_s - waited))
         with self._lock:
             sent, refused, first = self._sent, self._refused, self._first_error
             self._sent, self._refused, self._first_error = 0, [], None

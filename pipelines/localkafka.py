@@ -89,6 +89,10 @@ class LocalSecurity:
     # the broker authorizes by ACLs and everyone else needs them. The local
     # tools' PLAINTEXT principal, User:ANONYMOUS, is always one.
     super_users: tuple[str, ...] | None = None
+    # Clients on the SASL listener authenticate again this often (KIP-368),
+    # so a user deleted or re-keyed is refused within that time, not only on
+    # the next connection. None: Kafka's default (never).
+    reauth_ms: int | None = None
 
     @classmethod
     def generate(cls, tls_dir: Path, users: dict[str, str], sasl_port: int | None = None, ssl_port: int | None = None) -> LocalSecurity:
@@ -149,6 +153,7 @@ class LocalKafka:
             "ssl.truststore.type=PEM",
             f"ssl.truststore.location={tls.ca_file}",
             "listener.name.ssl.ssl.client.auth=required",
+            *([] if sec.reauth_ms is None else [f"listener.name.sasl_ssl.connections.max.reauth.ms={sec.reauth_ms}"]),
             *([] if sec.super_users is None else [
                 "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
                 "super.users=" + ";".join(("User:ANONYMOUS", *sec.super_users))]),

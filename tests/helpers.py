@@ -106,21 +106,24 @@ def processes_of_session(session: int) -> list[str]:
 
 
 class SteadyProducer:
-    """Sends messages at a steady rate from a thread, through broker outages
-    (librdkafka queues them meanwhile; idempotence keeps retries from
-    writing a message twice)."""
+    """Sends messages at a steady rate from a thread; ``pause`` waits until
+    everything sent so far is acknowledged, so that a test can take the
+    broker away knowing what the topic holds."""
 
     def __init__(self, kafka, topic: str, messages, per_second: float, *, stamp_now: bool = False):
         """``stamp_now``: Kafka timestamps are the time of sending, not the messages' own."""
         from confluent_kafka import Producer
 
         self._producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "enable.idempotence": True,
-                                   "linger.ms": 20, "message.timeout.ms": 0, "log_level": 0})
+                                   "linger.ms": 20, "log_level": 0})
         self._topic, self._messages, self._interval = topic, messages, 1.0 / per_second
         self._stamp_now = stamp_now
         self._failed: list[str] = []
         self.sent = 0
         self._stop = False
+        self._running = threading.Event()
+        self._running.set()
+        self._idle = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -129,23 +132,41 @@ class SteadyProducer:
             self._failed.append(str(error))
 
     def _run(self) -> None:
-        started = time.monotonic()
+        next_at = time.monotonic()
         for i, message in enumerate(self._messages):
+            if not self._running.is_set():
+                self._idle.set()
+                self._running.wait()
+                self._idle.clear()
+                next_at = time.monotonic()
             if self._stop:
                 return
-            delay = started + i * self._interval - time.monotonic()
+            delay = next_at - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+            next_at += self._interval
             self._producer.produce(self._topic, value=message.value, key=message.key,
                                    timestamp=0 if self._stamp_now else message.timestamp_ms, on_delivery=self._delivered)
             self._producer.poll(0)
             self.sent = i + 1
+        self._idle.set()
+
+    def pause(self) -> None:
+        """Stop sending until ``resume``; return once all sent is acknowledged."""
+        self._running.clear()
+        self._idle.wait(timeout=30)
+        assert self._producer.flush(60) == 0, "messages sent before the pause still unacknowledged after 60 s"
+        assert not self._failed, self._failed[:3]
+
+    def resume(self) -> None:
+        self._running.set()
 
     def finish(self, *, send_all: bool = False, timeout: float = 600) -> int:
         """Stop sending (``send_all``: once every message is sent); wait until
         every sent message is acknowledged; how many were sent."""
         self._stop = not send_all
+        self._running.set()
         self._thread.join(timeout=timeout)
-        assert self._producer.flush(120) == 0, "messages still unacknowledged two minutes after the broker came back"
+        assert self._producer.flush(120) == 0, "messages still unacknowledged after 120 s"
         assert not self._failed, self._failed[:3]
         return self.sent

@@ -341,3 +341,61 @@ def test_write_permission_revoked_on_the_violations_topic_holds_offsets_back(sec
         refuse=lambda: _acl_admin(secure_broker, "delete", acls["violations"]),
         restore=lambda: _acl_admin(secure_broker, "create", acls["violations"]), connect=connect)
     print(f"WRITE on the violations topic revoked for 12 s: {seen}")
+
+
+@pytest.mark.kafka
+@pytest.mark.prism
+@pytest.mark.faults
+def test_credentials_revoked_mid_run_hold_offsets_until_they_are_restored(tmp_path_factory, tls, prism_binary, tmp_path, capsys,
+                                                                          monkeypatch):
+    """The audit's SCRAM user is deleted while events stream in (the broker
+    makes clients authenticate again every 3 s, so the deletion bites at
+    once) and created again 20 s later: the run holds its offsets, says
+    why, and catches up by itself with every violation accounted for."""
+    from confluent_kafka.admin import AdminClient, ScramMechanism, UserScramCredentialDeletion
+
+    from pipelines.kafka_io import committed_offsets, produce_messages
+    from pipelines.localkafka import LocalKafka, LocalSecurity, ensure_scram_user, free_port
+
+    from . import test_faults as faults
+    from .helpers import wait_for
+
+    monkeypatch.setenv("FLOWAUDIT_PSEUDONYM_KEY", "k")
+    security = LocalSecurity(free_port(), free_port(), (("auditor", PASSWORD),), tls.ca_file.parent, reauth_ms=3000)
+    broker = LocalKafka(home=tmp_path_factory.mktemp("reauth-kafka"), port=free_port(), controller_port=free_port(), security=security)
+    broker.start(timeout=120)
+    process = None
+    try:
+        kafka = KafkaConfig(broker.bootstrap)
+        topics = _topics(broker, "revoked")
+        password_file = tmp_path / "sasl.password"
+        password_file.write_text(PASSWORD)
+        messages = list(generate(2000, seed=59))
+        log = tmp_path / "run.log"
+        process = faults._start(kafka, topics, "it-faults", prism_binary, log, _sasl(broker, password_file))
+
+        def committed() -> int:
+            return sum(n or 0 for n in committed_offsets(kafka, "it-faults", [topics["events"]]).values())
+
+        produce_messages(kafka, topics["events"], messages[:1000])
+        wait_for(lambda: committed() == 1000, process, log, "the first 1,000 committed")
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        for future in admin.alter_user_scram_credentials([UserScramCredentialDeletion("auditor", ScramMechanism.SCRAM_SHA_512)]).values():
+            future.result(timeout=30)
+        produce_messages(kafka, topics["events"], messages[1000:])
+        time.sleep(20)
+        assert process.poll() is None, "the pipeline died with its credentials:\n" + log.read_text(errors="replace")[-3000:]
+        held_back = 2000 - committed()
+        said = [line for line in log.read_text(errors="replace").splitlines() if "uthentication" in line]
+        assert held_back > 0 and said
+        ensure_scram_user(broker, "auditor", PASSWORD)
+        wait_for(lambda: committed() == 2000, process, log, "all 2,000 committed once the user was back", timeout=180)
+        faults._kill_all(process)
+        process = None
+        violations, _ = faults._accounting(kafka, topics, messages, tmp_path, capsys, windows_exact=False)
+        print(f"SCRAM user deleted for 20 s: {held_back} events held back, then {len(violations)} violation ids as backtest's; "
+              f"log said: {said[0][:200]}")
+    finally:
+        if process is not None:
+            faults._kill_all(process)
+        broker.stop()
