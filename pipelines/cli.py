@@ -426,19 +426,19 @@ def cmd_verify(args: argparse.Namespace, beam_args: list[str]) -> int:
         return 2
     ids: dict[str, list[str]] | None = None
     if args.violations:
-        read = []
+        by_day: dict[str, list[dict]] = {}
         for number, line in enumerate(Path(args.violations).read_bytes().splitlines(), start=1):
             if not line.strip():
                 continue
             try:
                 violation = orjson.loads(line)
-                read.append({**violation, "day": day_of(violation["event_time_ms"])})
+                by_day.setdefault(day_of(violation["event_time_ms"]), []).append(violation)
             except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
                 print(f"flowaudit verify: {args.violations} line {number}: not a violation record ({exc})", file=sys.stderr)
                 return 2
-        ids = {}
-        for violation_id, violation in standing(read).items():  # revised window verdicts: the newest stands
-            ids.setdefault(violation["day"], []).append(violation_id)
+        # Per day, as the summaries count them (one id can be in two days: two events that share an
+        # event id); of a window verdict revised by late events, the newest revision stands.
+        ids = {day: list(standing(violations)) for day, violations in by_day.items()}
     days, problems = verify_directory(folder, ids)
     for problem in problems:
         print(f"FAIL {problem}")

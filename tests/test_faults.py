@@ -123,18 +123,25 @@ def test_poison_messages_are_dead_lettered_once_and_the_stream_moves_on(kafka, t
                  "--from-beginning", "--exit-when-idle", "--max", "1"]) == 0
 
 
-def test_broker_stopped_and_started_again_mid_stream(tmp_path, prism_binary, capsys, monkeypatch):
-    """A broker of its own (the session's stays up for the other tests), stopped
-    while the audit streams and started again: the pipeline recovers by itself."""
+def _broker_of_its_own(tmp_path: Path, name: str):
+    """A broker for a test that stops it (the session's stays up for the
+    others), with its events / violations / dead-letters topics."""
     from pipelines.kafka_io import KafkaConfig, create_topics
     from pipelines.localkafka import LocalKafka, free_port
 
-    monkeypatch.setenv("FLOWAUDIT_PSEUDONYM_KEY", "k")
     broker = LocalKafka(home=tmp_path / "broker", port=free_port(), controller_port=free_port())
     broker.start(timeout=120)
     kafka = KafkaConfig(broker.bootstrap)
-    topics = {"events": "faults.events", "violations": "faults.violations", "dead_letters": "faults.dead-letters"}
+    topics = {"events": f"{name}.events", "violations": f"{name}.violations", "dead_letters": f"{name}.dead-letters"}
     create_topics(kafka, list(topics.values()), partitions=3)
+    return broker, kafka, topics
+
+
+def test_broker_stopped_and_started_again_mid_stream(tmp_path, prism_binary, capsys, monkeypatch):
+    """A broker of its own (the session's stays up for the other tests), stopped
+    while the audit streams and started again: the pipeline recovers by itself."""
+    monkeypatch.setenv("FLOWAUDIT_PSEUDONYM_KEY", "k")
+    broker, kafka, topics = _broker_of_its_own(tmp_path, "faults")
     messages = list(generate(2000, seed=41))
     log = tmp_path / "run.log"
     process = None
@@ -247,15 +254,8 @@ def test_broker_outages_ten_times_mid_stream(tmp_path, prism_binary, capsys, mon
     pipeline mid-stream each time): after each, every partition catches up
     with what the broker holds, by itself, and at the end the accounting is
     exact."""
-    from pipelines.kafka_io import KafkaConfig, create_topics
-    from pipelines.localkafka import LocalKafka, free_port
-
     monkeypatch.setenv("FLOWAUDIT_PSEUDONYM_KEY", "k")
-    broker = LocalKafka(home=tmp_path / "broker", port=free_port(), controller_port=free_port())
-    broker.start(timeout=120)
-    kafka = KafkaConfig(broker.bootstrap)
-    topics = {"events": "outages.events", "violations": "outages.violations", "dead_letters": "outages.dead-letters"}
-    create_topics(kafka, list(topics.values()), partitions=3)
+    broker, kafka, topics = _broker_of_its_own(tmp_path, "outages")
     rate = 200
     messages = list(generate(rate * (sum(OUTAGES_S) + 40 * len(OUTAGES_S)), seed=47))
     log = tmp_path / "run.log"
@@ -279,8 +279,9 @@ def test_broker_outages_ten_times_mid_stream(tmp_path, prism_binary, capsys, mon
         wait_for(lambda: _committed(kafka, "it-faults", topics["events"]) == sent, process, log, f"all {sent} committed", timeout=180)
         _accounting(kafka, topics, messages[:sent], tmp_path, capsys, windows_exact=False)
         stalls = [line for line in log.read_text(errors="replace").splitlines() if "made no progress" in line]
-        print(f"{len(results)} outages, {sent} events; (outage s, every partition caught up s after the broker's return): "
-              f"{results}; stuck fetchers reopened: {len(stalls)} {stalls}")
+        with capsys.disabled():  # the figures belong in CI's log too
+            print(f"\n{len(results)} broker outages, {sent} events; (outage s, every partition caught up s after the "
+                  f"broker's return): {results}; stuck fetchers reopened: {len(stalls)} {stalls}")
     finally:
         if process is not None:
             _kill_all(process)

@@ -203,8 +203,9 @@ def test_event_times_minutes_behind_the_clock_are_judged_with_whole_windows(kafk
             process.wait(timeout=30)
     counts = orjson.loads(out.read_bytes().strip().splitlines()[-1])
     streamed = verdicts(standing(window_violations(kafka, violations)).values())
-    print(f"event times 150-170 s behind the clock, {sent} events at 200/s: window verdicts streamed {len(streamed)}, "
-          f"backtest {len(expected)}; late window parts {counts['late_window_parts']}, revised {counts['window_verdicts_revised']}")
+    with capsys.disabled():
+        print(f"\nevent times 150-170 s behind the clock, {sent} events at 200/s: window verdicts streamed {len(streamed)}, "
+              f"backtest {len(expected)}; late window parts {counts['late_window_parts']}, revised {counts['window_verdicts_revised']}")
     assert counts["in"] == sent
     assert counts["late_window_parts"] == counts["late_window_events"] == counts["window_verdicts_revised"] == 0
     assert streamed == expected
