@@ -382,6 +382,7 @@ def test_credentials_revoked_mid_run_hold_offsets_until_they_are_restored(tmp_pa
         admin = AdminClient({"bootstrap.servers": broker.bootstrap})
         for future in admin.alter_user_scram_credentials([UserScramCredentialDeletion("auditor", ScramMechanism.SCRAM_SHA_512)]).values():
             future.result(timeout=30)
+        time.sleep(6)  # every connection's session has ended (3 s) and its renewal been refused
         produce_messages(kafka, topics["events"], messages[1000:])
         time.sleep(20)
         assert process.poll() is None, "the pipeline died with its credentials:\n" + log.read_text(errors="replace")[-3000:]
