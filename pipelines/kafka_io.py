@@ -522,11 +522,9 @@ class _ReadPartitionBatches(beam.DoFn):
             samples = [m.source.timestamp_ms for m in messages[-3:]]
         else:
             samples = [t for t in map(event_time_of, messages[-3:]) if t is not None]
-        samples = sorted(min(t, now_ms) for t in samples if t <= now_ms + FUTURE_EVENT_TIME_S * 1000)
-        if samples:
-            newest = samples[-1]
-            if newest > self._frontiers.get(key, newest - 1):
-                self._frontiers[key] = newest
+        newest = max((min(t, now_ms) for t in samples if t <= now_ms + FUTURE_EVENT_TIME_S * 1000), default=None)
+        if newest is not None and newest > self._frontiers.get(key, newest - 1):
+            self._frontiers[key] = newest
         return self._frontiers.get(key)
 
     def _stalled(self, key: tuple[str, int], fetcher: PartitionFetcher, position: int) -> bool:
