@@ -72,6 +72,11 @@ def _has_option(beam_args: list[str], name: str) -> bool:
     return any(arg == name or arg.startswith(name + "=") for arg in beam_args)
 
 
+# Beam's job server timeout, which is also the deadline of a job's state and
+# message streams (see pipeline_options): as long as any run may last.
+JOB_STREAM_DEADLINE_S = 10 * 365 * 86_400
+
+
 def pipeline_options(beam_args: list[str], *, streaming: bool) -> PipelineOptions:
     """Beam options from pass-through arguments, with the local runner made explicit."""
     options = PipelineOptions(beam_args)
@@ -107,8 +112,6 @@ def pipeline_options(beam_args: list[str], *, streaming: bool) -> PipelineOption
         options.view_as(StandardOptions).streaming = True
     return options
 
-
-JOB_STREAM_DEADLINE_S = 10 * 365 * 86_400
 
 
 class _WorkerGroupHint(ResourceHint):

@@ -189,8 +189,6 @@ class DayAccumulator:
 
     def _keep(self, violation_id: str, details: tuple) -> None:
         if violation_id in self.revisions:  # a later revision already decided it
-            if not self.revisions[violation_id][1] and violation_id not in self.violations:
-                self.violations[violation_id] = details
             return
         # Two events that share an event id give one violation id; keep the
         # smaller details so the result never depends on arrival order.
