@@ -47,8 +47,12 @@ def _flow_heatmap(document: Mapping[str, Any]) -> str:
     if not flows:
         return "<p>No events.</p>"
     origins = sorted({f["origin"] for f in flows})
-    destinations = sorted({f"{f['provider']}/{f['region']}" for f in flows},
-                          key=lambda d: -sum(f["events"] for f in flows if f"{f['provider']}/{f['region']}" == d))[:25]
+    events_to: dict[str, int] = {}
+    for f in flows:
+        name = f"{f['provider']}/{f['region']}"
+        events_to[name] = events_to.get(name, 0) + f["events"]
+    # Ties by name: set order varies with Python's hash seed, so the same day drew differently run to run.
+    destinations = sorted(events_to, key=lambda d: (-events_to[d], d))[:25]
     grid = [[0] * len(destinations) for _ in origins]
     for f in flows:
         name = f"{f['provider']}/{f['region']}"
