@@ -20,33 +20,15 @@ from functools import partial
 
 import apache_beam as beam
 
-from .files_io import ReadEventFile, WriteAuditFiles, WriteDailySummaries
-from .kafka_io import (
-    KafkaConfig,
-    OutputTopics,
-    PartitionSpec,
-    PublishAndCommit,
-    PublishSummaries,
-    PublishWindowViolations,
-    ReaderSettings,
-    ReadFromKafkaPartitions,
-)
-from .parsing import event_time_ms
-from .runners import worker_hints
-from .transforms import (
-    AuditSettings,
-    CheckQuality,
-    CheckResidency,
-    JudgeQualityWindows,
-    JudgeWindowParts,
-    ParseAppEvents,
-    SplitDays,
-    SplitQualityWindows,
-    SummarizeDays,
-    SummarizeDaysStreaming,
-    TagOriginDestination,
-    day_parts_with_windows,
-)
+from pipelines.audits.residency.events import event_time_ms
+from pipelines.files import ReadEventFile, WriteAuditFiles, WriteDailySummaries
+from pipelines.kafka.admin import KafkaConfig, PartitionSpec
+from pipelines.kafka.publish import OutputTopics, PublishAndCommit, PublishSummaries, PublishWindowViolations
+from pipelines.kafka.reader import ReaderSettings, ReadFromKafkaPartitions
+from pipelines.runtime.runners import worker_hints
+from pipelines.steps.audit import AuditSettings, CheckQuality, CheckResidency, ParseAppEvents, TagOriginDestination
+from pipelines.steps.days import SplitDays, SummarizeDays, SummarizeDaysStreaming, day_parts_with_windows
+from pipelines.steps.windows import JudgeQualityWindows, JudgeWindowParts, SplitQualityWindows
 
 __all__ = ["audit_batches", "judge_windows", "build_kafka_audit", "build_file_audit", "build_day_summary"]
 

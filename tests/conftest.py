@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.kafka_io import KafkaConfig, create_topics
-from pipelines.localkafka import LocalKafka, free_port
-from pipelines.runners import find_flink_job_server, find_prism
+from pipelines.devtools.localkafka import LocalKafka, free_port
+from pipelines.kafka.admin import KafkaConfig, create_topics
+from pipelines.runtime.runners import find_flink_job_server, find_prism
 
 BOOTSTRAP_ENV = "FLOWAUDIT_TEST_BOOTSTRAP"
 

@@ -12,10 +12,10 @@ import orjson
 from fastavro import schemaless_reader
 from kafka import TopicPartition
 
-from pipelines import schemas
-from pipelines.cli import main
-from pipelines.generator import GeneratedMessage
-from pipelines.kafka_io import KafkaConfig
+from pipelines.cli.main import main
+from pipelines.core import schemas
+from pipelines.devtools.generator import GeneratedMessage
+from pipelines.kafka.admin import KafkaConfig
 
 
 def write_jsonl(messages: list[GeneratedMessage], path: Path) -> Path:
@@ -94,7 +94,7 @@ def set_topic_config(kafka: KafkaConfig, topic: str, **configs: str) -> None:
 
 def processes_of_session(session: int) -> list[str]:
     """What a command started in a session of its own left running, as "pid: command line"."""
-    from pipelines.processes import session_processes
+    from pipelines.runtime.processes import session_processes
 
     found = []
     for process in session_processes(session):

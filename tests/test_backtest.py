@@ -5,11 +5,10 @@ from __future__ import annotations
 import orjson
 from fastavro import parse_schema, writer
 
-from pipelines import schemas
-from pipelines.cli import main
-from pipelines.generator import generate
-
-from .helpers import read_jsonl, write_jsonl
+from pipelines.cli.main import main
+from pipelines.core import schemas
+from pipelines.devtools.generator import generate
+from tests.helpers import read_jsonl, write_jsonl
 
 
 def test_backtest_accounts_for_every_line(tmp_path):

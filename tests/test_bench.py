@@ -9,9 +9,9 @@ import uuid
 import orjson
 import pytest
 
-from pipelines.cli import main
-from pipelines.kafka_io import KafkaConfig
-from pipelines.throughput import EventsBench, _load
+from pipelines.cli.main import main
+from pipelines.devtools.bench.pipeline_throughput import EventsBench, _load
+from pipelines.kafka.admin import KafkaConfig
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prism]
 

@@ -7,10 +7,9 @@ import sys
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.generator import generate
-
-from .helpers import write_jsonl
+from pipelines.cli.main import main
+from pipelines.devtools.generator import generate
+from tests.helpers import write_jsonl
 
 
 @pytest.mark.parametrize("verb", [["run"], ["backtest"], ["violations", "tail"], ["demo"]])

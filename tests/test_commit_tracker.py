@@ -1,6 +1,6 @@
 from kafka import TopicPartition
 
-from pipelines.kafka_io import _CommitTracker
+from pipelines.kafka.publish import _CommitTracker
 
 TP = TopicPartition("t", 0)
 

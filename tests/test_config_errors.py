@@ -122,9 +122,8 @@ def test_a_given_feed_folder_is_used_and_named_in_the_summary(tmp_path, capsys):
     """The feeds of --ip-ranges take the place of the shipped ones: with every
     AWS us-east-1 prefix moved to eu-west-1, US users' data sent there breaks
     the residency rules, and the summary names the feed files it used."""
-    from pipelines.generator import generate
-
-    from .helpers import run_cli, write_jsonl
+    from pipelines.devtools.generator import generate
+    from tests.helpers import run_cli, write_jsonl
 
     events = str(write_jsonl(list(generate(2000, seed=3)), tmp_path / "events.jsonl"))
     shipped = run_cli(["backtest", "--events", events, "--out", str(tmp_path / "shipped")], capsys)

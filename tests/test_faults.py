@@ -18,12 +18,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipelines.cli import main
-from pipelines.generator import generate
-from pipelines.kafka_io import committed_offsets, end_offsets, produce_messages
-from pipelines.violations import decode_single_object
-
-from .helpers import SteadyProducer, consume_all, read_jsonl, run_cli, set_topic_config, wait_for, write_jsonl
+from pipelines.cli.main import main
+from pipelines.core.violations import decode_single_object
+from pipelines.devtools.generator import generate
+from pipelines.kafka.admin import committed_offsets, end_offsets, produce_messages
+from tests.helpers import SteadyProducer, consume_all, read_jsonl, run_cli, set_topic_config, wait_for, write_jsonl
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prism, pytest.mark.faults]
 REPO = Path(__file__).resolve().parent.parent
@@ -103,7 +102,7 @@ def test_killed_mid_stream_and_restarted_loses_nothing(kafka, topics, prism_bina
 
 def test_poison_messages_are_dead_lettered_once_and_the_stream_moves_on(kafka, topics, prism_binary, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("FLOWAUDIT_PSEUDONYM_KEY", "k")
-    from pipelines.generator import GeneratedMessage
+    from pipelines.devtools.generator import GeneratedMessage
 
     good = list(generate(900, seed=37))
     poison = [b"[" * 200_000 + b"]" * 200_000, b"\xff\xfe\x00{", b'{"event_id": "p", "seq": 1e999}', b"\x00\x00\x00\x00\x01\x02\xff\xff",
@@ -126,8 +125,8 @@ def test_poison_messages_are_dead_lettered_once_and_the_stream_moves_on(kafka, t
 def _broker_of_its_own(tmp_path: Path, name: str):
     """A broker for a test that stops it (the session's stays up for the
     others), with its events / violations / dead-letters topics."""
-    from pipelines.kafka_io import KafkaConfig, create_topics
-    from pipelines.localkafka import LocalKafka, free_port
+    from pipelines.devtools.localkafka import LocalKafka, free_port
+    from pipelines.kafka.admin import KafkaConfig, create_topics
 
     broker = LocalKafka(home=tmp_path / "broker", port=free_port(), controller_port=free_port())
     broker.start(timeout=120)
@@ -312,7 +311,7 @@ def test_violations_topic_deleted_mid_run_holds_offsets_until_it_is_back(kafka, 
     not create topics by itself): the run holds the offsets of what it cannot
     publish, says so, and once the topic is created again publishes every
     violation of the events it had not committed, by itself."""
-    from pipelines.kafka_io import create_topics
+    from pipelines.kafka.admin import create_topics
 
     monkeypatch.setenv("FLOWAUDIT_PSEUDONYM_KEY", "k")
     messages = list(generate(2000, seed=53))

@@ -17,12 +17,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipelines.generator import TrafficMix, generate
-from pipelines.kafka_io import committed_offsets, create_topics, end_offsets, produce_messages
-from pipelines.localkafka import free_port
-from pipelines.violations import decode_single_object
-
-from .helpers import consume_all, read_jsonl, run_cli, stop, wait_for, write_jsonl
+from pipelines.core.violations import decode_single_object
+from pipelines.devtools.generator import TrafficMix, generate
+from pipelines.devtools.localkafka import free_port
+from pipelines.kafka.admin import committed_offsets, create_topics, end_offsets, produce_messages
+from tests.helpers import consume_all, read_jsonl, run_cli, stop, wait_for, write_jsonl
 
 pytestmark = [pytest.mark.kafka, pytest.mark.flink]
 REPO = Path(__file__).resolve().parent.parent

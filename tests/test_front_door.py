@@ -18,10 +18,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipelines.kafka_io import KafkaConfig, create_topics
-from pipelines.localkafka import free_port
-
-from .helpers import processes_of_session
+from pipelines.devtools.localkafka import free_port
+from pipelines.kafka.admin import KafkaConfig, create_topics
+from tests.helpers import processes_of_session
 
 REPO = Path(__file__).resolve().parent.parent
 FLOWAUDIT = [sys.executable, "-m", "pipelines.cli"]

@@ -23,16 +23,16 @@ from fastavro import schemaless_writer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines import schemas
-from pipelines.cli import main
-from pipelines.core import check_batch, check_quality_batch, quality_parameters, tag_batch
-from pipelines.parsing import DecoderConfig, parse_messages
-from pipelines.policy import load_policy
-from pipelines.pseudonym import Pseudonymizer
-from pipelines.quality import load_suite
-from pipelines.records import AuditedBatch, RawMessage, SourceOffset
-from pipelines.tagging import Tagger, load_destination_map
-from pipelines.violations import decode_single_object, encode_records, encode_violations
+from pipelines.audits.residency.events import DecoderConfig, parse_messages
+from pipelines.audits.residency.policy import load_policy
+from pipelines.audits.residency.tagging import Tagger, load_destination_map
+from pipelines.cli.main import main
+from pipelines.core import schemas
+from pipelines.core.batches import check_batch, check_quality_batch, quality_parameters, tag_batch
+from pipelines.core.pseudonym import Pseudonymizer
+from pipelines.core.quality.suites import load_suite
+from pipelines.core.records import AuditedBatch, RawMessage, SourceOffset
+from pipelines.core.violations import decode_single_object, encode_records, encode_violations
 
 EXAMPLES = 10_000
 CONFIG = DecoderConfig(max_message_bytes=64 * 1024, confluent_schema_ids=frozenset({1}))

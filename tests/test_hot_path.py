@@ -15,17 +15,17 @@ import time
 import orjson
 import pytest
 
-from pipelines.coders import AuditedBatchCoder, MessageBatchCoder
-from pipelines.core import check_batch, check_quality_batch, parse_batch, quality_parameters, tag_batch
-from pipelines.generator import generate
-from pipelines.ipranges import normalize_ip
-from pipelines.parsing import DecoderConfig, _decoder, _Invalid
-from pipelines.policy import load_policy
-from pipelines.pseudonym import Pseudonymizer
-from pipelines.quality import load_suite
-from pipelines.records import MessageBatch, RawMessage, SourceOffset
-from pipelines.tagging import Tagger, load_destination_map
-from pipelines.violations import encode_records, encode_single_object, encode_violations, window_violation
+from pipelines.audits.residency.events import DecoderConfig, _decoder, _Invalid
+from pipelines.audits.residency.ipranges import normalize_ip
+from pipelines.audits.residency.policy import load_policy
+from pipelines.audits.residency.tagging import Tagger, load_destination_map
+from pipelines.core.batches import check_batch, check_quality_batch, parse_batch, quality_parameters, tag_batch
+from pipelines.core.pseudonym import Pseudonymizer
+from pipelines.core.quality.suites import load_suite
+from pipelines.core.records import MessageBatch, RawMessage, SourceOffset
+from pipelines.core.violations import encode_records, encode_single_object, encode_violations, window_violation
+from pipelines.devtools.generator import generate
+from pipelines.steps.coders import AuditedBatchCoder, MessageBatchCoder
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_batch_encoding_is_byte_for_byte_single_object_encoding(audited):
     kinds = {v["kind"] for v in violations}
     assert kinds == {"residency", "quality"}
     windowed = next(e for e in suite.windowed)
-    from pipelines.quality import WindowFailure
+    from pipelines.core.quality.windows import WindowFailure
 
     violations.append(window_violation(WindowFailure(windowed, 120, 0.5, 7), 1_796_000_000_000, 1_796_000_060_000, suite))
     violations.append(window_violation(WindowFailure(windowed, 0, None, None), 0, 60_000, suite))
@@ -131,7 +131,7 @@ def test_compiled_writer_agrees_with_fastavro_on_edge_values():
 
     from fastavro import parse_schema, schemaless_writer
 
-    from pipelines.avrowire import compile_writer
+    from pipelines.core.avrowire import compile_writer
 
     schema = parse_schema({"type": "record", "name": "t.Edge", "fields": [
         {"name": "n", "type": "long"}, {"name": "i", "type": "int"}, {"name": "s", "type": "string"},
@@ -159,7 +159,7 @@ def test_batch_coders_round_trip_and_estimate_without_encoding(audited):
 
 
 def test_canonical_ipv4_network_shortcut_agrees_with_ipaddress():
-    from pipelines.ipranges import _canonical_v4_network, feed_entries
+    from pipelines.audits.residency.ipranges import _canonical_v4_network, feed_entries
 
     cases = [e.prefix for e in feed_entries() if ":" not in e.prefix]
     cases += ["10.0.0.0/8", "10.0.0.1/8", "10.0.0.0/33", "10.0.0.0/08", "010.0.0.0/8", "0.0.0.0/0", "1.2.3.4/32", "1.2.3.4/",

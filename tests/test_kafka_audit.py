@@ -14,12 +14,11 @@ import pytest
 from fastavro import schemaless_reader
 from fastavro.schema import load_schema
 
-from pipelines.cli import main
-from pipelines.generator import generate
-from pipelines.kafka_io import committed_offsets, end_offsets, produce_messages
-from pipelines.violations import decode_single_object as _decode
-
-from .helpers import consume_all, read_jsonl, run_cli, stop, write_jsonl
+from pipelines.cli.main import main
+from pipelines.core.violations import decode_single_object as _decode
+from pipelines.devtools.generator import generate
+from pipelines.kafka.admin import committed_offsets, end_offsets, produce_messages
+from tests.helpers import consume_all, read_jsonl, run_cli, stop, write_jsonl
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prism]
 REPO = Path(__file__).resolve().parent.parent
@@ -173,8 +172,8 @@ def test_daily_summaries_from_the_stream_match_backtest(kafka, topics, prism_bin
     import hashlib
     from datetime import UTC, datetime
 
-    from pipelines.generator import TrafficMix
-    from pipelines.kafka_io import create_topics
+    from pipelines.devtools.generator import TrafficMix
+    from pipelines.kafka.admin import create_topics
 
     summary_topic = topics["events"].replace(".events", ".summaries")
     create_topics(kafka, [summary_topic], partitions=1)

@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from pipelines.kafka_clients import CLIENTS, DeliveryError, open_committer, open_fetcher, open_producer
-from pipelines.kafka_io import PRODUCER_OPTIONS, committed_offsets
+from pipelines.kafka.admin import committed_offsets
+from pipelines.kafka.clients import CLIENTS, DeliveryError, open_committer, open_fetcher, open_producer
+from pipelines.kafka.publish import PRODUCER_OPTIONS
 
 pytestmark = pytest.mark.kafka
 
@@ -105,7 +106,7 @@ def test_refused_outputs_are_sent_again_until_the_broker_takes_them(kafka, topic
     returns once the limit is back, with each record on the topic."""
     import threading
 
-    from .helpers import consume_all, set_topic_config
+    from tests.helpers import consume_all, set_topic_config
 
     topic = topics["violations"]
     set_topic_config(kafka, topic, max_message_bytes="200")

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import build_parser, main
+from pipelines.cli.main import build_parser, main
+from pipelines.core.violations import decode_single_object
+from pipelines.devtools.generator import generate
 from pipelines.errors import InputError
-from pipelines.generator import generate
-from pipelines.kafka_clients import ClientSettings
-from pipelines.kafka_io import KafkaConfig, committed_offsets, create_topics, end_offsets, produce_messages
-from pipelines.kafka_security import KafkaConnectError, KafkaSecurity, Secret, check_connection, security_from_options
-from pipelines.violations import decode_single_object
-
-from .helpers import consume_all, read_jsonl, run_cli, write_jsonl
+from pipelines.kafka.admin import KafkaConfig, committed_offsets, create_topics, end_offsets, produce_messages
+from pipelines.kafka.clients import ClientSettings
+from pipelines.kafka.security import KafkaConnectError, KafkaSecurity, Secret, check_connection, security_from_options
+from tests.helpers import consume_all, read_jsonl, run_cli, write_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "scram-Pa55-for-tests-7f3c"
@@ -68,7 +67,7 @@ def test_both_clients_get_the_same_settings_in_their_own_words(tmp_path, monkeyp
 def test_cli_options_reach_another_process_without_the_password(tmp_path, monkeypatch):
     (tmp_path / "pw").write_text(PASSWORD)
     monkeypatch.setenv("FLOWAUDIT_KAFKA_SSL_KEY_PASSWORD", "key-pass")
-    from pipelines.cli import _security
+    from pipelines.cli.main import _security
 
     argv = ["violations", "tail", "--security-protocol", "SASL_SSL", "--sasl-username", "auditor", "--sasl-password-file", str(tmp_path / "pw"),
             "--ssl-cafile", "/ca.pem", "--ssl-certfile", "/c.pem", "--ssl-keyfile", "/c.key"]
@@ -111,14 +110,14 @@ def test_unreadable_tls_files_are_refused_naming_the_file(tmp_path, tls):
 
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory):
-    from pipelines.localcerts import write_tls_material
+    from pipelines.devtools.localcerts import write_tls_material
 
     return write_tls_material(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="module")
 def secure_broker(tmp_path_factory, tls):
-    from pipelines.localkafka import LocalKafka, LocalSecurity, free_port
+    from pipelines.devtools.localkafka import LocalKafka, LocalSecurity, free_port
 
     home = tmp_path_factory.mktemp("secure-kafka")
     security = LocalSecurity(free_port(), free_port(), (("auditor", PASSWORD), (RESTRICTED, RESTRICTED_PASSWORD)), tls.ca_file.parent,
@@ -281,7 +280,7 @@ def test_wrong_password_stops_each_command_at_once_with_a_clear_message(secure_b
 @pytest.mark.kafka
 def test_a_scram_user_added_to_a_running_broker_can_connect(secure_broker, tls, tmp_path):
     """`local/kafka start --secure` adds its user this way when the storage was formatted without it."""
-    from pipelines.localkafka import ensure_scram_user
+    from pipelines.devtools.localkafka import ensure_scram_user
 
     (tmp_path / "pw").write_text("second-user-password")
     security = security_from_options("SASL_SSL", sasl_username="second", sasl_password_file=str(tmp_path / "pw"),
@@ -327,7 +326,7 @@ def test_write_permission_revoked_on_the_violations_topic_holds_offsets_back(sec
     """A user with only the ACLs the audit needs streams over SASL_SSL; its
     WRITE on the violations topic is revoked for a while (the broker answers
     TOPIC_AUTHORIZATION_FAILED) and granted again."""
-    from . import test_faults as faults
+    from tests import test_faults as faults
 
     monkeypatch.setenv("FLOWAUDIT_PSEUDONYM_KEY", "k")
     topics = _topics(secure_broker, "acl")
@@ -354,11 +353,10 @@ def test_credentials_revoked_mid_run_hold_offsets_until_they_are_restored(tmp_pa
     why, and catches up by itself with every violation accounted for."""
     from confluent_kafka.admin import AdminClient, ScramMechanism, UserScramCredentialDeletion
 
-    from pipelines.kafka_io import committed_offsets, produce_messages
-    from pipelines.localkafka import LocalKafka, LocalSecurity, ensure_scram_user, free_port
-
-    from . import test_faults as faults
-    from .helpers import wait_for
+    from pipelines.devtools.localkafka import LocalKafka, LocalSecurity, ensure_scram_user, free_port
+    from pipelines.kafka.admin import committed_offsets, produce_messages
+    from tests import test_faults as faults
+    from tests.helpers import wait_for
 
     monkeypatch.setenv("FLOWAUDIT_PSEUDONYM_KEY", "k")
     security = LocalSecurity(free_port(), free_port(), (("auditor", PASSWORD),), tls.ca_file.parent, reauth_ms=3000)

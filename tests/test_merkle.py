@@ -1,4 +1,4 @@
-from pipelines.merkle import EMPTY_ROOT, merkle_root
+from pipelines.core.merkle import EMPTY_ROOT, merkle_root
 
 # RFC 6962 / Certificate Transparency reference vectors (the leaves and roots
 # used by the CT implementations' own Merkle tree tests).

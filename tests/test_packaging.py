@@ -15,11 +15,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipelines.generator import generate
-from pipelines.kafka_io import committed_offsets, end_offsets, produce_messages
+from pipelines.devtools.generator import generate
+from pipelines.kafka.admin import committed_offsets, end_offsets, produce_messages
 from pipelines.resources import repo_root
-
-from .helpers import write_jsonl
+from tests.helpers import write_jsonl
 
 pytestmark = [pytest.mark.packaging]
 REPO = Path(__file__).resolve().parent.parent

@@ -4,9 +4,9 @@ import orjson
 import pytest
 from fastavro import schemaless_writer
 
-from pipelines import schemas
-from pipelines.parsing import DecoderConfig, parse_message
-from pipelines.records import FILE_PARTITION, RawMessage, SourceOffset
+from pipelines.audits.residency.events import DecoderConfig, parse_message
+from pipelines.core import schemas
+from pipelines.core.records import FILE_PARTITION, RawMessage, SourceOffset
 
 SOURCE = SourceOffset("app-events", 2, 1041, 1764579600000)
 
@@ -126,7 +126,7 @@ def test_deep_nesting_is_a_dead_letter_not_a_crash():
 
 
 def test_dead_letters_bigger_than_an_output_may_be_are_cut_and_say_where_the_whole_is():
-    from pipelines.parsing import bounded_dead_letter
+    from pipelines.core.dead_letters import bounded_dead_letter
 
     big = b'{"event_id": "' + b"x" * 900_000 + b'"}'
     _, dead = parse(big)

@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from pipelines.quality import (
+from pipelines.core.quality.expectations import (
     AGGREGATE_TYPES,
     RECORD_TYPES,
     aggregate_observed,
     aggregate_success,
-    load_suite,
     map_success,
     unexpected_indices,
 )
+from pipelines.core.quality.suites import load_suite
 
 gx = pytest.importorskip("great_expectations")
 pd = pytest.importorskip("pandas")
@@ -187,7 +187,7 @@ def test_mostly_threshold_just_above_and_below(gx_batch, tmp_path):
 def test_shipped_suite_loads_in_gx_itself():
     import json
 
-    from pipelines.quality import default_suite_path
+    from pipelines.core.quality.suites import default_suite_path
 
     document = json.loads(default_suite_path().read_text())
     suite = gx.ExpectationSuite(**document)

@@ -7,14 +7,13 @@ import time
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.generator import TrafficMix, generate
-from pipelines.parsing import event_columns, parse_messages
-from pipelines.quality import load_suite
-from pipelines.records import RawMessage, SourceOffset
-from pipelines.violations import window_id
-
-from .helpers import read_jsonl, write_jsonl
+from pipelines.audits.residency.events import event_columns, parse_messages
+from pipelines.cli.main import main
+from pipelines.core.quality.suites import load_suite
+from pipelines.core.records import RawMessage, SourceOffset
+from pipelines.core.violations import window_id
+from pipelines.devtools.generator import TrafficMix, generate
+from tests.helpers import read_jsonl, write_jsonl
 
 gx = pytest.importorskip("great_expectations")
 pd = pytest.importorskip("pandas")

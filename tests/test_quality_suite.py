@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.configfile import ConfigError
-from pipelines.parsing import event_columns
-from pipelines.quality import load_suite, record_failures
+from pipelines.audits.residency.events import event_columns
+from pipelines.cli.main import main
+from pipelines.core.configfile import ConfigError
+from pipelines.core.quality.expectations import record_failures
+from pipelines.core.quality.suites import load_suite
 
 
 def write(tmp_path, expectations, name="s"):

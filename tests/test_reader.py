@@ -14,16 +14,10 @@ from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.runners.sdf_utils import RestrictionTrackerView, ThreadsafeRestrictionTracker
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
-from pipelines.generator import generate
-from pipelines.kafka_io import (
-    UNBOUNDED_STOP,
-    PartitionSpec,
-    ReaderSettings,
-    _PartitionOffsetTracker,
-    _ReadUnboundedPartition,
-    produce_messages,
-)
-from pipelines.parsing import event_time_ms
+from pipelines.audits.residency.events import event_time_ms
+from pipelines.devtools.generator import generate
+from pipelines.kafka.admin import UNBOUNDED_STOP, PartitionSpec, produce_messages
+from pipelines.kafka.reader import ReaderSettings, _PartitionOffsetTracker, _ReadUnboundedPartition
 
 pytestmark = pytest.mark.kafka
 
@@ -59,7 +53,7 @@ class _Partition:
 
 
 def _one_partition_topic(kafka, name: str) -> str:
-    from pipelines.kafka_io import create_topics
+    from pipelines.kafka.admin import create_topics
 
     topic = f"reader.{name}.{time.time_ns()}"
     create_topics(kafka, [topic], partitions=1)
@@ -80,7 +74,7 @@ def test_a_stuck_fetcher_is_named_in_the_log_and_opened_again(kafka, caplog):
 
         fetcher._consumer.pause([TopicPartition(topic, 0)])
         produce_messages(kafka, topic, list(generate(100, seed=6)), partition_by_key=False)
-        with caplog.at_level(logging.WARNING, logger="pipelines.kafka_io"):
+        with caplog.at_level(logging.WARNING, logger="pipelines.kafka.reader"):
             started = time.monotonic()
             assert partition.read_until(100, timeout=30) == 100
         named = [r.getMessage() for r in caplog.records if "made no progress" in r.getMessage()]
@@ -96,7 +90,7 @@ def test_a_quiet_partition_is_not_called_stuck(kafka, caplog):
     partition = _Partition(kafka, topic, ReaderSettings(stall_after_seconds=1.0))
     try:
         assert partition.read_until(50) == 50
-        with caplog.at_level(logging.WARNING, logger="pipelines.kafka_io"):
+        with caplog.at_level(logging.WARNING, logger="pipelines.kafka.reader"):
             deadline = time.monotonic() + 3.5
             while time.monotonic() < deadline:
                 partition.bundle()
@@ -108,7 +102,7 @@ def test_a_quiet_partition_is_not_called_stuck(kafka, caplog):
 def _trailing(count: int, behind: timedelta, seed: int) -> list:
     """Generated events whose event times trail the wall clock by ``behind``
     while their Kafka timestamps are now (as a server that sends late does)."""
-    from pipelines.generator import Stretch, generate_timeline
+    from pipelines.devtools.generator import Stretch, generate_timeline
 
     now = datetime.now(UTC)
     return list(generate_timeline([Stretch(now - behind, count, timedelta(milliseconds=10))], seed=seed))
@@ -141,6 +135,6 @@ def test_the_watermark_holds_to_event_times_not_the_wall_clock(kafka):
 
 
 def _raw(messages, topic: str):
-    from pipelines.records import RawMessage, SourceOffset
+    from pipelines.core.records import RawMessage, SourceOffset
 
     return [RawMessage(SourceOffset(topic, 0, i, m.timestamp_ms), m.value, m.key) for i, m in enumerate(messages)]

@@ -1,5 +1,5 @@
-from pipelines.countries import is_country
-from pipelines.ipranges import FEED_FILES, feed_entries, region_countries
+from pipelines.audits.residency.ipranges import FEED_FILES, feed_entries, region_countries
+from pipelines.core.countries import is_country
 
 
 def test_every_region_in_the_feeds_has_a_country_entry():

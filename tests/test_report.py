@@ -11,10 +11,9 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from pipelines.cli import main
-from pipelines.generator import TrafficMix, generate
-
-from .helpers import write_jsonl
+from pipelines.cli.main import main
+from pipelines.devtools.generator import TrafficMix, generate
+from tests.helpers import write_jsonl
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -67,7 +66,7 @@ def test_report_renders_in_chromium(summary_day, tmp_path):
 
     # Both series of the completeness chart are visible: the red bars of
     # missing sequence numbers are not hidden behind the blue event bars.
-    from pipelines.report import EVENTS_COLOUR, MISSING_COLOUR
+    from pipelines.trail.report import EVENTS_COLOUR, MISSING_COLOUR
 
     missing_servers = sum(1 for s in document["completeness"]["servers"] if s["seq_missing"])
     assert missing_servers >= 3

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.generator import TrafficMix, generate
-from pipelines.kafka_io import KafkaConfig, committed_offsets, create_topics
-
-from .helpers import processes_of_session
+from pipelines.devtools.generator import TrafficMix, generate
+from pipelines.kafka.admin import KafkaConfig, committed_offsets, create_topics
+from tests.helpers import processes_of_session
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -20,11 +20,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipelines.generator import GeneratedMessage, TrafficMix, generate
-from pipelines.kafka_io import committed_offsets, create_topics
-from pipelines.violations import decode_single_object
-
-from .helpers import consume_all, stop, wait_for
+from pipelines.core.violations import decode_single_object
+from pipelines.devtools.generator import GeneratedMessage, TrafficMix, generate
+from pipelines.kafka.admin import committed_offsets, create_topics
+from tests.helpers import consume_all, stop, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prism]
 REPO = Path(__file__).resolve().parent.parent
@@ -140,7 +139,7 @@ def _trailing_traffic(events: int, per_second: float, behind_s: float, jitter_s:
     each batch of them out of order within the jitter."""
     import random
 
-    from pipelines.generator import Stretch, generate_timeline
+    from pipelines.devtools.generator import Stretch, generate_timeline
 
     start = datetime.now(UTC) - timedelta(seconds=behind_s)
     messages = list(generate_timeline([Stretch(start, events, timedelta(seconds=1 / per_second))], seed=seed))
@@ -154,9 +153,8 @@ def test_event_times_minutes_behind_the_clock_are_judged_with_whole_windows(kafk
     minutes and arrive out of order by up to 20 s (under the 30 s default
     allowance): no window is judged before its events are in (no late pane,
     no revision), and the window verdicts equal backtest's."""
-    from pipelines.violations import standing
-
-    from .helpers import SteadyProducer, read_jsonl, run_cli, write_jsonl
+    from pipelines.core.violations import standing
+    from tests.helpers import SteadyProducer, read_jsonl, run_cli, write_jsonl
 
     run = f"trailing-{os.getpid()}-{int(time.time() * 1000) % 10**8}"
     events, violations, dead = f"{run}.events", f"{run}.violations", f"{run}.dead-letters"

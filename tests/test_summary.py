@@ -10,12 +10,13 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from pipelines.cli import main
-from pipelines.generator import TrafficMix, generate
-from pipelines.summary import DayAccumulator, _merge_intervals, _runs, canonical_json, chain, verify_directory
-from pipelines.tagging import DestinationTag, OriginTag
-
-from .helpers import write_jsonl
+from pipelines.audits.residency.tagging import DestinationTag, OriginTag
+from pipelines.cli.main import main
+from pipelines.core.days import DayAccumulator, _merge_intervals, _runs
+from pipelines.devtools.generator import TrafficMix, generate
+from pipelines.trail.chain import canonical_json, chain
+from pipelines.trail.verify import verify_directory
+from tests.helpers import write_jsonl
 
 DAY = "2026-11-30"
 T0 = int(datetime(2026, 11, 30, tzinfo=UTC).timestamp() * 1000)

@@ -2,9 +2,9 @@ import ipaddress
 
 import pytest
 
-from pipelines.configfile import ConfigError
-from pipelines.ipranges import PrefixIndex, RangeMatch, feed_entries, normalize_ip, region_countries
-from pipelines.tagging import Tagger, load_destination_map
+from pipelines.audits.residency.ipranges import PrefixIndex, RangeMatch, feed_entries, normalize_ip, region_countries
+from pipelines.audits.residency.tagging import Tagger, load_destination_map
+from pipelines.core.configfile import ConfigError
 
 
 @pytest.fixture(scope="module")

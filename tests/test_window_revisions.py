@@ -9,12 +9,14 @@ from apache_beam.testing import test_pipeline, test_stream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
-from pipelines.core import judge_window, quality_parameters
-from pipelines.parsing import event_columns
-from pipelines.quality import WindowPartial, load_suite, window_partials
-from pipelines.summary import DayAccumulator
-from pipelines.transforms import JudgeWindowParts, QualitySettings
-from pipelines.violations import standing
+from pipelines.audits.residency.events import event_columns
+from pipelines.core.batches import judge_window, quality_parameters
+from pipelines.core.days import DayAccumulator
+from pipelines.core.quality.suites import load_suite
+from pipelines.core.quality.windows import WindowPartial, window_partials
+from pipelines.core.violations import standing
+from pipelines.steps.audit import QualitySettings
+from pipelines.steps.windows import JudgeWindowParts
 
 START = 1_790_000_040_000 - 1_790_000_040_000 % 60_000
 END = START + 60_000

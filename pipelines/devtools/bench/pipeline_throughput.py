@@ -1,0 +1,392 @@
+"""``flowaudit bench --events N``: the audit pipeline against the fastest the
+same Kafka client could go on the same machine, in one run.
+
+- floor: kafka-python reading the loaded topic and decoding every message
+  with orjson, nothing else (and confluent-kafka the same way, when installed);
+- pipeline: ``flowaudit run --bounded`` on DirectRunner (Prism) as a child
+  process, end to end: read, parse, tag, residency rules, the shipped
+  expectations, violations and dead letters produced and acknowledged,
+  offsets committed; its wall time from launch to exit and the peak resident
+  memory of it and its descendants (SDK worker processes, Prism) together;
+- with ``latency``: an unbounded run fed at a fixed rate, event-to-violation
+  latency from the event's send time to the violation's broker timestamp.
+
+The events are generated once per (N, partitions, seed) into a topic of a
+broker that persists between runs (``.cache/bench-kafka`` of the checkout,
+unless --bootstrap-servers names one), so repeated runs skip the load.
+Figures are printed, never asserted; the last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka import TopicPartition
+
+from pipelines.devtools.generator import TrafficMix, generate
+from pipelines.devtools.localkafka import LocalKafka, free_port
+from pipelines.kafka.admin import KafkaConfig, committed_offsets, create_topics, end_offsets
+from pipelines.kafka.clients import CLIENTS, confluent_available
+from pipelines.kafka.security import KafkaSecurity
+from pipelines.resources import repo_root
+
+__all__ = ["EventsBench", "run_events_bench"]
+
+LOAD_CHUNK = 50_000
+BENCH_KEY = "flowaudit-bench-key"  # pseudonyms of generated users; not a secret
+
+
+@dataclass(frozen=True)
+class EventsBench:
+    events: int = 1_000_000
+    partitions: int = 6
+    seed: int = 1
+    bootstrap_servers: str | None = None
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    latency: bool = False
+    rate: float = 5000.0
+    latency_seconds: float = 30.0
+    beam_args: tuple[str, ...] = ()
+    # Kafka clients to run the pipeline with, the first one's figures leading
+    # (empty: every installed one, the default client first).
+    clients: tuple[str, ...] = ()
+
+
+def _clients(bench: EventsBench) -> tuple[str, ...]:
+    if bench.clients:
+        return bench.clients
+    return tuple(c for c in CLIENTS if c != "confluent-kafka" or confluent_available())
+
+
+def _runner_name(bench: EventsBench) -> str:
+    runner = next((a.split("=", 1)[1] for a in bench.beam_args if a.startswith("--runner=")), "DirectRunner")
+    return "DirectRunner/Prism" if runner in ("DirectRunner", "PrismRunner") else runner
+
+
+def _bench_broker() -> LocalKafka:
+    root = repo_root()
+    home = (root / ".cache" if root else Path.home() / ".cache" / "flowaudit") / "bench-kafka"
+    home.mkdir(parents=True, exist_ok=True)
+    ports_file = home / "ports.json"
+    if ports_file.exists():
+        ports = json.loads(ports_file.read_text())
+    else:
+        ports = {"port": free_port(), "controller_port": free_port()}
+        ports_file.write_text(json.dumps(ports))
+    # The bench loads millions of records; more heap than the test broker.
+    return LocalKafka(home=home, port=ports["port"], controller_port=ports["controller_port"], heap="1g")
+
+
+def _load(kafka: KafkaConfig, topic: str, bench: EventsBench) -> float:
+    """Generate and produce the events (the demo's mix: violations, malformed and quality faults)."""
+    admin = kafka.admin()
+    try:
+        exists = topic in set(admin.list_topics())
+    finally:
+        admin.close()
+    ends = end_offsets(kafka, [topic]) if exists else {}
+    if sum(ends.values()) == bench.events:
+        print(f"topic {topic} already holds {bench.events:,} events; not loading again", flush=True)
+        return 0.0
+    if sum(ends.values()):
+        raise RuntimeError(f"topic {topic} holds {sum(ends.values()):,} events, not {bench.events:,}: delete it and run again")
+    create_topics(kafka, [topic], partitions=bench.partitions)
+    producer = kafka.producer(acks="all", linger_ms=50, batch_size=512 * 1024)
+    started = time.perf_counter()
+    # Timestamps end just now: the broker refuses records more than an hour ahead.
+    mix = TrafficMix(events_per_second=1000.0)
+    start = datetime.fromtimestamp(time.time() - bench.events / mix.events_per_second - 60, UTC)
+    sent = 0
+    try:
+        for message in generate(bench.events, seed=bench.seed, start=start, mix=mix):
+            producer.send(topic, key=message.key, value=message.value, timestamp_ms=message.timestamp_ms)
+            sent += 1
+            if sent % LOAD_CHUNK == 0:
+                producer.flush()
+                print(f"  loaded {sent:,} / {bench.events:,}", flush=True)
+        producer.flush()
+    finally:
+        producer.close(timeout=30)
+    elapsed = time.perf_counter() - started
+    loaded = sum(end_offsets(kafka, [topic]).values())
+    if loaded != bench.events:
+        raise RuntimeError(f"loaded {loaded:,} events into {topic}, expected {bench.events:,}")
+    print(f"loaded {loaded:,} events into {topic} ({bench.partitions} partitions) in {elapsed:.1f} s", flush=True)
+    return elapsed
+
+
+def _floor_kafka_python(kafka: KafkaConfig, topic: str) -> dict[str, Any]:
+    consumer = kafka.consumer(max_poll_records=2000, fetch_max_bytes=64 * 1024 * 1024,
+                              max_partition_fetch_bytes=8 * 1024 * 1024)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        total = sum(ends.values())
+        decoded = undecodable = 0
+        started = time.perf_counter()
+        while decoded + undecodable < total:
+            for records in consumer.poll(timeout_ms=1000).values():
+                for record in records:
+                    try:
+                        orjson.loads(record.value)
+                        decoded += 1
+                    except orjson.JSONDecodeError:
+                        undecodable += 1  # Avro or malformed: read and tried, as the floor should
+        elapsed = time.perf_counter() - started
+    finally:
+        consumer.close()
+    return {"seconds": elapsed, "eps": total / elapsed, "json": decoded, "not_json": undecodable}
+
+
+def _floor_confluent(kafka: KafkaConfig, topic: str, total: int) -> dict[str, Any] | None:
+    try:
+        from confluent_kafka import Consumer
+        from confluent_kafka import TopicPartition as CTopicPartition
+    except ImportError:
+        return None
+    consumer = Consumer({**kafka.settings().librdkafka(), "group.id": f"bench-floor-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=30)
+        consumer.assign([CTopicPartition(topic, p, 0) for p in sorted(metadata.topics[topic].partitions)])
+        seen = 0
+        started = time.perf_counter()
+        while seen < total:
+            for message in consumer.consume(num_messages=2000, timeout=1.0):
+                if message.error():
+                    continue
+                seen += 1
+                try:
+                    orjson.loads(message.value())
+                except orjson.JSONDecodeError:
+                    pass
+        elapsed = time.perf_counter() - started
+    finally:
+        consumer.close()
+    return {"seconds": elapsed, "eps": total / elapsed}
+
+
+def _run_pipeline(kafka: KafkaConfig, topic: str, bench: EventsBench, client: str, bounded: bool = True,
+                  extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, dict[str, str]]:
+    run = uuid.uuid4().hex[:8]
+    outputs = {"violations": f"bench-{run}.violations", "dead_letters": f"bench-{run}.dead-letters", "group": f"bench-{run}"}
+    create_topics(kafka, [outputs["violations"], outputs["dead_letters"]], partitions=bench.partitions)
+    command = [sys.executable, "-m", "pipelines.cli", "run", "--bootstrap-servers", kafka.bootstrap_servers, *kafka.security.cli_args(),
+               "--events-topic", topic, "--violations-topic", outputs["violations"],
+               "--dead-letters-topic", outputs["dead_letters"], "--group", outputs["group"], "--kafka-client", client,
+               *(["--bounded"] if bounded else []), *extra, *bench.beam_args]
+    env = {**os.environ, "FLOWAUDIT_PSEUDONYM_KEY": BENCH_KEY}
+    env.pop("FLOWAUDIT_PSEUDONYM_KEY_FILE", None)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    return process, outputs
+
+
+class _TreeMemory:
+    """Peak resident memory of a process and all its descendants (the
+    pipeline, its SDK worker processes and Prism), sampled from /proc."""
+
+    def __init__(self, pid: int, interval: float = 0.2):
+        self._pid = pid
+        self._interval = interval
+        self.peak_total_kb = 0
+        self.peak_process_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> _TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            sizes = [_rss_kb(pid) for pid in _descendants(self._pid)]
+            self.peak_total_kb = max(self.peak_total_kb, sum(sizes))
+            self.peak_process_kb = max(self.peak_process_kb, max(sizes, default=0))
+            self._stop.wait(self._interval)
+
+
+def _descendants(root: int) -> list[int]:
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    # The command name may hold spaces: the parent pid follows its closing parenthesis.
+                    ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry))
+    found, todo = [root], [root]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found.extend(children)
+        todo.extend(children)
+    return found
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _pipeline_throughput(kafka: KafkaConfig, topic: str, bench: EventsBench, client: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    process, outputs = _run_pipeline(kafka, topic, bench, client)
+    with _TreeMemory(process.pid) as memory:
+        out, err = process.communicate()
+    elapsed = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"the pipeline exited with {process.returncode}:\n{err.decode(errors='replace')[-3000:]}")
+    counts = orjson.loads(out.decode().strip().splitlines()[-1])
+    committed = committed_offsets(kafka, outputs["group"], [topic])
+    ends = end_offsets(kafka, [topic])
+    return {"seconds": elapsed, "eps": bench.events / elapsed, "rss_mb": memory.peak_total_kb / 1024,
+            "rss_mb_largest_process": memory.peak_process_kb / 1024, "counts": counts, "committed_all": committed == ends}
+
+
+def _latency(kafka: KafkaConfig, bench: EventsBench, client: str) -> dict[str, Any]:
+    """p50/p99 from an event's send to its violation's broker timestamp, at a fixed offered rate."""
+    from pipelines.core.violations import decode_single_object
+
+    topic = f"bench-latency-{uuid.uuid4().hex[:8]}.events"
+    create_topics(kafka, [topic], partitions=bench.partitions)
+    process, outputs = _run_pipeline(kafka, topic, bench, client, bounded=False, extra=("--start", "latest"))
+    sent_at: dict[str, float] = {}
+    try:
+        time.sleep(15)  # Prism's start-up and the readers' first polls
+        if process.poll() is not None:
+            raise RuntimeError("the pipeline stopped during start-up:\n" + process.stderr.read().decode(errors="replace")[-3000:])
+        total = int(bench.rate * bench.latency_seconds)
+        producer = kafka.producer(acks=1, linger_ms=5)
+        mix = TrafficMix(events_per_second=bench.rate, malformed_share=0.0)
+        started = time.time()
+        for i, message in enumerate(generate(total, seed=bench.seed + 1, start=datetime.fromtimestamp(started, UTC), mix=mix)):
+            due = started + i / bench.rate
+            pause = due - time.time()
+            if pause > 0:
+                time.sleep(pause)
+            now = time.time()
+            event_id = orjson.loads(message.value).get("event_id") if message.value[:1] == b"{" else None
+            if event_id:
+                sent_at[event_id] = now
+            producer.send(topic, key=message.key, value=message.value, timestamp_ms=int(now * 1000))
+        producer.flush()
+        offered = total / (time.time() - started)
+        time.sleep(10)  # let the last violations out
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    consumer = kafka.consumer()
+    latencies = []
+    try:
+        tps = [TopicPartition(outputs["violations"], p) for p in range(bench.partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            for records in consumer.poll(timeout_ms=1000).values():
+                for record in records:
+                    violation = decode_single_object(record.value, "violation")
+                    sent = sent_at.get(violation["event_id"])
+                    if sent is not None:
+                        latencies.append(record.timestamp / 1000 - sent)
+    finally:
+        consumer.close()
+    latencies.sort()
+    if not latencies:
+        raise RuntimeError("no violations of the latency run came back")
+
+    def quantile(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+
+    return {"offered_eps": offered, "violations": len(latencies), "p50_s": quantile(0.50), "p99_s": quantile(0.99),
+            "max_s": latencies[-1]}
+
+
+def run_events_bench(bench: EventsBench) -> dict[str, Any]:
+    broker = None
+    bootstrap = bench.bootstrap_servers
+    if bootstrap is None:
+        bench_broker = _bench_broker()
+        if bench_broker.running_pid() is None:  # started here, stopped here; a running one is left running
+            broker = bench_broker
+            print(f"starting the bench broker ({broker.home}) on {broker.bootstrap}...", flush=True)
+        bench_broker.start(timeout=120)
+        bootstrap = bench_broker.bootstrap
+    kafka = KafkaConfig(bootstrap, security=bench.security)
+    kafka.check_connection()
+    topic = f"bench-{bench.events}-p{bench.partitions}-s{bench.seed}.events"
+    try:
+        load_seconds = _load(kafka, topic, bench)
+        floor = _floor_kafka_python(kafka, topic)
+        print(f"floor (kafka-python + orjson): {floor['eps']:,.0f} events/s ({floor['seconds']:.1f} s)", flush=True)
+        confluent = _floor_confluent(kafka, topic, bench.events)
+        if confluent:
+            print(f"floor (confluent-kafka + orjson): {confluent['eps']:,.0f} events/s ({confluent['seconds']:.1f} s)", flush=True)
+        runs = {}
+        for client in _clients(bench):
+            pipeline = runs[client] = _pipeline_throughput(kafka, topic, bench, client)
+            counts = pipeline["counts"]
+            print(f"pipeline (end to end, {_runner_name(bench)}, {client}): {pipeline['eps']:,.0f} events/s "
+                  f"({pipeline['seconds']:.1f} s), peak RSS {pipeline['rss_mb']:,.0f} MB (all its processes); counts {json.dumps(counts)}", flush=True)
+            if counts.get("in") != bench.events or counts["in"] != counts["parsed"] + counts["dead_letters"]:
+                print(f"warning: counts do not balance for {bench.events} events ({client})", flush=True)
+        client = next(iter(runs))
+        pipeline = runs[client]
+        counts = pipeline["counts"]
+        figures: dict[str, Any] = {
+            "events": bench.events, "partitions": bench.partitions, "load_seconds": round(load_seconds, 1),
+            "floor_eps": round(floor["eps"]), "pipeline_eps": round(pipeline["eps"]),
+            "ratio": round(pipeline["eps"] / floor["eps"], 3), "rss_mb": round(pipeline["rss_mb"]),
+            "rss_mb_largest_process": round(pipeline["rss_mb_largest_process"]),
+            "pipeline_client": client,
+            "pipeline_seconds": round(pipeline["seconds"], 1), "floor_seconds": round(floor["seconds"], 1),
+            "violations": counts.get("violations"), "dead_letters": counts.get("dead_letters"),
+            "late_window_events": counts.get("late_window_events"),
+            "committed_all": all(run["committed_all"] for run in runs.values()),
+        }
+        for other, run in list(runs.items())[1:]:
+            figures[f"pipeline_eps_{other.replace('-', '_')}"] = round(run["eps"])
+            figures[f"rss_mb_{other.replace('-', '_')}"] = round(run["rss_mb"])
+        if confluent:
+            figures["confluent_floor_eps"] = round(confluent["eps"])
+            figures["ratio_to_confluent_floor"] = round(pipeline["eps"] / confluent["eps"], 3)
+        if bench.latency:
+            latency = _latency(kafka, bench, client)
+            print(f"latency at {latency['offered_eps']:,.0f} events/s offered: p50 {latency['p50_s']:.3f} s, "
+                  f"p99 {latency['p99_s']:.3f} s over {latency['violations']:,} violations", flush=True)
+            figures.update({"latency_offered_eps": round(latency["offered_eps"]), "latency_p50_s": round(latency["p50_s"], 3),
+                            "latency_p99_s": round(latency["p99_s"], 3), "latency_violations": latency["violations"]})
+        return figures
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+def main_events(bench: EventsBench) -> int:
+    figures = run_events_bench(bench)
+    print(json.dumps(figures))
+    return 0
