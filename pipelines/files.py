@@ -18,8 +18,9 @@ from fastavro import reader as avro_reader
 
 from pipelines.core.dead_letters import dead_letter_to_json
 from pipelines.core.records import FILE_PARTITION, AuditedBatch, MessageBatch, RawMessage, SourceOffset
+from pipelines.trail.folder import write_summary
 
-__all__ = ["TOPIC_DUMP_SUFFIX", "dump_line", "check_topic_dump", "read_event_file", "ReadEventFile", "WriteAuditFiles", "WriteDailySummaries", "write_summaries"]
+__all__ = ["TOPIC_DUMP_SUFFIX", "dump_line", "check_topic_dump", "read_event_file", "ReadEventFile", "WriteAuditFiles", "WriteSummaries"]
 
 
 TOPIC_DUMP_SUFFIX = ".kafka.jsonl"
@@ -138,7 +139,7 @@ class ReadEventFile(beam.PTransform):
 class WriteAuditFiles(beam.PTransform):
     """``violations.jsonl`` and ``dead_letters.jsonl`` in ``out_dir``.
 
-    Input: (audited batches, lists of window violations or None).
+    Input: {"audited": audited batches, "windows": lists of window violations (optional)}.
     """
 
     def __init__(self, out_dir: str):
@@ -146,13 +147,11 @@ class WriteAuditFiles(beam.PTransform):
         self._out = out_dir.rstrip("/")
 
     def expand(self, inputs):
-        from pipelines.steps.days import audited_and_windows
-
-        audited, windows = audited_and_windows(inputs)
+        audited = inputs["audited"]
         lines = audited | "Violations" >> beam.FlatMap(lambda b: [orjson.dumps(v).decode() for v in b.violations])
-        if windows is not None:
+        if "windows" in inputs:
             window_lines = (
-                windows
+                inputs["windows"]
                 | "WindowViolations" >> beam.FlatMap(lambda vs: [orjson.dumps(v).decode() for v in vs])
                 | "IntoOneFile" >> beam.WindowInto(beam.window.GlobalWindows())
             )
@@ -171,46 +170,13 @@ def _dead_letter_lines(batch: AuditedBatch) -> list[str]:
     return [orjson.dumps(dead_letter_to_json(d)).decode() for d in batch.dead_letters]
 
 
-def write_summaries(days: list, folder: str, rules: dict, expectations: list, silent_gap_minutes: int,
-                    only_day: str | None = None) -> list[str]:
-    """Finish, chain and write ``DATE.json`` and ``DATE.html`` for every day
-    with data (or just ``only_day``), linked to the newest earlier summary
-    already in the folder."""
-    from pipelines.trail.chain import chain
+class WriteSummaries(beam.PTransform):
+    """(date, summary file bytes) -> ``DATE.json`` and ``DATE.html`` in ``folder``."""
 
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    if only_day is not None:
-        days = [d for d in days if d.day == only_day]
-    if not days:
-        return []
-    documents = [d.finish(silent_gap_minutes=silent_gap_minutes, expectations=expectations, rules=rules)
-                 for d in sorted(days, key=lambda d: d.day)]
-    first = documents[0]["date"]
-    earlier = sorted(p for p in out.glob("*.json") if p.stem < first and len(p.stem) == 10)
-    previous = (earlier[-1].stem, earlier[-1].read_bytes()) if earlier else None
-    written = []
-    from pipelines.trail.report import render_html
-
-    for document, data in zip(documents, chain(documents, previous), strict=True):
-        path = out / f"{document['date']}.json"
-        path.write_bytes(data)
-        (out / f"{document['date']}.html").write_text(render_html(orjson.loads(data)), encoding="utf-8")
-        written.append(str(path))
-    return written
-
-
-class WriteDailySummaries(beam.PTransform):
-    """All days' accumulators to one step that finishes, chains and writes them."""
-
-    def __init__(self, folder: str, rules: dict, expectations: list, silent_gap_minutes: int, only_day: str | None = None):
+    def __init__(self, folder: str):
         super().__init__()
-        self._args = (folder, rules, expectations, silent_gap_minutes, only_day)
+        self._folder = folder
 
-    def expand(self, days):
-        folder, rules, expectations, gap, only_day = self._args
-        return (
-            days
-            | "AllDays" >> beam.combiners.ToList()
-            | "FinishChainWrite" >> beam.FlatMap(lambda all_days: write_summaries(all_days, folder, rules, expectations, gap, only_day))
-        )
+    def expand(self, summaries):
+        folder = self._folder
+        return summaries | "WriteJsonAndHtml" >> beam.MapTuple(lambda day, data: str(write_summary(folder, day, data)))

@@ -1,144 +1,165 @@
 r"""The audit pipeline, as in the design diagram.
 
-    app events --> ReadAppEvents --> ParseAppEvents --> TagOriginDestination
-               --> CheckResidency --> CheckQuality --> PublishAndCommit (violations, dead letters, offsets)
-                                                  \-> JudgeQualityWindows --> PublishWindowViolations
-                                                  \-> SummarizeDays --> PublishSummaries
+  an audit's topics --> Read --> Parse --> Tag --> CheckRules --> CheckQuality --> PublishAndCommit (violations, dead letters, offsets)
+                                                                              \-> SplitWindowParts --> JudgeWindows --> PublishWindowViolations
+                                                                              \-> SplitDayParts ----+-> CloseDays --> PublishSummaries
+                                                                       window violations' days ----/
+
+Read, Parse, Tag and CheckRules are the audit's own (``core.audit.Audit``;
+the residency audit calls them ReadAppEvents, ParseAppEvents,
+TagOriginDestination, CheckResidency); every other step is shared. Several
+audits run side by side, each over its own topics; their window violations
+and day parts meet in one chain of daily summaries.
 
 On one machine the first row runs once per SDK worker process, each over
 its share of the partitions (``build_kafka_audit``).
 
-``backtest`` swaps the Kafka source and sink for files; the steps between
-are the same objects.
+``backtest`` and ``summarize`` swap the Kafka source or sinks for files;
+every step from Parse to CloseDays is the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
-from functools import partial
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import apache_beam as beam
 
-from pipelines.audits.residency.events import event_time_ms
-from pipelines.files import ReadEventFile, WriteAuditFiles, WriteDailySummaries
+from pipelines.core.audit import Audit, RunSettings
+from pipelines.files import ReadEventFile, WriteAuditFiles, WriteSummaries
 from pipelines.kafka.admin import KafkaConfig, PartitionSpec
 from pipelines.kafka.publish import OutputTopics, PublishAndCommit, PublishSummaries, PublishWindowViolations
 from pipelines.kafka.reader import ReaderSettings, ReadFromKafkaPartitions
 from pipelines.runtime.runners import worker_hints
-from pipelines.steps.audit import AuditSettings, CheckQuality, CheckResidency, ParseAppEvents, TagOriginDestination
-from pipelines.steps.days import SplitDays, SummarizeDays, SummarizeDaysStreaming, day_parts_with_windows
-from pipelines.steps.windows import JudgeQualityWindows, JudgeWindowParts, SplitQualityWindows
+from pipelines.steps.audit import CheckQuality, CheckRules, ParseRecords, TagRecords
+from pipelines.steps.coders import register_batch_coders
+from pipelines.steps.days import CloseDays, SplitDayParts, WindowViolationDays
+from pipelines.steps.windows import JudgeWindows, SplitWindowParts
 
-__all__ = ["audit_batches", "judge_windows", "build_kafka_audit", "build_file_audit", "build_day_summary"]
-
-
-def audit_batches(batches: beam.PCollection, settings: AuditSettings, name: str = "",
-                  hints: dict[str, str] | None = None) -> beam.PCollection:
-    hints = hints or {}
-    audited = (
-        batches
-        | f"ParseAppEvents{name}" >> ParseAppEvents(settings.decoder).with_resource_hints(**hints)
-        | f"TagOriginDestination{name}" >> TagOriginDestination(settings.destinations, settings.ip_ranges).with_resource_hints(**hints)
-        | f"CheckResidency{name}" >> CheckResidency(settings.policy, settings.pseudonym_key).with_resource_hints(**hints)
-    )
-    if settings.quality is not None:
-        audited = audited | f"CheckQuality{name}" >> CheckQuality(settings.quality, settings.pseudonym_key).with_resource_hints(**hints)
-    return audited
+__all__ = ["Checked", "check_records", "judge_and_close", "build_kafka_audit", "build_file_audit", "build_day_summary"]
 
 
-def judge_windows(audited: beam.PCollection, settings: AuditSettings) -> beam.PCollection | None:
-    if not _windowed(settings):
-        return None
-    return audited | "JudgeQualityWindows" >> JudgeQualityWindows(settings.quality)
+@dataclass(frozen=True)
+class Checked:
+    """One audit's checked batches (of one branch of its partitions)."""
+
+    audit: Audit
+    batches: beam.PCollection
+    branch: str = ""  # label suffix of the branch, "" when there is one
+    hints: Mapping[str, str] | None = None
 
 
-def build_kafka_audit(pipeline: beam.Pipeline, kafka: KafkaConfig, partitions: Sequence[PartitionSpec],
-                      outputs: OutputTopics, group: str, settings: AuditSettings,
-                      reader: ReaderSettings | None = None, summary_topic: str | None = None,
-                      summaries_dir: str | None = None, previous_summary: tuple[str, bytes] | None = None,
-                      worker_processes: int = 1) -> list[beam.PCollection]:
-    """The streaming audit. With ``worker_processes`` > 1 the partitions are
-    dealt into that many branches, each audited end to end (read to
-    commit) in an SDK worker process of its own; only the small window and
-    day parts meet again, in the steps that judge windows and close days."""
-    summaries = bool(summary_topic or summaries_dir)
-    # The watermark follows the events' own times, the ones their windows and days are cut by.
-    reader = replace(reader or ReaderSettings(), event_time_of=partial(event_time_ms, config=settings.decoder))
-    branches = [partitions[i::worker_processes] for i in range(worker_processes)]
-    published, window_parts, day_parts = [], [], []
-    for index, specs in enumerate(b for b in branches if b):
-        name = "" if worker_processes == 1 else f" (worker {index + 1} of {worker_processes})"
-        hints = worker_hints(index, worker_processes)
-        batches = pipeline | f"ReadAppEvents{name}" >> ReadFromKafkaPartitions(kafka, specs, reader).with_resource_hints(**hints)
-        audited = audit_batches(batches, settings, name, hints)
-        if _windowed(settings):
-            window_parts.append(audited | f"SplitQualityWindows{name}" >> SplitQualityWindows(settings.quality).with_resource_hints(**hints))
-        if summaries:
-            day_parts.append(audited | f"SplitDays{name}" >> SplitDays(_window_ms(settings)).with_resource_hints(**hints))
-        published.append(audited | f"PublishAndCommit{name}" >> PublishAndCommit(kafka, outputs, group).with_resource_hints(**hints))
-    # The steps after the branches meet are light: they share the first
-    # branch's worker process (the default environment).
-    first = worker_hints(0, worker_processes)
-    windows = None
-    if window_parts:
-        windows = (
-            _flatten(window_parts, "AllWindowParts")
-            | "JudgeQualityWindows" >> JudgeWindowParts(settings.quality).with_resource_hints(**first)
-        )
-        windows | "PublishWindowViolations" >> PublishWindowViolations(kafka, outputs).with_resource_hints(**first)
-    if summaries:
-        (
-            day_parts_with_windows(_flatten(day_parts, "AllDayParts"), windows)
-            | "SummarizeDays" >> SummarizeDaysStreaming(
-                _window_ms(settings), settings.summary.allowed_lateness_seconds, settings.rules_identity(),
-                settings.expectation_scopes(), settings.summary.silent_gap_minutes, previous_summary,
-                from_parts=True).with_resource_hints(**first)
-            | "PublishSummaries" >> PublishSummaries(kafka, summary_topic, summaries_dir).with_resource_hints(**first)
-        )
-    return published
+def check_records(batches: beam.PCollection, audit: Audit, pseudonym_key: bytes, branch: str = "",
+                  hints: Mapping[str, str] | None = None) -> Checked:
+    hints = dict(hints or {})
+    steps = audit.steps
+    checked = batches | f"{steps.parse}{branch}" >> ParseRecords(audit).with_resource_hints(**hints)
+    if steps.tag is not None:
+        checked = checked | f"{steps.tag}{branch}" >> TagRecords(audit).with_resource_hints(**hints)
+    checked = checked | f"{steps.check}{branch}" >> CheckRules(audit, pseudonym_key).with_resource_hints(**hints)
+    if audit.quality is not None:
+        checked = checked | f"CheckQuality[{audit.name}]{branch}" >> CheckQuality(audit, pseudonym_key).with_resource_hints(**hints)
+    return Checked(audit, checked, branch, hints)
+
+
+def judge_and_close(checked: Sequence[Checked], settings: RunSettings, *, summaries: bool = True,
+                    earlier: Mapping[str, str] | None = None, resume: bool = False, only_day: str | None = None,
+                    hints: Mapping[str, str] | None = None) -> tuple[beam.PCollection | None, beam.PCollection | None]:
+    """The shared steps after the checks: window verdicts (lists of window
+    violations, or None without window-level expectations) and, with
+    ``summaries``, the chained daily summaries as (date, file bytes)."""
+    hints = dict(hints or {})
+    windows = []
+    for audit in settings.audits:
+        if not audit.windowed:
+            continue
+        parts = [c.batches | f"SplitWindowParts[{audit.name}]{c.branch}" >> SplitWindowParts(audit.quality).with_resource_hints(**(c.hints or {}))
+                 for c in checked if c.audit is audit]
+        windows.append(_flatten(parts, f"AllWindowParts[{audit.name}]")
+                       | f"JudgeWindows[{audit.name}]" >> JudgeWindows(audit.quality).with_resource_hints(**hints))
+    all_windows = _flatten(windows, "AllWindowViolations") if windows else None
+    if not summaries:
+        return all_windows, None
+    day_parts = [c.batches | f"SplitDayParts[{c.audit.name}]{c.branch}" >> SplitDayParts(c.audit).with_resource_hints(**(c.hints or {}))
+                 for c in checked]
+    if all_windows is not None:
+        day_parts.append(all_windows | "WindowViolationDays" >> WindowViolationDays())
+    parts = _flatten(day_parts, "AllDayParts")
+    if only_day is not None:
+        parts = parts | f"Only{only_day}" >> beam.Filter(lambda day_part: day_part[0] == only_day)
+    closed = parts | "CloseDays" >> CloseDays(settings.audits, settings.rules_identity(), settings.allowed_lateness_seconds,
+                                              earlier, resume=resume).with_resource_hints(**hints)
+    return all_windows, closed
 
 
 def _flatten(collections: list[beam.PCollection], label: str) -> beam.PCollection:
     return collections[0] if len(collections) == 1 else tuple(collections) | label >> beam.Flatten()
 
 
-def _windowed(settings: AuditSettings) -> bool:
-    return settings.quality is not None and bool(settings.quality.suite.windowed)
+def build_kafka_audit(pipeline: beam.Pipeline, kafka: KafkaConfig, sources: Sequence[tuple[Audit, Sequence[PartitionSpec]]],
+                      outputs: OutputTopics, group: str, settings: RunSettings,
+                      reader: ReaderSettings | None = None, summary_topic: str | None = None,
+                      summaries_dir: str | None = None, earlier_summaries: Mapping[str, str] | None = None,
+                      worker_processes: int = 1) -> list[beam.PCollection]:
+    """The streaming audit. With ``worker_processes`` > 1 each audit's
+    partitions are dealt into that many branches, each audited end to end
+    (read to commit) in an SDK worker process of its own; only the small
+    window and day parts meet again, in the steps that judge windows and
+    close days. ``earlier_summaries``: the summaries already written (date
+    -> SHA-256); the run resumes the chain after the newest."""
+    register_batch_coders()
+    reader = reader or ReaderSettings()
+    checked, published = [], []
+    for audit, partitions in sources:
+        # The watermark follows the records' own times, the ones their windows and days are cut by.
+        audit_reader = replace(reader, event_time_of=audit.event_time_ms)
+        for index in range(worker_processes):
+            specs = partitions[index::worker_processes]
+            if not specs:
+                continue
+            branch = "" if worker_processes == 1 else f" (worker {index + 1} of {worker_processes})"
+            hints = worker_hints(index, worker_processes)
+            batches = pipeline | f"{audit.steps.read}{branch}" >> ReadFromKafkaPartitions(kafka, specs, audit_reader).with_resource_hints(**hints)
+            one = check_records(batches, audit, settings.pseudonym_key, branch, hints)
+            checked.append(one)
+            published.append(one.batches | f"PublishAndCommit[{audit.name}]{branch}"
+                             >> PublishAndCommit(kafka, outputs, group).with_resource_hints(**hints))
+    # The steps after the branches meet are light: they share the first
+    # branch's worker process (the default environment).
+    first = worker_hints(0, worker_processes)
+    windows, summaries = judge_and_close(checked, settings, summaries=bool(summary_topic or summaries_dir),
+                                         earlier=earlier_summaries, resume=True, hints=first)
+    if windows is not None:
+        windows | "PublishWindowViolations" >> PublishWindowViolations(kafka, outputs).with_resource_hints(**first)
+    if summaries is not None:
+        summaries | "PublishSummaries" >> PublishSummaries(kafka, summary_topic, summaries_dir).with_resource_hints(**first)
+    return published
 
 
-def _with_windows(audited: beam.PCollection, windows: beam.PCollection | None):
-    # Beam takes a tuple of PCollections as input, but not a None in it.
-    return audited if windows is None else (audited, windows)
+def build_file_audit(pipeline: beam.Pipeline, sources: Sequence[tuple[Audit, str]], out_dir: str, settings: RunSettings,
+                     earlier_summaries: Mapping[str, str] | None = None) -> None:
+    """``backtest``: each audit's records from a file; violations and dead
+    letters to JSON Lines, every day's summary to ``out_dir/summaries``."""
+    register_batch_coders()
+    checked = []
+    for audit, path in sources:
+        batches = pipeline | f"{audit.steps.read}FromFile" >> ReadEventFile(path)
+        checked.append(check_records(batches, audit, settings.pseudonym_key))
+    windows, summaries = judge_and_close(checked, settings, earlier=earlier_summaries)
+    audited = _flatten([c.batches for c in checked], "AllChecked")
+    files = {"audited": audited} if windows is None else {"audited": audited, "windows": windows}
+    files | "WriteAuditFiles" >> WriteAuditFiles(out_dir)
+    summaries | "WriteSummaries" >> WriteSummaries(f"{out_dir}/summaries")
 
 
-def _window_ms(settings: AuditSettings) -> int | None:
-    return settings.quality.window_seconds * 1000 if settings.quality else None
-
-
-def build_file_audit(pipeline: beam.Pipeline, events_path: str, out_dir: str, settings: AuditSettings) -> None:
-    batches = pipeline | "ReadEventFile" >> ReadEventFile(events_path)
-    audited = audit_batches(batches, settings)
-    windows = judge_windows(audited, settings)
-    _with_windows(audited, windows) | "WriteAuditFiles" >> WriteAuditFiles(out_dir)
-    (
-        _with_windows(audited, windows)
-        | "SummarizeDays" >> SummarizeDays(_window_ms(settings))
-        | "WriteDailySummaries" >> WriteDailySummaries(f"{out_dir}/summaries", settings.rules_identity(),
-                                                       settings.expectation_scopes(), settings.summary.silent_gap_minutes)
-    )
-
-
-def build_day_summary(pipeline: beam.Pipeline, kafka: KafkaConfig, partitions: Sequence[PartitionSpec], day: str,
-                      folder: str, settings: AuditSettings) -> None:
-    """``summarize``: one day read back from the topic and audited again, its
+def build_day_summary(pipeline: beam.Pipeline, kafka: KafkaConfig, sources: Sequence[tuple[Audit, Sequence[PartitionSpec]]],
+                      day: str, folder: str, settings: RunSettings, earlier_summaries: Mapping[str, str] | None = None) -> None:
+    """``summarize``: one day read back from the topics and audited again, its
     summary chained to the newest earlier one in ``folder``."""
-    batches = pipeline | "ReadAppEvents" >> ReadFromKafkaPartitions(kafka, partitions)
-    audited = audit_batches(batches, settings)
-    windows = judge_windows(audited, settings)
-    (
-        _with_windows(audited, windows)
-        | "SummarizeDays" >> SummarizeDays(_window_ms(settings))
-        | "WriteDailySummary" >> WriteDailySummaries(folder, settings.rules_identity(), settings.expectation_scopes(),
-                                                     settings.summary.silent_gap_minutes, only_day=day)
-    )
+    register_batch_coders()
+    checked = []
+    for audit, partitions in sources:
+        batches = pipeline | audit.steps.read >> ReadFromKafkaPartitions(kafka, partitions)
+        checked.append(check_records(batches, audit, settings.pseudonym_key))
+    _, summaries = judge_and_close(checked, settings, earlier=earlier_summaries, only_day=day)
+    summaries | "WriteSummary" >> WriteSummaries(folder)

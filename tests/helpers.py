@@ -170,3 +170,14 @@ class SteadyProducer:
         assert self._producer.flush(120) == 0, "messages still unacknowledged after 120 s"
         assert not self._failed, self._failed[:3]
         return self.sent
+
+
+def residency_audit(**options):
+    """The residency audit with the shipped policy and destination map."""
+    from pipelines.audits.residency.audit import ResidencyAudit
+    from pipelines.audits.residency.policy import load_policy
+    from pipelines.audits.residency.tagging import load_destination_map
+
+    destinations = load_destination_map()
+    policy = load_policy(extra_regions=[region for _, _, region, _ in destinations.internal])
+    return ResidencyAudit(policy=policy, destinations=destinations, **options)

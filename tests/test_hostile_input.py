@@ -23,12 +23,13 @@ from fastavro import schemaless_writer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipelines.audits.residency.audit import ResidencyAudit, check_batch, tag_batch
 from pipelines.audits.residency.events import DecoderConfig, parse_messages
 from pipelines.audits.residency.policy import load_policy
 from pipelines.audits.residency.tagging import Tagger, load_destination_map
 from pipelines.cli.main import main
 from pipelines.core import schemas
-from pipelines.core.batches import check_batch, check_quality_batch, quality_parameters, tag_batch
+from pipelines.core.batches import check_quality_batch, quality_parameters
 from pipelines.core.pseudonym import Pseudonymizer
 from pipelines.core.quality.suites import load_suite
 from pipelines.core.records import AuditedBatch, RawMessage, SourceOffset
@@ -122,6 +123,7 @@ class _Audit:
         self.tagger = Tagger(destinations)
         self.policy = load_policy(extra_regions={r for _, _, r, _ in destinations.internal})
         self.suite = load_suite()
+        self.audit = ResidencyAudit(self.policy, destinations)
         self.pseudonymize = Pseudonymizer(b"fuzz-key")
         self.parameters = quality_parameters(int(time.time() * 1000), 300_000)
         self.seen = {"events": 0, "dead": 0, "violations": 0, "kinds": set()}
@@ -138,7 +140,7 @@ class _Audit:
         batch = AuditedBatch("fuzz", 0, 0, len(messages), len(outcome.events), events=outcome.events,
                              dead_letters=outcome.dead_letters)
         batch = check_quality_batch(check_batch(tag_batch(batch, self.tagger), self.policy, self.pseudonymize),
-                                    self.suite, self.pseudonymize, self.parameters)
+                                    self.audit, self.suite, self.pseudonymize, self.parameters)
         for violation, encoded in zip(batch.violations, encode_violations(batch.violations), strict=True):
             assert decode_single_object(encoded, "violation")["violation_id"] == violation["violation_id"]
         for letter, encoded in zip(batch.dead_letters, encode_records(batch.dead_letters, "dead_letter"), strict=True):

@@ -15,11 +15,12 @@ import time
 import orjson
 import pytest
 
+from pipelines.audits.residency.audit import ResidencyAudit, check_batch, parse_batch, tag_batch
 from pipelines.audits.residency.events import DecoderConfig, _decoder, _Invalid
 from pipelines.audits.residency.ipranges import normalize_ip
 from pipelines.audits.residency.policy import load_policy
 from pipelines.audits.residency.tagging import Tagger, load_destination_map
-from pipelines.core.batches import check_batch, check_quality_batch, parse_batch, quality_parameters, tag_batch
+from pipelines.core.batches import check_quality_batch, quality_parameters
 from pipelines.core.pseudonym import Pseudonymizer
 from pipelines.core.quality.suites import load_suite
 from pipelines.core.records import MessageBatch, RawMessage, SourceOffset
@@ -38,10 +39,11 @@ def audited():
     pseudonymize = Pseudonymizer(b"test-key")
     parameters = quality_parameters(int(time.time() * 1000), 300_000)
     suite = load_suite()
+    audit = ResidencyAudit(policy, destinations)
     out = []
     for batch in batches:
         checked = check_batch(tag_batch(parse_batch(batch, DecoderConfig()), tagger), policy, pseudonymize)
-        out.append(check_quality_batch(checked, suite, pseudonymize, parameters))
+        out.append(check_quality_batch(checked, audit, suite, pseudonymize, parameters))
     return messages, out, policy, suite
 
 

@@ -10,16 +10,18 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
+from pipelines.audits.residency.summary import _merge_intervals, _runs
 from pipelines.audits.residency.tagging import DestinationTag, OriginTag
 from pipelines.cli.main import main
-from pipelines.core.days import DayAccumulator, _merge_intervals, _runs
+from pipelines.core.days import DayPart
 from pipelines.devtools.generator import TrafficMix, generate
 from pipelines.trail.chain import canonical_json, chain
 from pipelines.trail.verify import verify_directory
-from tests.helpers import write_jsonl
+from tests.helpers import residency_audit, write_jsonl
 
 DAY = "2026-11-30"
 T0 = int(datetime(2026, 11, 30, tzinfo=UTC).timestamp() * 1000)
+AUDIT = residency_audit()
 
 
 def event(seq, minute, server="app-1", origin="US", provider="oci", size=100):
@@ -38,9 +40,9 @@ def test_intervals_union_and_duplicates():
 
 
 def test_sequence_gaps_duplicates_and_silence():
-    day = DayAccumulator(DAY)
-    day.add_events([event(1, 0), event(2, 1), event(2, 2), event(5, 90), event(6, 91)])
-    server = day.finish(silent_gap_minutes=30)["completeness"]["servers"][0]
+    day = DayPart(DAY)
+    day.add_records(AUDIT, [event(1, 0), event(2, 1), event(2, 2), event(5, 90), event(6, 91)])
+    server = day.finish([AUDIT])["completeness"]["servers"][0]
     assert server["seq_gaps"] == [[3, 4]] and server["seq_missing"] == 2
     assert server["seq_duplicates"] == 1
     assert server["silent"] == [["00:03", "01:30"]]
@@ -52,37 +54,37 @@ def test_merge_order_does_not_change_the_summary():
                    "server_id": "app-1"} for i in range(50)]
     parts = []
     for start in range(0, 400, 37):
-        part = DayAccumulator(DAY)
-        part.add_events(events[start:start + 37])
+        part = DayPart(DAY)
+        part.add_records(AUDIT, events[start:start + 37])
         part.add_violations(violations[start // 10: start // 10 + 6])
         parts.append(part)
     documents = []
     for order in (parts, list(reversed(parts))):
-        merged = DayAccumulator(DAY)
+        merged = DayPart(DAY)
         for part in order:
             merged.merge(_copy(part))
-        documents.append(canonical_json(merged.finish()))
+        documents.append(canonical_json(merged.finish([AUDIT])))
     assert documents[0] == documents[1]
 
 
-def _copy(part: DayAccumulator) -> DayAccumulator:
+def _copy(part: DayPart) -> DayPart:
     import pickle
 
     return pickle.loads(pickle.dumps(part))
 
 
 def test_replayed_violations_count_once():
-    day = DayAccumulator(DAY)
+    day = DayPart(DAY)
     v = {"violation_id": "v1", "rule_id": "R", "kind": "quality", "severity": "medium", "event_time_ms": T0, "server_id": "s"}
     day.add_violations([v])
-    other = DayAccumulator(DAY)
+    other = DayPart(DAY)
     other.add_violations([v])
     day.merge(other)
-    assert day.finish()["totals"]["violations"] == 1
+    assert day.finish([AUDIT])["totals"]["violations"] == 1
 
 
 def test_chain_links_days_and_verify_accepts(tmp_path):
-    docs = [DayAccumulator(d).finish() for d in ("2026-11-28", "2026-11-29", "2026-12-01")]
+    docs = [DayPart(d).finish([AUDIT]) for d in ("2026-11-28", "2026-11-29", "2026-12-01")]
     for doc, data in zip(docs, chain(docs), strict=True):
         (tmp_path / f"{doc['date']}.json").write_bytes(data)
     days, problems = verify_directory(tmp_path)
@@ -156,17 +158,17 @@ def test_violation_set_changes_break_the_merkle_root(backtest_out, tmp_path, cap
 
 
 def test_late_events_are_listed_in_the_next_summary():
-    late_part = DayAccumulator(DAY)
-    late_part.add_events([event(7, 100), event(8, 101)])
+    late_part = DayPart(DAY)
+    late_part.add_records(AUDIT, [event(7, 100), event(8, 101)])
     late_part.add_violations([{"violation_id": "late-v", "rule_id": "R", "kind": "residency", "severity": "high",
                                "event_time_ms": T0 + 100 * 60_000, "server_id": "app-1"}])
-    next_day = DayAccumulator("2026-12-01")
+    next_day = DayPart("2026-12-01")
     next_day.add_late(late_part)
-    late = next_day.finish()["late"]
+    late = next_day.finish([AUDIT])["late"]
     assert late["events_by_day"] == {DAY: 2}
     assert late["event_ids"] == ["e-app-1-7", "e-app-1-8"]
     assert late["violation_ids"]["count"] == 1
-    assert next_day.finish()["totals"]["late_events"] == 2
+    assert next_day.finish([AUDIT])["totals"]["late_events"] == 2
 
 
 def test_one_violation_id_from_two_events_does_not_depend_on_order():
@@ -175,10 +177,10 @@ def test_one_violation_id_from_two_events_does_not_depend_on_order():
     second = {**first, "event_time_ms": T0 + 7_200_000, "server_id": "app-1"}
     documents = []
     for order in ([first, second], [second, first]):
-        day = DayAccumulator(DAY)
+        day = DayPart(DAY)
         for violation in order:
-            part = DayAccumulator(DAY)
+            part = DayPart(DAY)
             part.add_violations([violation])
             day.merge(part)
-        documents.append(canonical_json(day.finish()))
+        documents.append(canonical_json(day.finish([AUDIT])))
     assert documents[0] == documents[1]

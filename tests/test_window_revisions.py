@@ -10,13 +10,13 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
 from pipelines.audits.residency.events import event_columns
+from pipelines.core.audit import QualitySettings
 from pipelines.core.batches import judge_window, quality_parameters
-from pipelines.core.days import DayAccumulator
+from pipelines.core.days import DayPart
 from pipelines.core.quality.suites import load_suite
-from pipelines.core.quality.windows import WindowPartial, window_partials
+from pipelines.core.quality.windows import WindowPart, window_parts_of
 from pipelines.core.violations import standing
-from pipelines.steps.audit import QualitySettings
-from pipelines.steps.windows import JudgeWindowParts
+from pipelines.steps.windows import JudgeWindows
 
 START = 1_790_000_040_000 - 1_790_000_040_000 % 60_000
 END = START + 60_000
@@ -33,8 +33,8 @@ def _events(first: int, count: int, *, dest_ip: str | None = "203.0.113.9") -> l
              "bytes": 100, "user_residency": "US"} for i in range(count)]
 
 
-def _partial(suite, events: list[dict]) -> WindowPartial:
-    parts = window_partials(suite.windowed, events, 60_000, quality_parameters(START, 300_000))
+def _partial(suite, events: list[dict]) -> WindowPart:
+    parts = window_parts_of(suite.windowed, events, 60_000, quality_parameters(START, 300_000))
     return parts[START]
 
 
@@ -74,12 +74,12 @@ def test_the_newest_revision_stands_whatever_the_order(suite):
     day = first[0]["event_time"][:10]
     orders = []
     for parts in ([first, withdrawn], [withdrawn, first]):
-        merged = DayAccumulator(day)
+        merged = DayPart(day)
         for violations in parts:
-            part = DayAccumulator(day)
+            part = DayPart(day)
             part.add_violations(violations)
             merged.merge(part)
-        orders.append(merged.finish()["violation_ids"])
+        orders.append(merged.finish(())["violation_ids"])
     assert orders[0] == orders[1] and orders[0]["count"] == 0
 
 
@@ -99,7 +99,7 @@ def test_a_late_pane_in_the_pipeline_re_judges_the_whole_window(suite):
               .add_elements([part(_events(12, 10))])
               .advance_watermark_to_infinity())
     with test_pipeline.TestPipeline(options=beam.options.pipeline_options.PipelineOptions(streaming=True)) as pipeline:
-        verdicts = (pipeline | stream | JudgeWindowParts(settings)
+        verdicts = (pipeline | stream | JudgeWindows(settings)
                     | beam.FlatMap(lambda vs: [(v["rule_id"], v["window"]["revision"], v["window"]["retracted"],
                                                 v["window"]["element_count"]) for v in vs]))
         assert_that(verdicts, equal_to([(DEST_IP, 1, False, 12), (DEST_IP, 2, True, 22)]))

@@ -8,10 +8,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import InputError, PipelineFailed
 from pipelines.runtime.processes import StopRequested, children_answer_to_us, stop_on_signals
+
+if TYPE_CHECKING:
+    from pipelines.core.audit import RunSettings
 
 __all__ = ["main"]
 
@@ -107,20 +110,22 @@ def _kafka(args: argparse.Namespace, client_id: str = "flowaudit"):
     return config
 
 
-def _settings(args: argparse.Namespace, *, allow_random_key: bool):
+def _settings(args: argparse.Namespace, *, allow_random_key: bool) -> RunSettings:
+    from pipelines.audits.residency.audit import ResidencyAudit
     from pipelines.audits.residency.events import DecoderConfig, event_columns
     from pipelines.audits.residency.policy import load_policy
     from pipelines.audits.residency.tagging import load_destination_map
+    from pipelines.core.audit import QualitySettings, RunSettings
     from pipelines.core.pseudonym import key_from_environment
     from pipelines.core.quality.suites import load_suite
-    from pipelines.steps.audit import AuditSettings, QualitySettings, SummarySettings
 
     if args.window_seconds < 1 or args.clock_skew < 0:
         raise InputError("--window-seconds must be at least 1 and --clock-skew at least 0")
+    lateness = getattr(args, "allowed_lateness", 3600)
     quality = None
     if not args.no_expectations:
         quality = QualitySettings(load_suite(args.expectations, columns=event_columns()), args.window_seconds, args.clock_skew,
-                                  allowed_lateness_seconds=getattr(args, "allowed_lateness", 3600))
+                                  allowed_lateness_seconds=lateness)
     destinations = load_destination_map(args.destinations)
     ip_ranges = None
     if args.ip_ranges:
@@ -134,10 +139,10 @@ def _settings(args: argparse.Namespace, *, allow_random_key: bool):
     schema_ids = getattr(args, "schema_id", None)
     decoder = DecoderConfig(confluent_schema_ids=frozenset(schema_ids) if schema_ids else None,
                             bare_avro=getattr(args, "bare_avro", False))
-    summary = SummarySettings(silent_gap_minutes=args.silent_gap_minutes,
-                              allowed_lateness_seconds=getattr(args, "allowed_lateness", 3600))
-    return AuditSettings(policy=policy, destinations=destinations, quality=quality, summary=summary, ip_ranges=ip_ranges,
-                         pseudonym_key=key_from_environment(allow_random=allow_random_key), decoder=decoder)
+    residency = ResidencyAudit(policy=policy, destinations=destinations, quality=quality, decoder=decoder, ip_ranges=ip_ranges,
+                               silent_gap_minutes=args.silent_gap_minutes)
+    return RunSettings(audits=(residency,), pseudonym_key=key_from_environment(allow_random=allow_random_key),
+                       allowed_lateness_seconds=lateness)
 
 
 def _counters(result: Any) -> dict[str, int]:
@@ -180,6 +185,7 @@ def cmd_backtest(args: argparse.Namespace, beam_args: list[str]) -> int:
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     from pipelines.pipeline import build_file_audit
+    from pipelines.trail.folder import summary_days
 
     events = Path(args.events)
     if not events.is_file():
@@ -197,7 +203,8 @@ def cmd_backtest(args: argparse.Namespace, beam_args: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     # The in-process engine: a file replay is bounded and needs no binary.
     pipeline = beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(beam_args))
-    build_file_audit(pipeline, str(events.resolve()), str(out.resolve()), settings)
+    build_file_audit(pipeline, [(settings.audits[0], str(events.resolve()))], str(out.resolve()), settings,
+                     earlier_summaries=summary_days(out / "summaries"))
     result = pipeline.run()
     result.wait_until_finish()
     counts = _counters(result)
@@ -232,6 +239,7 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.pipeline import build_kafka_audit
     from pipelines.runtime.runners import is_single_process, local_worker_processes, pipeline_options, use_worker_processes
     from pipelines.runtime.stopping import CommittedOffsets, run_counts, stop_run, wait_for
+    from pipelines.trail.folder import summary_days
 
     _check_run_options(args)
     settings = _settings(args, allow_random_key=False)
@@ -246,10 +254,6 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     if workers > 1:
         options = use_worker_processes(options)
     pipeline = beam.Pipeline(options=options)
-    previous = None
-    if args.summaries_dir:
-        earlier = sorted(p for p in Path(args.summaries_dir).glob("*.json") if len(p.stem) == 10)
-        previous = (earlier[-1].stem, earlier[-1].read_bytes()) if earlier else None
     import tempfile
 
     from pipelines.kafka.reader import ReaderSettings
@@ -257,12 +261,13 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     # Workers on this machine (Prism's) can be told to stop reading before
     # the job is cancelled; remote ones are cancelled as they are.
     drain = Path(tempfile.mkdtemp(prefix="flowaudit-run-")) / "drain" if is_single_process(options) else None
-    build_kafka_audit(pipeline, kafka, partitions, OutputTopics(args.violations_topic, args.dead_letters_topic),
+    build_kafka_audit(pipeline, kafka, [(settings.audits[0], partitions)], OutputTopics(args.violations_topic, args.dead_letters_topic),
                       args.group, settings, reader=ReaderSettings(max_out_of_orderness_seconds=args.watermark_lag,
                                                                    idle_after_seconds=args.idle_after,
                                                                    single_process=is_single_process(options),
                                                                    drain_marker=str(drain) if drain else None),
-                      summary_topic=args.summary_topic, summaries_dir=args.summaries_dir, previous_summary=previous,
+                      summary_topic=args.summary_topic, summaries_dir=args.summaries_dir,
+                      earlier_summaries=summary_days(args.summaries_dir),
                       worker_processes=workers)
     _log.info("auditing %d partitions of %s (%s, %d worker process%s)", len(partitions), ", ".join(args.events_topic),
               "bounded" if bounded else "streaming", workers, "" if workers == 1 else "es")
@@ -357,6 +362,7 @@ def cmd_summarize(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.kafka.admin import plan_time_range
     from pipelines.pipeline import build_day_summary
     from pipelines.runtime.runners import pipeline_options
+    from pipelines.trail.folder import summary_days
 
     try:
         day = datetime.strptime(args.date, "%Y-%m-%d").replace(tzinfo=UTC)
@@ -372,7 +378,8 @@ def cmd_summarize(args: argparse.Namespace, beam_args: list[str]) -> int:
         print(f"flowaudit summarize: no messages of {args.date} on {', '.join(args.events_topic)}", file=sys.stderr)
         return 1
     pipeline = beam.Pipeline(options=pipeline_options(beam_args, streaming=False))
-    build_day_summary(pipeline, kafka, partitions, args.date, args.summaries_dir, settings)
+    build_day_summary(pipeline, kafka, [(settings.audits[0], partitions)], args.date, args.summaries_dir, settings,
+                      earlier_summaries=summary_days(args.summaries_dir))
     pipeline.run().wait_until_finish()
     written = Path(args.summaries_dir) / f"{args.date}.json"
     if not written.exists():

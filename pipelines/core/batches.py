@@ -1,59 +1,26 @@
-"""The audit's pure core over batches: parse, tag, check.
+"""The audit's pure core over batches: the steps every audit shares.
 
-Each function takes a batch and returns a new one; the Beam steps in
-``transforms`` only call them. Tags ride on the event dicts under
-``_origin`` and ``_destination`` so later steps (rules, summaries) share them.
+Each function takes a batch (or a window's or day's part) and returns a new
+one; the Beam steps in ``pipelines.steps`` only call them. What is an
+audit's own (parsing, tags, rules) is its bundle's: ``core.audit.Audit``.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from pipelines.audits.residency.events import DecoderConfig, parse_messages
-from pipelines.audits.residency.policy import Policy
-from pipelines.audits.residency.tagging import Tagger
-from pipelines.audits.residency.violations import quality_violation, residency_violation
-from pipelines.core.days import DayAccumulator, day_of, dead_letter_day
+from pipelines.core.audit import Audit
+from pipelines.core.days import DayPart, day_of, dead_letter_day
 from pipelines.core.pseudonym import Pseudonymizer
 from pipelines.core.quality.expectations import record_failures
 from pipelines.core.quality.suites import QualitySuite
-from pipelines.core.quality.windows import WindowPartial, evaluate_window, window_partials
-from pipelines.core.records import AuditedBatch, MessageBatch
-from pipelines.core.violations import window_retraction, window_violation
+from pipelines.core.quality.windows import WindowPart, evaluate_window, window_parts_of
+from pipelines.core.records import AuditedBatch
+from pipelines.core.violations import quality_violation, window_retraction, window_violation
 
-__all__ = ["parse_batch", "tag_batch", "check_batch", "check_quality_batch", "quality_parameters", "window_parts",
-           "day_parts", "UNDATED"]
+__all__ = ["check_quality_batch", "quality_parameters", "window_parts", "judge_window", "day_parts", "UNDATED"]
 
 UNDATED = "undated"  # dead letters with no time at all (no timestamp, unreadable event_time)
-
-
-def parse_batch(batch: MessageBatch, config: DecoderConfig) -> AuditedBatch:
-    outcome = parse_messages(batch.messages, config)
-    return AuditedBatch(
-        topic=batch.topic,
-        partition=batch.partition,
-        first_offset=batch.first_offset,
-        next_offset=batch.next_offset,
-        parsed=len(outcome.events),
-        events=outcome.events,
-        dead_letters=outcome.dead_letters,
-    )
-
-
-def tag_batch(batch: AuditedBatch, tagger: Tagger) -> AuditedBatch:
-    for event in batch.events:
-        event["_origin"] = tagger.origin(event)
-        event["_destination"] = tagger.destination(event["dest_ip"], event["dest_host"])
-    return batch
-
-
-def check_batch(batch: AuditedBatch, policy: Policy, pseudonymize: Pseudonymizer) -> AuditedBatch:
-    violations = list(batch.violations)
-    for event in batch.events:
-        origin, dest = event["_origin"], event["_destination"]
-        for finding in policy.evaluate(event, origin, dest):
-            violations.append(residency_violation(event, origin, dest, finding, policy, pseudonymize))
-    return replace(batch, violations=violations)
 
 
 def quality_parameters(now_ms: int, clock_skew_ms: int) -> dict[str, int]:
@@ -61,7 +28,7 @@ def quality_parameters(now_ms: int, clock_skew_ms: int) -> dict[str, int]:
     return {"max_event_time_ms": now_ms + clock_skew_ms, "now_ms": now_ms}
 
 
-def check_quality_batch(batch: AuditedBatch, suite: QualitySuite, pseudonymize: Pseudonymizer,
+def check_quality_batch(batch: AuditedBatch, audit: Audit, suite: QualitySuite, pseudonymize: Pseudonymizer,
                         parameters: dict[str, int]) -> AuditedBatch:
     """Per-record expectations: one violation per failed expectation per event."""
     failures = record_failures(suite.per_record, batch.events, parameters)
@@ -69,16 +36,16 @@ def check_quality_batch(batch: AuditedBatch, suite: QualitySuite, pseudonymize: 
         return batch
     events = batch.events
     violations = list(batch.violations)
-    violations.extend(quality_violation(events[index], expectation, suite, pseudonymize) for index, expectation in failures)
+    violations.extend(quality_violation(audit, events[index], expectation, suite, pseudonymize) for index, expectation in failures)
     return replace(batch, violations=violations)
 
 
-def window_parts(batch: AuditedBatch, suite: QualitySuite, window_ms: int, parameters: dict[str, int]) -> dict[int, WindowPartial]:
+def window_parts(batch: AuditedBatch, suite: QualitySuite, window_ms: int, parameters: dict[str, int]) -> dict[int, WindowPart]:
     """The batch's share of each event-time window's window-level expectations."""
-    return window_partials(suite.windowed, batch.events, window_ms, parameters)
+    return window_parts_of(suite.windowed, batch.events, window_ms, parameters)
 
 
-def judge_window(partial: WindowPartial, start_ms: int, end_ms: int, suite: QualitySuite,
+def judge_window(partial: WindowPart, start_ms: int, end_ms: int, suite: QualitySuite,
                  standing: dict[str, dict], revision: int) -> tuple[list[dict], dict[str, dict]]:
     """A window's verdict over all its events so far, against the one already
     published (``standing``: rule id -> violation): the violations to publish
@@ -103,15 +70,15 @@ def _by_day(items, day_of_item) -> dict[str, list]:
     return groups
 
 
-def day_parts(batch: AuditedBatch, window_ms: int | None) -> dict[str, DayAccumulator]:
-    """The batch's contribution to each UTC day's summary (by event time)."""
-    days: dict[str, DayAccumulator] = {}
+def day_parts(batch: AuditedBatch, audit: Audit) -> dict[str, DayPart]:
+    """The batch's share of each UTC day's summary (by event time)."""
+    days: dict[str, DayPart] = {}
 
-    def day(name: str) -> DayAccumulator:
-        return days.get(name) or days.setdefault(name, DayAccumulator(name))
+    def day(name: str) -> DayPart:
+        return days.get(name) or days.setdefault(name, DayPart(name))
 
     for name, events in _by_day(batch.events, lambda e: day_of(e["event_time_ms"])).items():
-        day(name).add_events(events, window_ms)
+        day(name).add_records(audit, events)
     for name, violations in _by_day(batch.violations, lambda v: day_of(v["event_time_ms"])).items():
         day(name).add_violations(violations)
     for name, letters in _by_day(batch.dead_letters, lambda d: dead_letter_day(d) or UNDATED).items():

@@ -14,12 +14,14 @@ from typing import Any
 from fastavro import schemaless_reader, schemaless_writer
 
 from pipelines.core import schemas
+from pipelines.core.audit import Audit, RulesIdentity
 from pipelines.core.avrowire import compile_writer
+from pipelines.core.pseudonym import Pseudonymizer
 from pipelines.core.quality.expectations import Expectation
 from pipelines.core.quality.suites import QualitySuite
 from pipelines.core.quality.windows import WindowFailure
 
-__all__ = ["QUALITY_SEVERITY", "violation_id", "window_id", "window_violation", "window_retraction", "revision_of", "standing", "encode_single_object", "encode_records", "encode_violations", "decode_single_object", "describe_violation"]
+__all__ = ["QUALITY_SEVERITY", "violation_id", "quality_violation", "window_id", "window_violation", "window_retraction", "revision_of", "standing", "encode_single_object", "encode_records", "encode_violations", "decode_single_object", "describe_violation"]
 
 
 # GX's severities on the violation's scale.
@@ -45,6 +47,28 @@ def _arguments(expectation: Expectation) -> str:
         shown.append(f"{key}={value}")
     return ", ".join(shown)
 
+
+
+def _shown(value: Any, personal: bool, pseudonymize: Pseudonymizer) -> str:
+    if value is None:
+        return "null"
+    if personal:
+        return pseudonymize(value if isinstance(value, str) else repr(value))
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 120 else text[:120] + "..."
+
+
+def quality_violation(audit: Audit, record: Mapping[str, Any], expectation: Expectation, suite: QualitySuite,
+                      pseudonymize: Pseudonymizer) -> dict[str, Any]:
+    """A record-level quality violation: ``record`` fails ``expectation``."""
+    column = expectation.column
+    shown = _shown(record.get(column), column in audit.personal_fields, pseudonymize)
+    message = (f"{expectation.rule_id}: {column} = {shown} fails {expectation.type}({_arguments(expectation)})"
+               + (f". {expectation.description}" if expectation.description else ""))
+    evidence = audit.evidence(record, pseudonymize)
+    evidence.update({"column": column, "value": shown, "expectation": expectation.type, "gx_severity": expectation.severity})
+    return audit.violation_about(record, rule_id=expectation.rule_id, kind="quality", severity=QUALITY_SEVERITY[expectation.severity],
+                                 message=message, evidence=evidence, rules=RulesIdentity(suite.name, suite.sha256[:12], suite.sha256))
 
 
 def window_id(start_ms: int, end_ms: int) -> str:

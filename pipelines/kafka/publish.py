@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
-import orjson
 from apache_beam.metrics import Metrics
 from kafka import TopicPartition
 
@@ -25,6 +24,9 @@ from pipelines.kafka.clients import (
     open_committer,
     open_producer,
 )
+from pipelines.runtime.runners import prepare_worker_process
+from pipelines.trail.chain import avro_envelope
+from pipelines.trail.folder import write_summary
 
 __all__ = ["VIOLATION_CONTENT_TYPE", "DEAD_LETTER_CONTENT_TYPE", "OutputTopics", "PRODUCER_OPTIONS", "FLUSH_TIMEOUT_S", "PublishWindowViolations", "PublishSummaries", "PublishAndCommit"]
 
@@ -106,6 +108,7 @@ class _PublishAndCommit(beam.DoFn):
         self._producer_options = producer_options
 
     def setup(self) -> None:
+        prepare_worker_process()
         self._producer = open_producer(self._config.client, self._config.settings(), {**PRODUCER_OPTIONS, **self._producer_options})
         self._committer = open_committer(self._config.client, self._config.settings(), self._group)
         self._tracker = _tracker_for(self._config.bootstrap_servers, self._group)
@@ -168,6 +171,7 @@ class _PublishWindowViolations(beam.DoFn):
         self._topics = topics
 
     def setup(self) -> None:
+        prepare_worker_process()
         self._producer = open_producer(self._config.client, self._config.settings(), PRODUCER_OPTIONS)
         self._published = Metrics.counter("flowaudit", "violations_published")
 
@@ -206,6 +210,7 @@ class _PublishSummaries(beam.DoFn):
         self._folder = folder
 
     def setup(self) -> None:
+        prepare_worker_process()
         self._producer = open_producer(self._config.client, self._config.settings(), PRODUCER_OPTIONS) if self._topic else None
 
     def teardown(self) -> None:
@@ -213,18 +218,9 @@ class _PublishSummaries(beam.DoFn):
             self._producer.close()
 
     def process(self, dated: tuple[str, bytes]):
-        from pipelines.trail.chain import avro_envelope
-
         day, data = dated
         if self._folder:
-            from pathlib import Path
-
-            from pipelines.trail.report import render_html
-
-            folder = Path(self._folder)
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{day}.json").write_bytes(data)
-            (folder / f"{day}.html").write_text(render_html(orjson.loads(data)), encoding="utf-8")
+            write_summary(self._folder, day, data)
         if self._producer is not None:
             self._producer.send(self._topic, day.encode(), encode_single_object(avro_envelope(data), "daily_summary"),
                                 (("content-type", b"application/vnd.flowaudit.daily-summary.v1+avro"),))

@@ -17,7 +17,7 @@ import apache_beam as beam
 
 from pipelines.core.records import AuditedBatch, MessageBatch
 
-__all__ = ["MessageBatchCoder", "AuditedBatchCoder"]
+__all__ = ["MessageBatchCoder", "AuditedBatchCoder", "register_batch_coders"]
 
 # A parsed event with its tags, a violation or a dead letter, pickled in a batch:
 # about this many bytes (measured on the demo mix: 405).
@@ -57,5 +57,8 @@ class AuditedBatchCoder(_PickledBatchCoder):
         return AuditedBatch
 
 
-beam.coders.registry.register_coder(MessageBatch, MessageBatchCoder)
-beam.coders.registry.register_coder(AuditedBatch, AuditedBatchCoder)
+def register_batch_coders() -> None:
+    """Beam picks a PCollection's coder from its registry as the pipeline is
+    built, and ships it in the pipeline: workers need no registration."""
+    beam.coders.registry.register_coder(MessageBatch, MessageBatchCoder)
+    beam.coders.registry.register_coder(AuditedBatch, AuditedBatchCoder)

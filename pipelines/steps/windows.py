@@ -16,16 +16,15 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.transforms.window import FixedWindows, GlobalWindows
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from pipelines.core.batches import (
-    judge_window,
-    window_parts,
-)
-from pipelines.core.quality.windows import WindowPartial
+from pipelines.core.audit import QualitySettings
+from pipelines.core.batches import judge_window, window_parts
+from pipelines.core.quality.windows import WindowPart
 from pipelines.core.records import AuditedBatch
 from pipelines.core.violations import window_id
-from pipelines.steps.audit import QualitySettings, _now_parameters
+from pipelines.runtime.runners import prepare_worker_process
+from pipelines.steps.audit import now_parameters
 
-__all__ = ["SplitQualityWindows", "JudgeWindowParts", "JudgeQualityWindows"]
+__all__ = ["SplitWindowParts", "JudgeWindows"]
 
 
 _log = logging.getLogger(__name__)
@@ -35,8 +34,11 @@ class _WindowPartsFn(beam.DoFn):
     def __init__(self, settings: QualitySettings):
         self._settings = settings
 
+    def setup(self) -> None:
+        prepare_worker_process()
+
     def process(self, batch: AuditedBatch):
-        parts = window_parts(batch, self._settings.suite, self._settings.window_seconds * 1000, _now_parameters(self._settings))
+        parts = window_parts(batch, self._settings.suite, self._settings.window_ms, now_parameters(self._settings))
         for start, partial in parts.items():
             # Stamped with the part's latest event: inside its window, and as
             # early as the watermark allows.
@@ -44,26 +46,26 @@ class _WindowPartsFn(beam.DoFn):
 
 
 class _MergeParts(beam.CombineFn):
-    def create_accumulator(self) -> WindowPartial:
-        return WindowPartial()
+    def create_accumulator(self) -> WindowPart:
+        return WindowPart()
 
-    def add_input(self, accumulator: WindowPartial, partial: WindowPartial) -> WindowPartial:
+    def add_input(self, accumulator: WindowPart, partial: WindowPart) -> WindowPart:
         return accumulator.merge(partial)
 
     def merge_accumulators(self, accumulators):
-        merged = WindowPartial()
+        merged = WindowPart()
         for accumulator in accumulators:
             merged.merge(accumulator)
         return merged
 
-    def extract_output(self, accumulator: WindowPartial) -> WindowPartial:
+    def extract_output(self, accumulator: WindowPart) -> WindowPart:
         return accumulator
 
 
 @dataclass
 class _WindowVerdict:
     revision: int  # of the last verdict published
-    judged: WindowPartial  # every event of the window so far
+    judged: WindowPart  # every event of the window so far
     standing: dict[str, dict]  # rule id -> violation as last published
 
 
@@ -87,6 +89,7 @@ class _JudgeWindowFn(beam.DoFn):
         self._settings = settings
 
     def setup(self) -> None:
+        prepare_worker_process()
         self._violations = Metrics.counter("flowaudit", "violations")
         self._windowed = Metrics.counter("flowaudit", "window_violations")
         self._windows = Metrics.counter("flowaudit", "quality_windows")
@@ -136,7 +139,7 @@ class _JudgeWindowFn(beam.DoFn):
             _log.info("quality window %s: %d late events (within the allowed lateness) leave its verdict as it was", window, late)
 
 
-class SplitQualityWindows(beam.PTransform):
+class SplitWindowParts(beam.PTransform):
     """Audited batches -> each batch's share of every event-time window it
     touches, timestamped inside that window (small: counts and sets, not events)."""
 
@@ -145,12 +148,13 @@ class SplitQualityWindows(beam.PTransform):
         self._settings = settings
 
     def expand(self, batches):
-        return batches | "SplitByWindow" >> beam.ParDo(_WindowPartsFn(self._settings)).with_output_types(tuple[int, WindowPartial])
+        return batches | "SplitByWindow" >> beam.ParDo(_WindowPartsFn(self._settings)).with_output_types(tuple[int, WindowPart])
 
 
-class JudgeWindowParts(beam.PTransform):
-    """Window parts (from SplitQualityWindows) -> one list of violations per
-    fixed event-time window that fails a window-level expectation."""
+class JudgeWindows(beam.PTransform):
+    """Window parts (from SplitWindowParts) -> one list of violations per
+    fixed event-time window that fails a window-level expectation, and per
+    revision of that verdict by late parts."""
 
     def __init__(self, settings: QualitySettings):
         super().__init__()
@@ -168,15 +172,3 @@ class JudgeWindowParts(beam.PTransform):
             | "ByWindowStart" >> beam.WindowInto(GlobalWindows())
             | "EvaluateWindows" >> beam.ParDo(_JudgeWindowFn(self._settings))
         )
-
-
-class JudgeQualityWindows(beam.PTransform):
-    """Window-level expectations (aggregates, ``mostly``) per fixed event-time
-    window; emits one list of violations per window that fails any."""
-
-    def __init__(self, settings: QualitySettings):
-        super().__init__()
-        self._settings = settings
-
-    def expand(self, batches):
-        return batches | "Split" >> SplitQualityWindows(self._settings) | "Judge" >> JudgeWindowParts(self._settings)

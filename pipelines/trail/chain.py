@@ -17,9 +17,9 @@ def avro_envelope(data: bytes) -> dict[str, Any]:
     document = orjson.loads(data)
     totals = document["totals"]
     return {
-        "date": document["date"], "format": document["format"], "events": totals["events"], "bytes": totals["bytes"],
+        "date": document["date"], "format": document["format"], "events": totals["events"], "bytes": totals.get("bytes", 0),
         "violations": totals["violations"], "dead_letters": totals["dead_letters"], "late_events": totals["late_events"],
-        "servers_seen": totals["servers_seen"], "violation_ids_merkle_root": document["violation_ids"]["merkle_root"],
+        "servers_seen": totals.get("servers_seen", 0), "violation_ids_merkle_root": document["violation_ids"]["merkle_root"],
         "previous_summary_date": document.get("previous_summary_date"),
         "previous_summary_sha256": document.get("previous_summary_sha256"),
         "content_sha256": document["content_sha256"], "summary_sha256": hashlib.sha256(data).hexdigest(), "document": data,
@@ -37,14 +37,14 @@ def content_digest(document: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
-def chain(documents: Sequence[dict[str, Any]], previous: tuple[str, bytes] | None = None) -> list[bytes]:
+def chain(documents: Sequence[dict[str, Any]], previous: tuple[str, str] | None = None) -> list[bytes]:
     """Link days in date order. Each names the previous summarised day and
     carries the SHA-256 of that day's file (days without data have no
     summary, so a gap is explicit rather than silent), plus a digest of its
-    own content. ``previous``: (day, file bytes) of the summary before the
-    first document. Returns each day's file bytes."""
+    own content. ``previous``: (day, SHA-256 of its file) of the summary
+    before the first document. Returns each day's file bytes."""
     out = []
-    previous_day, previous_hash = (previous[0], hashlib.sha256(previous[1]).hexdigest()) if previous else (None, None)
+    previous_day, previous_hash = previous if previous else (None, None)
     for document in sorted(documents, key=lambda d: d["date"]):
         document = dict(document)
         document["previous_summary_date"] = previous_day

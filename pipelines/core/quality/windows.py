@@ -1,5 +1,5 @@
 """Window-level expectations (``mostly`` < 1, aggregates): each batch's
-share of an event-time window (a ``WindowPartial``, mergeable in any
+share of an event-time window (a ``WindowPart``, mergeable in any
 order), and the window's verdict once all its parts are merged."""
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from pipelines.core.quality.expectations import (
     unexpected_indices,
 )
 
-__all__ = ["WindowPartial", "window_partials", "WindowFailure", "evaluate_window"]
+__all__ = ["WindowPart", "window_parts_of", "WindowFailure", "evaluate_window"]
 
 
 @dataclass
-class WindowPartial:
+class WindowPart:
     """What window-level expectations need from some of a window's events;
     partials of one window merge into the whole window's."""
 
@@ -33,7 +33,7 @@ class WindowPartial:
     values: dict[str, list[Any]] = field(default_factory=dict)  # columns of aggregate expectations
     counts: dict[str, list[int]] = field(default_factory=dict)  # rule id -> [elements, nulls, unexpected]
 
-    def merge(self, other: WindowPartial) -> WindowPartial:
+    def merge(self, other: WindowPart) -> WindowPart:
         self.rows += other.rows
         self.max_event_ms = max(self.max_event_ms, other.max_event_ms)
         for column, values in other.values.items():
@@ -50,8 +50,8 @@ def _uses_values(expectation: Expectation) -> bool:
     return expectation.type in AGGREGATE_TYPES
 
 
-def window_partials(expectations: Sequence[Expectation], events: Sequence[Mapping[str, Any]], window_ms: int,
-                    parameters: Mapping[str, Any]) -> dict[int, WindowPartial]:
+def window_parts_of(expectations: Sequence[Expectation], events: Sequence[Mapping[str, Any]], window_ms: int,
+                    parameters: Mapping[str, Any]) -> dict[int, WindowPart]:
     """Split a batch's events by event-time window and summarise each part."""
     groups: dict[int, list[Mapping[str, Any]]] = {}
     for event in events:
@@ -59,7 +59,7 @@ def window_partials(expectations: Sequence[Expectation], events: Sequence[Mappin
         groups.setdefault(start, []).append(event)
     out = {}
     for start, group in groups.items():
-        partial = WindowPartial(rows=len(group), max_event_ms=max(e["event_time_ms"] for e in group))
+        partial = WindowPart(rows=len(group), max_event_ms=max(e["event_time_ms"] for e in group))
         for expectation in expectations:
             if expectation.column is None:
                 continue
@@ -82,7 +82,7 @@ class WindowFailure:
     unexpected_count: int | None
 
 
-def evaluate_window(expectations: Sequence[Expectation], partial: WindowPartial) -> list[WindowFailure]:
+def evaluate_window(expectations: Sequence[Expectation], partial: WindowPart) -> list[WindowFailure]:
     """Window-level expectations this window fails, with what was observed."""
     failures = []
     for expectation in expectations:
