@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import apache_beam as beam
 
 from pipelines.core.audit import Audit, RunSettings
-from pipelines.files import ReadEventFile, WriteAuditFiles, WriteSummaries
+from pipelines.files.steps import ReadEventFile, WriteAuditFiles, WriteSummaries
 from pipelines.kafka.admin import KafkaConfig, PartitionSpec
 from pipelines.kafka.publish import OutputTopics, PublishAndCommit, PublishSummaries, PublishWindowViolations
 from pipelines.kafka.reader import ReaderSettings, ReadFromKafkaPartitions

@@ -7,8 +7,9 @@ import time
 
 import pytest
 
+from pipelines.errors import DeliveryError
 from pipelines.kafka.admin import committed_offsets
-from pipelines.kafka.clients import CLIENTS, DeliveryError, open_committer, open_fetcher, open_producer
+from pipelines.kafka.clients import CLIENTS, open_committer, open_fetcher, open_producer
 from pipelines.kafka.publish import PRODUCER_OPTIONS
 
 pytestmark = pytest.mark.kafka

@@ -15,10 +15,10 @@ import pytest
 from pipelines.cli.main import build_parser, main
 from pipelines.core.violations import decode_single_object
 from pipelines.devtools.generator import generate
-from pipelines.errors import InputError
+from pipelines.errors import InputError, KafkaConnectError
 from pipelines.kafka.admin import KafkaConfig, committed_offsets, create_topics, end_offsets, produce_messages
 from pipelines.kafka.clients import ClientSettings
-from pipelines.kafka.security import KafkaConnectError, KafkaSecurity, Secret, check_connection, security_from_options
+from pipelines.kafka.security import KafkaSecurity, Secret, check_connection, security_from_options
 from tests.helpers import consume_all, read_jsonl, run_cli, write_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,7 +67,7 @@ def test_both_clients_get_the_same_settings_in_their_own_words(tmp_path, monkeyp
 def test_cli_options_reach_another_process_without_the_password(tmp_path, monkeypatch):
     (tmp_path / "pw").write_text(PASSWORD)
     monkeypatch.setenv("FLOWAUDIT_KAFKA_SSL_KEY_PASSWORD", "key-pass")
-    from pipelines.cli.main import _security
+    from pipelines.cli.options import kafka_security as _security
 
     argv = ["violations", "tail", "--security-protocol", "SASL_SSL", "--sasl-username", "auditor", "--sasl-password-file", str(tmp_path / "pw"),
             "--ssl-cafile", "/ca.pem", "--ssl-certfile", "/c.pem", "--ssl-keyfile", "/c.key"]

@@ -2,7 +2,7 @@ import pytest
 
 from pipelines.audits.residency.policy import load_policy
 from pipelines.audits.residency.tagging import DestinationTag, OriginTag
-from pipelines.core.configfile import ConfigError
+from pipelines.errors import ConfigError
 
 US_OCI = OriginTag("US", "declared", "oci", "us-ashburn-1", "US")
 OCI_US_DEST = DestinationTag("oci", "us-phoenix-1", "US", "cidr", "129.146.0.0/16")

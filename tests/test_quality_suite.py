@@ -8,9 +8,9 @@ import pytest
 
 from pipelines.audits.residency.events import event_columns
 from pipelines.cli.main import main
-from pipelines.core.configfile import ConfigError
 from pipelines.core.quality.expectations import record_failures
 from pipelines.core.quality.suites import load_suite
+from pipelines.errors import ConfigError
 
 
 def write(tmp_path, expectations, name="s"):

@@ -4,7 +4,7 @@ import pytest
 
 from pipelines.audits.residency.ipranges import PrefixIndex, RangeMatch, feed_entries, normalize_ip, region_countries
 from pipelines.audits.residency.tagging import Tagger, load_destination_map
-from pipelines.core.configfile import ConfigError
+from pipelines.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

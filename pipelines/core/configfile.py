@@ -16,16 +16,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from pipelines.errors import ConfigError
+
 __all__ = ["ConfigError", "Problems", "load_yaml", "line_of", "CommentedMap", "CommentedSeq"]
-
-
-class ConfigError(ValueError):
-    """A configuration file was refused; ``str()`` lists every problem found."""
-
-    def __init__(self, path: Path | str, problems: list[str]):
-        self.path = str(path)
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 @dataclass

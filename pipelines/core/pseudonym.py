@@ -16,15 +16,13 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
+from pipelines.errors import MissingKeyError
+
 __all__ = ["Pseudonymizer", "KEY_ENV", "KEY_FILE_ENV", "key_from_environment", "MissingKeyError"]
 
 KEY_ENV = "FLOWAUDIT_PSEUDONYM_KEY"
 KEY_FILE_ENV = "FLOWAUDIT_PSEUDONYM_KEY_FILE"
 _log = logging.getLogger(__name__)
-
-
-class MissingKeyError(RuntimeError):
-    pass
 
 
 def key_from_environment(*, allow_random: bool) -> bytes:

@@ -18,10 +18,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import orjson
-from fastavro import schemaless_writer
+from fastavro import schemaless_writer, writer
 
 from pipelines.audits.residency.ipranges import feed_entries
 from pipelines.core import schemas
+from pipelines.files.formats import TOPIC_DUMP_SUFFIX, dump_line
 
 __all__ = ["GeneratedMessage", "TrafficMix", "Stretch", "generate", "generate_timeline", "over_days", "write_sample"]
 
@@ -223,7 +224,6 @@ def write_sample(path: str, events: int, days: int, *, seed: int = 7, end: datet
     included), an Avro container file (``.avro``: schema-valid events only,
     as a container holds records, not messages), or JSON Lines (anything
     else: events as JSON, malformed messages as they are). Returns counts."""
-    from pipelines.files import TOPIC_DUMP_SUFFIX, dump_line
 
     stretch = over_days(events, days, end=end)
     dump = path.endswith(TOPIC_DUMP_SUFFIX)
@@ -233,8 +233,6 @@ def write_sample(path: str, events: int, days: int, *, seed: int = 7, end: datet
     messages = generate_timeline([stretch], seed=seed, mix=mix)
     with open(path, "wb") as out:
         if avro_file:
-            from fastavro import writer
-
             def records() -> Iterator[dict[str, Any]]:
                 for message in messages:
                     if message.malformed:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import base64
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -22,6 +23,15 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
+
+from pipelines.devtools.localcerts import TlsMaterial, write_tls_material
+from pipelines.errors import BrokerError
+from pipelines.kafka.admin import KafkaConfig, create_topics
 from pipelines.resources import repo_root
 
 __all__ = ["LocalKafka", "LocalSecurity", "ensure_broker_jars", "default_broker", "DEFAULT_TOPICS", "free_port", "port_is_free",
@@ -30,10 +40,6 @@ __all__ = ["LocalKafka", "LocalSecurity", "ensure_broker_jars", "default_broker"
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 
 DEFAULT_TOPICS = ("app-events", "flowaudit.violations", "flowaudit.dead-letters")
-
-
-class BrokerError(RuntimeError):
-    pass
 
 
 def _local_dir() -> Path:
@@ -97,14 +103,11 @@ class LocalSecurity:
     @classmethod
     def generate(cls, tls_dir: Path, users: dict[str, str], sasl_port: int | None = None, ssl_port: int | None = None) -> LocalSecurity:
         """New TLS material in ``tls_dir`` and free ports unless given."""
-        from pipelines.devtools.localcerts import write_tls_material
 
         write_tls_material(tls_dir)
         return cls(sasl_port or free_port(), ssl_port or free_port(), tuple(users.items()), tls_dir)
 
     def material(self):
-        from pipelines.devtools.localcerts import TlsMaterial
-
         d = self.tls_dir
         return TlsMaterial(d / "ca.pem", d / "broker.pem", d / "client.pem", d / "client.key", d / "client.key.password", "flowaudit-client")
 
@@ -239,8 +242,6 @@ class LocalKafka:
 
     def wait_ready(self, timeout: float = 90.0, process: subprocess.Popen | None = None) -> None:
         """Until a client can list topics over the wire."""
-        from kafka import KafkaAdminClient
-        from kafka.errors import KafkaError
 
         deadline = time.monotonic() + timeout
         last_error: Exception | None = None
@@ -265,7 +266,6 @@ class LocalKafka:
         pid = self.running_pid()
         if pid is None:
             return
-        import psutil
 
         try:
             # psutil also reaps the broker when this process started it (a
@@ -292,8 +292,6 @@ def default_broker() -> LocalKafka:
 def ensure_scram_user(broker: LocalKafka, user: str, password: str) -> None:
     """Create or reset a SCRAM user over the PLAINTEXT listener (a storage
     formatted before ``--secure`` has no users of its own)."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
 
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     upsert = UserScramCredentialUpsertion(user, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), password.encode())
@@ -306,9 +304,7 @@ def ensure_scram_user(broker: LocalKafka, user: str, password: str) -> None:
 
 def _secure(broker: LocalKafka) -> tuple[str, Path]:
     """TLS material and the ``flowaudit`` SCRAM user's password file in the broker's home (made once)."""
-    import secrets
 
-    from pipelines.devtools.localcerts import write_tls_material
 
     tls_dir = broker.home / "tls"
     if not (tls_dir / "ca.pem").exists():
@@ -359,8 +355,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kafka running, pid {pid}, {broker.bootstrap}" if pid else "kafka not running")
             return 0 if pid else 1
         elif args.command == "topics":
-            from pipelines.kafka.admin import KafkaConfig, create_topics
-
             create_topics(KafkaConfig(broker.bootstrap), DEFAULT_TOPICS, args.partitions)
             print(f"topics ready: {', '.join(DEFAULT_TOPICS)} ({args.partitions} partitions)")
     except BrokerError as exc:

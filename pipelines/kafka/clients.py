@@ -23,15 +23,18 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import TopicPartition as CTopicPartition
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
 from pipelines.core.records import RawMessage, SourceOffset
+from pipelines.errors import DeliveryError
 from pipelines.kafka.security import KafkaSecurity
 
 __all__ = ["CLIENTS", "DEFAULT_CLIENT", "PartitionFetcher", "OutputProducer", "OffsetCommitter",
-           "confluent_available", "open_fetcher", "open_producer", "open_committer", "DeliveryError"]
+           "open_fetcher", "open_producer", "open_committer", "DeliveryError"]
 
 CLIENTS = ("confluent-kafka", "kafka-python")
 _log = logging.getLogger(__name__)
@@ -42,18 +45,6 @@ DEFAULT_CLIENT = "confluent-kafka"
 # NamedTuple: two per message read, half the cost.
 _message = partial(tuple.__new__, RawMessage)
 _source = partial(tuple.__new__, SourceOffset)
-
-
-class DeliveryError(RuntimeError):
-    """Outputs the broker did not acknowledge; their offsets must not be committed."""
-
-
-def confluent_available() -> bool:
-    try:
-        import confluent_kafka  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 class _LibrdkafkaLog:
@@ -246,8 +237,6 @@ class _KafkaPythonFetcher(PartitionFetcher):
         return self._consumer.highwater(self._tp)
 
     def end_offset(self, timeout_s: float) -> int | None:
-        from kafka.errors import KafkaError
-
         try:
             return self._consumer.end_offsets([self._tp], timeout_ms=int(timeout_s * 1000))[self._tp]
         except (KafkaError, OSError, KeyError):
@@ -296,8 +285,6 @@ class _KafkaPythonProducer(OutputProducer):
         return len(pending) + len(unsent), refused, unanswered, first
 
     def close(self) -> None:
-        from kafka.errors import KafkaError
-
         try:
             self._producer.close(timeout=10)
         except KafkaError as exc:  # outputs not acknowledged by now were already reported by flush
@@ -309,7 +296,6 @@ def _wait_for_futures(producer: KafkaProducer, futures: list, timeout_s: float) 
     producer's own flush gives up early (UnknownError "Future not done")
     when a refused batch is split and retried; the record futures still
     say what became of each record."""
-    from kafka.errors import KafkaError
 
     deadline = time.monotonic() + timeout_s
     try:
@@ -332,8 +318,6 @@ class _KafkaPythonCommitter(OffsetCommitter):
         self._consumer = KafkaConsumer(**{**settings.kafka_python(), "enable_auto_commit": False, "group_id": group})
 
     def commit(self, offsets: dict[tuple[str, int], int]) -> None:
-        from kafka.errors import KafkaError
-
         _retry_commit(lambda: self._consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}),
                       lambda exc: getattr(exc, "retriable", False) or isinstance(exc, OSError), (KafkaError, OSError))
 
@@ -358,9 +342,6 @@ def _in_librdkafka_words(options: dict[str, Any], names: dict[str, str], what: s
 
 class _ConfluentFetcher(PartitionFetcher):
     def __init__(self, settings: ClientSettings, topic: str, partition: int, fetch_options: dict[str, Any]):
-        from confluent_kafka import Consumer
-        from confluent_kafka import TopicPartition as CTopicPartition
-
         self._make_tp = CTopicPartition
         self._topic, self._partition = topic, partition
         self._consumer = Consumer({
@@ -389,8 +370,6 @@ class _ConfluentFetcher(PartitionFetcher):
         self._position = offset
 
     def fetch(self, max_records: int, timeout_ms: int) -> list[RawMessage]:
-        from confluent_kafka import KafkaException
-
         out = []
         topic, partition = self._topic, self._partition
         for message in self._consumer.consume(num_messages=max_records, timeout=timeout_ms / 1000):
@@ -421,8 +400,6 @@ class _ConfluentFetcher(PartitionFetcher):
         return high if high >= 0 else None
 
     def end_offset(self, timeout_s: float) -> int | None:
-        from confluent_kafka import KafkaException
-
         try:
             _low, high = self._consumer.get_watermark_offsets(self._make_tp(self._topic, self._partition), timeout=timeout_s, cached=False)
         except KafkaException:
@@ -439,8 +416,6 @@ class _ConfluentProducer(OutputProducer):
                            "enable_idempotence": "enable.idempotence", "max_in_flight_requests_per_connection": "max.in.flight.requests.per.connection"}
 
     def __init__(self, settings: ClientSettings, options: dict[str, Any]):
-        from confluent_kafka import KafkaException, Producer
-
         self._producer = Producer({**settings.librdkafka(), **_in_librdkafka_words(options, self._KAFKA_PYTHON_NAMES, "producer")})
         self._refused_at_once = KafkaException  # send() is per record: no import there
         self._lock = threading.Lock()
@@ -507,15 +482,10 @@ class _ConfluentProducer(OutputProducer):
 
 class _ConfluentCommitter(OffsetCommitter):
     def __init__(self, settings: ClientSettings, group: str):
-        from confluent_kafka import Consumer
-        from confluent_kafka import TopicPartition as CTopicPartition
-
         self._make_tp = CTopicPartition
         self._consumer = Consumer({**settings.librdkafka(), "group.id": group, "enable.auto.commit": False})
 
     def commit(self, offsets: dict[tuple[str, int], int]) -> None:
-        from confluent_kafka import KafkaException
-
         def attempt() -> None:
             done = self._consumer.commit(offsets=[self._make_tp(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
             failed = [tp for tp in done or [] if tp.error is not None]
@@ -531,8 +501,6 @@ class _ConfluentCommitter(OffsetCommitter):
 def _check(client: str) -> None:
     if client not in CLIENTS:
         raise ValueError(f"Kafka client {client!r} is not one of {', '.join(CLIENTS)}")
-    if client == "confluent-kafka" and not confluent_available():
-        raise ValueError("Kafka client 'confluent-kafka' is not installed (pip install confluent-kafka), or use --kafka-client kafka-python")
 
 
 def open_fetcher(client: str, settings: ClientSettings, topic: str, partition: int, fetch_options: dict[str, Any]) -> PartitionFetcher:

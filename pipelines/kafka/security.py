@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.errors import InputError
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from pipelines.errors import InputError, KafkaConnectError
 
 __all__ = ["Secret", "KafkaSecurity", "PROTOCOLS", "SASL_MECHANISMS", "PASSWORD_ENV", "KEY_PASSWORD_ENV"]
 
@@ -221,10 +224,6 @@ def security_from_options(protocol: str = "PLAINTEXT", sasl_mechanism: str = "SC
 __all__ += ["security_from_options"]
 
 
-class KafkaConnectError(InputError):
-    """The cluster could not be reached or refused who we are; the message says which."""
-
-
 def _explain(bootstrap: str, security: KafkaSecurity, code: str, text: str) -> str | None:
     """What an error librdkafka reported while connecting means for the user, or None if it is not conclusive."""
     if code == "_AUTHENTICATION":
@@ -264,8 +263,6 @@ def check_connection(bootstrap: str, security: KafkaSecurity, timeout_s: float =
     librdkafka reports the cause of each failed attempt (kafka-python only
     times out bootstrapping); its log lines are kept, not printed, and the
     conclusive one becomes the message."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
 
     security.check()
     errors: list[tuple[str, str]] = []

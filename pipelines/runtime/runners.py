@@ -21,8 +21,10 @@ import sys
 from pathlib import Path
 
 from apache_beam.options.pipeline_options import DebugOptions, PipelineOptions, PortableOptions, StandardOptions
+from apache_beam.runners.worker import sdk_worker
 from apache_beam.transforms.resources import ResourceHint
 
+from pipelines.errors import RunnerSetupError
 from pipelines.resources import repo_root
 
 __all__ = ["PRISM_ENV", "FLINK_JOB_SERVER_ENV", "find_prism", "find_flink_job_server", "pipeline_options", "is_single_process",
@@ -34,10 +36,6 @@ FLINK_JOB_SERVER_ENV = "FLOWAUDIT_FLINK_JOB_SERVER_JAR"
 FLINK_JOB_SERVER_JAR = "local/.flink/beam-runners-flink-1.19-job-server-2.62.0-local.jar"
 FLINK_VERSION = "1.19"
 _log = logging.getLogger(__name__)
-
-
-class RunnerSetupError(RuntimeError):
-    pass
 
 
 def _first_file(env: str, in_checkout: str, *, on_path: str | None = None, executable: bool = False) -> str | None:
@@ -111,7 +109,6 @@ def pipeline_options(beam_args: list[str], *, streaming: bool) -> PipelineOption
     if streaming:
         options.view_as(StandardOptions).streaming = True
     return options
-
 
 
 class _WorkerGroupHint(ResourceHint):
@@ -189,7 +186,6 @@ def prepare_worker_process() -> None:
     if _prepared:
         return
     _prepared = True
-    from apache_beam.runners.worker import sdk_worker
 
     cache = sdk_worker.SHORT_ID_CACHE
     offset = (os.getpid() & 0x3FFFFF) << 32

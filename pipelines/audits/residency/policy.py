@@ -19,8 +19,9 @@ from typing import Any
 
 from pipelines.audits.residency.ipranges import GLOBAL_REGION, UNKNOWN, region_countries
 from pipelines.audits.residency.tagging import PROVIDERS, DestinationTag, OriginTag
-from pipelines.core.configfile import CommentedMap, CommentedSeq, ConfigError, Problems, line_of, load_yaml
+from pipelines.core.configfile import CommentedMap, CommentedSeq, Problems, line_of, load_yaml
 from pipelines.core.countries import is_country
+from pipelines.errors import ConfigError
 from pipelines.resources import default_policy_path
 
 __all__ = ["Policy", "Rule", "Finding", "load_policy", "ACTIONS", "SEVERITIES", "ConfigError"]

@@ -16,9 +16,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from geoip2fast import GeoIP2Fast
+
 from pipelines.audits.residency.ipranges import UNKNOWN, PrefixIndex, RangeMatch, feed_entries, normalize_ip, region_countries
-from pipelines.core.configfile import CommentedMap, CommentedSeq, ConfigError, Problems, line_of, load_yaml
+from pipelines.core.configfile import CommentedMap, CommentedSeq, Problems, line_of, load_yaml
 from pipelines.core.countries import is_country
+from pipelines.errors import ConfigError
 from pipelines.resources import expectations_dir
 from pipelines.runtime.runners import freeze_long_lived
 
@@ -255,7 +258,6 @@ class Tagger:
 
 def _load_geoip():
     # geoip2fast ships its own country database; the IPv6 file holds IPv4 too.
-    from geoip2fast import GeoIP2Fast
 
     return GeoIP2Fast(geoip2fast_data_file="geoip2fast-ipv6.dat.gz", verbose=False)
 

@@ -32,12 +32,15 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from confluent_kafka import Consumer
+from confluent_kafka import TopicPartition as CTopicPartition
 from kafka import TopicPartition
 
+from pipelines.core.violations import decode_single_object
 from pipelines.devtools.generator import TrafficMix, generate
 from pipelines.devtools.localkafka import LocalKafka, free_port
 from pipelines.kafka.admin import KafkaConfig, committed_offsets, create_topics, end_offsets
-from pipelines.kafka.clients import CLIENTS, confluent_available
+from pipelines.kafka.clients import CLIENTS
 from pipelines.kafka.security import KafkaSecurity
 from pipelines.resources import repo_root
 
@@ -64,9 +67,7 @@ class EventsBench:
 
 
 def _clients(bench: EventsBench) -> tuple[str, ...]:
-    if bench.clients:
-        return bench.clients
-    return tuple(c for c in CLIENTS if c != "confluent-kafka" or confluent_available())
+    return bench.clients or CLIENTS
 
 
 def _runner_name(bench: EventsBench) -> str:
@@ -151,12 +152,7 @@ def _floor_kafka_python(kafka: KafkaConfig, topic: str) -> dict[str, Any]:
     return {"seconds": elapsed, "eps": total / elapsed, "json": decoded, "not_json": undecodable}
 
 
-def _floor_confluent(kafka: KafkaConfig, topic: str, total: int) -> dict[str, Any] | None:
-    try:
-        from confluent_kafka import Consumer
-        from confluent_kafka import TopicPartition as CTopicPartition
-    except ImportError:
-        return None
+def _floor_confluent(kafka: KafkaConfig, topic: str, total: int) -> dict[str, Any]:
     consumer = Consumer({**kafka.settings().librdkafka(), "group.id": f"bench-floor-{uuid.uuid4().hex[:8]}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     try:
@@ -269,7 +265,6 @@ def _pipeline_throughput(kafka: KafkaConfig, topic: str, bench: EventsBench, cli
 
 def _latency(kafka: KafkaConfig, bench: EventsBench, client: str) -> dict[str, Any]:
     """p50/p99 from an event's send to its violation's broker timestamp, at a fixed offered rate."""
-    from pipelines.core.violations import decode_single_object
 
     topic = f"bench-latency-{uuid.uuid4().hex[:8]}.events"
     create_topics(kafka, [topic], partitions=bench.partitions)

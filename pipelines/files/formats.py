@@ -1,10 +1,8 @@
-"""Event files in, audit files out: the broker-free path used by ``backtest``.
-
-Input: JSON Lines (one app event per line, as it would be a Kafka message)
-or an Avro object container file. Each becomes MessageBatch elements whose
-source is the file (partition -1, offset = record index), so the audit
-steps downstream are exactly the streaming ones.
-"""
+"""Event files a backtest replays: JSON Lines (one app event per line, as
+it would be a Kafka message), an Avro object container file, or a topic dump
+(``flowaudit export``: every message with its partition, offset and
+timestamp). Each becomes MessageBatch elements whose source is the file
+(partition -1, offset = record index) or the dumped topic's coordinates."""
 
 from __future__ import annotations
 
@@ -12,15 +10,12 @@ import base64
 from collections.abc import Iterator
 from pathlib import Path
 
-import apache_beam as beam
 import orjson
 from fastavro import reader as avro_reader
 
-from pipelines.core.dead_letters import dead_letter_to_json
-from pipelines.core.records import FILE_PARTITION, AuditedBatch, MessageBatch, RawMessage, SourceOffset
-from pipelines.trail.folder import write_summary
+from pipelines.core.records import FILE_PARTITION, MessageBatch, RawMessage, SourceOffset
 
-__all__ = ["TOPIC_DUMP_SUFFIX", "dump_line", "check_topic_dump", "read_event_file", "ReadEventFile", "WriteAuditFiles", "WriteSummaries"]
+__all__ = ["TOPIC_DUMP_SUFFIX", "dump_line", "check_topic_dump", "read_event_file"]
 
 
 TOPIC_DUMP_SUFFIX = ".kafka.jsonl"
@@ -119,64 +114,3 @@ def _avro_records(path: str) -> Iterator[tuple[int, bytes]]:
     with open(path, "rb") as fh:
         for index, record in enumerate(avro_reader(fh)):
             yield index, orjson.dumps(record, default=str)
-
-
-class ReadEventFile(beam.PTransform):
-    def __init__(self, path: str, batch_size: int = 500):
-        super().__init__()
-        self._path = path
-        self._batch_size = batch_size
-
-    def expand(self, pbegin):
-        batch_size = self._batch_size
-        return (
-            pbegin
-            | "File" >> beam.Create([self._path])
-            | "ReadBatches" >> beam.FlatMap(lambda path: read_event_file(path, batch_size)).with_output_types(MessageBatch)
-        )
-
-
-class WriteAuditFiles(beam.PTransform):
-    """``violations.jsonl`` and ``dead_letters.jsonl`` in ``out_dir``.
-
-    Input: {"audited": audited batches, "windows": lists of window violations (optional)}.
-    """
-
-    def __init__(self, out_dir: str):
-        super().__init__()
-        self._out = out_dir.rstrip("/")
-
-    def expand(self, inputs):
-        audited = inputs["audited"]
-        lines = audited | "Violations" >> beam.FlatMap(lambda b: [orjson.dumps(v).decode() for v in b.violations])
-        if "windows" in inputs:
-            window_lines = (
-                inputs["windows"]
-                | "WindowViolations" >> beam.FlatMap(lambda vs: [orjson.dumps(v).decode() for v in vs])
-                | "IntoOneFile" >> beam.WindowInto(beam.window.GlobalWindows())
-            )
-            lines = (lines, window_lines) | "AllViolations" >> beam.Flatten()
-        violations = lines | "WriteViolations" >> beam.io.WriteToText(
-            f"{self._out}/violations.jsonl", shard_name_template="", num_shards=1)
-        dead = (
-            audited
-            | "DeadLetters" >> beam.FlatMap(_dead_letter_lines)
-            | "WriteDeadLetters" >> beam.io.WriteToText(f"{self._out}/dead_letters.jsonl", shard_name_template="", num_shards=1)
-        )
-        return violations, dead
-
-
-def _dead_letter_lines(batch: AuditedBatch) -> list[str]:
-    return [orjson.dumps(dead_letter_to_json(d)).decode() for d in batch.dead_letters]
-
-
-class WriteSummaries(beam.PTransform):
-    """(date, summary file bytes) -> ``DATE.json`` and ``DATE.html`` in ``folder``."""
-
-    def __init__(self, folder: str):
-        super().__init__()
-        self._folder = folder
-
-    def expand(self, summaries):
-        folder = self._folder
-        return summaries | "WriteJsonAndHtml" >> beam.MapTuple(lambda day, data: str(write_summary(folder, day, data)))

@@ -1,0 +1,126 @@
+"""``flowaudit run``: stream-audit Kafka topics, until stopped or, bounded, to the end offsets seen at start."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pipelines.cli.options import (
+    add_audit_options,
+    add_kafka_options,
+    kafka_config,
+    log,
+    pipeline_counters,
+    run_settings,
+)
+from pipelines.errors import InputError
+from pipelines.runtime.processes import StopRequested, stop_on_signals
+
+__all__ = ["add_parser", "execute"]
+
+
+def add_parser(verbs: argparse._SubParsersAction) -> None:
+    run = verbs.add_parser("run", help="stream-audit Kafka topics; unknown options go to Beam (--runner, ...)",
+                           description="Read app events from Kafka, tag and check them, write violations and dead letters "
+                                       "to their topics and commit offsets after the broker acknowledged them. Options "
+                                       "not listed here are Beam pipeline options (e.g. --runner=FlinkRunner). "
+                                       "Needs FLOWAUDIT_PSEUDONYM_KEY or FLOWAUDIT_PSEUDONYM_KEY_FILE.")
+    add_kafka_options(run)
+    run.add_argument("--events-topic", action="append", default=None, help="topic of app events (repeatable; default app-events)")
+    run.add_argument("--violations-topic", default="flowaudit.violations")
+    run.add_argument("--dead-letters-topic", default="flowaudit.dead-letters")
+    run.add_argument("--group", default="flowaudit", help="consumer group whose offsets are committed")
+    run.add_argument("--start", choices=["earliest", "latest"], default="earliest",
+                     help="where to begin when the group has no committed offset")
+    run.add_argument("--bounded", action="store_true", help="stop at the end offsets seen at start (backfills, tests)")
+    run.add_argument("--max-records", type=int, help="stop after this many records in all (implies --bounded)")
+    run.add_argument("--watermark-lag", type=float, default=30.0, metavar="SECONDS",
+                     help="how far each partition's watermark trails the newest event time it has read: events "
+                          "up to this far out of order are judged with their windows (default 30)")
+    run.add_argument("--idle-after", type=float, default=10.0, metavar="SECONDS",
+                     help="a caught-up partition with no record for this long is idle: its watermark then "
+                          "follows the wall clock, so windows and days close when traffic stops (default 10)")
+    run.add_argument("--summary-topic", help="topic for the daily summaries (Avro, key = date); off unless given")
+    run.add_argument("--summaries-dir", help="also write summaries/DATE.json and DATE.html here; the newest file seeds the chain")
+    run.add_argument("--allowed-lateness", type=int, default=3600, metavar="SECONDS",
+                     help="how long after a day ends its summary waits for late events, and how long "
+                          "stragglers of a judged quality window are still counted as late (default 3600)")
+    run.add_argument("--sdk-workers", type=int, metavar="N",
+                     help="on DirectRunner (Prism): audit in N SDK worker processes, each over its share of the "
+                          "partitions (default: one per core, at most one per partition; 1 keeps everything in this process)")
+    run.add_argument("--schema-id", type=int, action="append", help="Confluent schema id(s) of app events (default: any)")
+    run.add_argument("--bare-avro", action="store_true", help="messages are schemaless Avro with no header")
+    add_audit_options(run)
+    run.set_defaults(func=execute)
+
+
+def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
+    import apache_beam as beam
+    import orjson
+
+    from pipelines.kafka.admin import plan_partitions, require_topics
+    from pipelines.kafka.publish import OutputTopics
+    from pipelines.pipeline import build_kafka_audit
+    from pipelines.runtime.runners import is_single_process, local_worker_processes, pipeline_options, use_worker_processes
+    from pipelines.runtime.stopping import CommittedOffsets, run_counts, stop_run, wait_for
+    from pipelines.trail.folder import summary_days
+
+    _check_run_options(args)
+    settings = run_settings(args, allow_random_key=False)
+    kafka = kafka_config(args)
+    bounded = args.bounded or args.max_records is not None
+    partitions = plan_partitions(kafka, args.events_topic, args.group, start=args.start,
+                                 bounded=bounded, max_records=args.max_records)
+    require_topics(kafka, {"--violations-topic": args.violations_topic, "--dead-letters-topic": args.dead_letters_topic,
+                           "--summary-topic": args.summary_topic})
+    options = pipeline_options(beam_args, streaming=not bounded)
+    workers = local_worker_processes(options, args.sdk_workers, len(partitions))
+    if workers > 1:
+        options = use_worker_processes(options)
+    pipeline = beam.Pipeline(options=options)
+    import tempfile
+
+    from pipelines.kafka.reader import ReaderSettings
+
+    # Workers on this machine (Prism's) can be told to stop reading before
+    # the job is cancelled; remote ones are cancelled as they are.
+    drain = Path(tempfile.mkdtemp(prefix="flowaudit-run-")) / "drain" if is_single_process(options) else None
+    build_kafka_audit(pipeline, kafka, [(settings.audits[0], partitions)], OutputTopics(args.violations_topic, args.dead_letters_topic),
+                      args.group, settings, reader=ReaderSettings(max_out_of_orderness_seconds=args.watermark_lag,
+                                                                   idle_after_seconds=args.idle_after,
+                                                                   single_process=is_single_process(options),
+                                                                   drain_marker=str(drain) if drain else None),
+                      summary_topic=args.summary_topic, summaries_dir=args.summaries_dir,
+                      earlier_summaries=summary_days(args.summaries_dir),
+                      worker_processes=workers)
+    log.info("auditing %d partitions of %s (%s, %d worker process%s)", len(partitions), ", ".join(args.events_topic),
+              "bounded" if bounded else "streaming", workers, "" if workers == 1 else "es")
+    result = pipeline.run()
+    # Beam's local job server sets a SIGINT handler of its own as it starts,
+    # one that stops Prism before anything else: ours goes back on top.
+    try:
+        with stop_on_signals():
+            try:
+                wait_for(result)
+            except StopRequested as stop:
+                return stop_run(result, stop, CommittedOffsets(kafka, args.group, args.events_topic), drain, lambda: pipeline_counters(result))
+        print(orjson.dumps(run_counts(pipeline_counters(result))).decode())
+        return 0
+    finally:
+        if drain is not None:
+            drain.unlink(missing_ok=True)
+            drain.parent.rmdir()
+
+
+def _check_run_options(args: argparse.Namespace) -> None:
+    problems = [f"{option} must be {rule}, not {value}" for option, value, ok, rule in (
+        ("--sdk-workers", args.sdk_workers, args.sdk_workers is None or args.sdk_workers >= 1, "at least 1"),
+        ("--max-records", args.max_records, args.max_records is None or args.max_records >= 1, "at least 1"),
+        ("--watermark-lag", args.watermark_lag, args.watermark_lag >= 0, "0 or more seconds"),
+        ("--idle-after", args.idle_after, args.idle_after >= 0, "0 or more seconds"),
+        ("--allowed-lateness", args.allowed_lateness, args.allowed_lateness >= 0, "0 or more seconds"),
+        ("--silent-gap-minutes", args.silent_gap_minutes, args.silent_gap_minutes >= 1, "at least 1"),
+    ) if not ok]
+    if problems:
+        raise InputError("refused options: " + "; ".join(problems))
+
