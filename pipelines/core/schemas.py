@@ -9,10 +9,9 @@ from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
 
 from pipelines.resources import schema_path
 
-__all__ = ["load", "fingerprint_of", "SINGLE_OBJECT_MAGIC", "CONFLUENT_MAGIC"]
+__all__ = ["load", "fingerprint_of", "SINGLE_OBJECT_MAGIC"]
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"  # Avro single-object encoding marker
-CONFLUENT_MAGIC = 0  # Confluent wire format: 0x00 + 4-byte big-endian schema id
 
 
 @cache

@@ -12,7 +12,7 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal, NotRequired, Required, TypedDict
+from typing import Annotated, Any, Literal, NamedTuple, NotRequired, Required, TypedDict
 
 import msgspec
 import orjson
@@ -54,6 +54,17 @@ class _Invalid(Exception):
         self.kind, self.message, self.field, self.event_id = kind, message, field, event_id
 
 
+class SchemaField(NamedTuple):
+    """One field of the contract, as the validator checks it."""
+
+    name: str
+    type: str  # "string", "long", "enum", "array:string"
+    nullable: bool
+    has_default: bool
+    default: Any
+    symbols: frozenset[str] | None  # of an enum
+
+
 class EventValidator:
     """Checks a decoded object against the app-event schema, compiled once.
 
@@ -64,7 +75,7 @@ class EventValidator:
 
     def __init__(self, schema: dict[str, Any] | None = None):
         schema = schema or schemas.load("app_event")
-        self.fields: list[tuple[str, str, bool, bool, Any, frozenset[str] | None]] = []
+        self.fields: list[SchemaField] = []
         for spec in schema["fields"]:
             ftype = spec["type"]
             nullable = isinstance(ftype, list) and "null" in ftype
@@ -76,7 +87,7 @@ class EventValidator:
                     symbols, ftype = frozenset(ftype["symbols"]), "enum"
                 elif ftype["type"] == "array":
                     ftype = "array:" + ftype["items"]
-            self.fields.append((spec["name"], ftype, nullable, "default" in spec, spec.get("default"), symbols))
+            self.fields.append(SchemaField(spec["name"], ftype, nullable, "default" in spec, spec.get("default"), symbols))
 
     def validate(self, obj: Any) -> dict[str, Any]:
         if not isinstance(obj, dict):
@@ -166,7 +177,7 @@ class _Decoder:
         self.fingerprint = schemas.fingerprint_of("app_event")
         self.validator = EventValidator(self.schema)
         self._json = msgspec.json.Decoder(_json_shape(self.validator))
-        self._defaults = [(name, default) for name, _, _, has_default, default, _ in self.validator.fields if has_default]
+        self._defaults = [(field.name, field.default) for field in self.validator.fields if field.has_default]
 
     def fast_json(self, value: bytes) -> dict[str, Any] | None:
         """A schema-valid JSON event in one pass, or None to take the slow path.

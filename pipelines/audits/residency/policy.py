@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipelines.audits.residency.ipranges import GLOBAL_REGION, UNKNOWN, region_countries
 from pipelines.audits.residency.tagging import PROVIDERS, DestinationTag, OriginTag
@@ -104,6 +104,15 @@ class _Selector:
         return all(_target_value(t, f, event, origin, dest) in allowed for t, f, allowed in self.targets)
 
 
+class Breach(NamedTuple):
+    """How an event breaks a rule: what was checked, what was found, what was expected, why in words."""
+
+    checked: str
+    found: str
+    expected: str
+    why: str
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     id: str
@@ -118,8 +127,8 @@ class Rule:
         breach = self.breach(event, origin, dest)
         return None if breach is None else self.finding(event, origin, dest, breach)
 
-    def breach(self, event: Mapping[str, Any], origin: OriginTag, dest: DestinationTag) -> tuple[str, str, str, str] | None:
-        """(checked, found, expected, why) when the event breaks this rule.
+    def breach(self, event: Mapping[str, Any], origin: OriginTag, dest: DestinationTag) -> Breach | None:
+        """How the event breaks this rule, if it does.
 
         Reads only the facts named by ``reads()``; Policy memoises on them."""
         if not self.select.matches(event, origin, dest):
@@ -130,14 +139,14 @@ class Rule:
             value = _target_value(target, fieldname, event, origin, dest)
             if value not in allowed:
                 expected = ", ".join(sorted(allowed))
-                return (f"{target}.{fieldname}", value, f"one of {expected}",
-                        f"{target.replace('_', ' ')} {fieldname} is {value}, allowed: {expected}")
+                return Breach(f"{target}.{fieldname}", value, f"one of {expected}",
+                              f"{target.replace('_', ' ')} {fieldname} is {value}, allowed: {expected}")
         for target, fields in self.forbid:
             values = [(f, _target_value(target, f, event, origin, dest), banned) for f, banned in fields]
             if all(value in banned for _, value, banned in values):
                 found = ", ".join(f"{f}={v}" for f, v, _ in values)
-                return (target, found, "not " + "; ".join(f"{f} in {', '.join(sorted(b))}" for f, _, b in values),
-                        f"{target.replace('_', ' ')} {found} is forbidden")
+                return Breach(target, found, "not " + "; ".join(f"{f} in {', '.join(sorted(b))}" for f, _, b in values),
+                              f"{target.replace('_', ' ')} {found} is forbidden")
         return None
 
     def reads(self) -> tuple[int, ...]:
@@ -157,7 +166,7 @@ class Rule:
         read.update(_FACT_INDEX[f"{target}.{fieldname}"] for target, fields in self.forbid for fieldname, _ in fields)
         return tuple(sorted(read))
 
-    def finding(self, event, origin: OriginTag, dest: DestinationTag, breach: tuple[str, str, str, str]) -> Finding:
+    def finding(self, event: Mapping[str, Any], origin: OriginTag, dest: DestinationTag, breach: Breach) -> Finding:
         checked, found, expected, why = breach
         categories = ",".join(event["data_categories"]) or "no category"
         message = (f"{self.id}: {event['action']} of {categories} data of a {origin.subject_jurisdiction} subject "

@@ -254,9 +254,6 @@ class Expectation:
         return _compile(self.index, self.type, self.rule_id, self.column, kwargs, self.severity, self.description,
                         self.mostly, ())
 
-    def unexpected(self, values: Sequence[Any]) -> list[int]:
-        return unexpected_indices(self, values)
-
 
 def _compile(index: int, kind: str, rule_id: str, column: str | None, kwargs: Mapping[str, Any], severity: str,
              description: str, mostly: float, parameters: tuple[str, ...]) -> Expectation:
