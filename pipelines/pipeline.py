@@ -69,21 +69,22 @@ def judge_and_close(checked: Sequence[Checked], settings: RunSettings, *, summar
     violations, or None without window-level expectations) and, with
     ``summaries``, the chained daily summaries as (date, file bytes)."""
     hints = dict(hints or {})
-    windows = []
+    windows: dict[str, beam.PCollection] = {}
     for audit in settings.audits:
         if not audit.windowed:
             continue
         parts = [c.batches | f"SplitWindowParts[{audit.name}]{c.branch}" >> SplitWindowParts(audit.quality).with_resource_hints(**(c.hints or {}))
                  for c in checked if c.audit is audit]
-        windows.append(_flatten(parts, f"AllWindowParts[{audit.name}]")
-                       | f"JudgeWindows[{audit.name}]" >> JudgeWindows(audit.quality).with_resource_hints(**hints))
-    all_windows = _flatten(windows, "AllWindowViolations") if windows else None
+        windows[audit.name] = (_flatten(parts, f"AllWindowParts[{audit.name}]")
+                               | f"JudgeWindows[{audit.name}]" >> JudgeWindows(audit.quality).with_resource_hints(**hints))
+    all_windows = _flatten(list(windows.values()), "AllWindowViolations") if windows else None
     if not summaries:
         return all_windows, None
     day_parts = [c.batches | f"SplitDayParts[{c.audit.name}]{c.branch}" >> SplitDayParts(c.audit).with_resource_hints(**(c.hints or {}))
                  for c in checked]
-    if all_windows is not None:
-        day_parts.append(all_windows | "WindowViolationDays" >> WindowViolationDays())
+    for audit in settings.audits:
+        if audit.name in windows:
+            day_parts.append(windows[audit.name] | f"WindowViolationDays[{audit.name}]" >> WindowViolationDays(audit))
     parts = _flatten(day_parts, "AllDayParts")
     if only_day is not None:
         parts = parts | f"Only{only_day}" >> beam.Filter(lambda day_part: day_part[0] == only_day)

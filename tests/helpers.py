@@ -17,6 +17,8 @@ from pipelines.core import schemas
 from pipelines.devtools.generator import GeneratedMessage
 from pipelines.kafka.admin import KafkaConfig
 
+REPO = Path(__file__).resolve().parent.parent
+
 
 def write_jsonl(messages: list[GeneratedMessage], path: Path) -> Path:
     """The same events as a JSONL file. Valid Avro messages become their JSON

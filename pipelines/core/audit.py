@@ -64,6 +64,7 @@ class ViolationDetails(NamedTuple):
     severity: str
     hour: int
     server_id: str
+    audit: str  # the name of the audit whose rules or suite it breaks
 
 
 class DaySection(ABC):

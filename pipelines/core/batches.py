@@ -80,7 +80,7 @@ def day_parts(batch: AuditedBatch, audit: Audit) -> dict[str, DayPart]:
     for name, events in _by_day(batch.events, lambda e: day_of(e["event_time_ms"])).items():
         day(name).add_records(audit, events)
     for name, violations in _by_day(batch.violations, lambda v: day_of(v["event_time_ms"])).items():
-        day(name).add_violations(violations)
+        day(name).add_violations(audit.name, violations)
     for name, letters in _by_day(batch.dead_letters, lambda d: dead_letter_day(d) or UNDATED).items():
         day(name).add_dead_letters(letters)
     return days

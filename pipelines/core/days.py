@@ -92,11 +92,11 @@ class DayPart:
             window_ms = audit.quality.window_ms
             self.windows.setdefault(audit.name, set()).update(r["event_time_ms"] - r["event_time_ms"] % window_ms for r in records)
 
-    def add_violations(self, violations: Iterable[Mapping[str, Any]]) -> None:
+    def add_violations(self, audit_name: str, violations: Iterable[Mapping[str, Any]]) -> None:
         day_start = day_start_ms(self.day)
         for v in violations:
             hour = min(23, (v["event_time_ms"] - day_start) // 3_600_000)
-            details = ViolationDetails(v["rule_id"], v["kind"], v["severity"], hour, v.get("server_id") or "")
+            details = ViolationDetails(v["rule_id"], v["kind"], v["severity"], hour, v.get("server_id") or "", audit_name)
             revision = revision_of(v)
             if revision == (0, False):
                 self._keep(v["violation_id"], details)
@@ -165,7 +165,7 @@ class DayPart:
         by_severity: Counter = Counter()
         by_kind: Counter = Counter()
         by_hour = [0] * 24
-        for rule_id, kind, severity, hour, _ in self.violations.values():
+        for rule_id, kind, severity, hour, _, _ in self.violations.values():
             rules_count[(rule_id, kind, severity)] += 1
             by_severity[severity] += 1
             by_kind[kind] += 1
@@ -199,7 +199,8 @@ class DayPart:
         }
         for audit in audits:
             section = self.sections.get(audit.name) or audit.day_section()
-            for key, value in section.finish(self.violations.values()).items():
+            own = [details for details in self.violations.values() if details.audit == audit.name]
+            for key, value in section.finish(own).items():
                 if key == "totals":
                     document["totals"].update(value)
                 else:

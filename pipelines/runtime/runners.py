@@ -28,7 +28,7 @@ from pipelines.errors import RunnerSetupError
 from pipelines.resources import repo_root
 
 __all__ = ["PRISM_ENV", "FLINK_JOB_SERVER_ENV", "find_prism", "find_flink_job_server", "pipeline_options", "is_single_process",
-           "RunnerSetupError", "local_worker_processes", "use_worker_processes", "worker_hints", "prepare_worker_process", "freeze_long_lived"]
+           "RunnerSetupError", "local_worker_processes", "use_worker_processes", "worker_hints", "prepare_worker_process"]
 
 PRISM_ENV = "FLOWAUDIT_PRISM"
 FLINK_JOB_SERVER_ENV = "FLOWAUDIT_FLINK_JOB_SERVER_JAR"
@@ -179,7 +179,7 @@ def prepare_worker_process() -> None:
       the default threshold (700 allocations) the collector ran many times
       per batch, each time walking the long-lived caches and tries
       (measured: 10-13% of a 1,000,000-event run). Collections now come
-      every 50,000 allocations; ``freeze_long_lived`` takes what a worker
+      every 50,000 allocations; ``gc.freeze()`` (where the lookup tables are built) takes what a worker
       builds once out of their reach.
     """
     global _prepared
@@ -194,11 +194,6 @@ def prepare_worker_process() -> None:
             cache._last_short_id += offset
     if gc.get_threshold()[0] < 50_000:
         gc.set_threshold(50_000, 20, 100)
-
-
-def freeze_long_lived() -> None:
-    """Everything alive now lives as long as the process: keep the collector off it."""
-    gc.freeze()
 
 
 _prepared = False

@@ -52,21 +52,25 @@ class SplitDayParts(beam.PTransform):
         return batches | "DayParts" >> beam.ParDo(_DayPartsFn(self._audit))
 
 
-def _window_violation_parts(violations: list[dict]) -> list[tuple[str, DayPart]]:
+def _window_violation_parts(violations: list[dict], audit_name: str) -> list[tuple[str, DayPart]]:
     by_day: dict[str, DayPart] = {}
     for violation in violations:
         day = day_of(violation["event_time_ms"])
-        by_day.setdefault(day, DayPart(day)).add_violations([violation])
+        by_day.setdefault(day, DayPart(day)).add_violations(audit_name, [violation])
     return list(by_day.items())
 
 
 class WindowViolationDays(beam.PTransform):
-    """Lists of window violations -> (day, DayPart) of the days they fall in."""
+    """An audit's lists of window violations -> (day, DayPart) of the days they fall in."""
+
+    def __init__(self, audit: Audit):
+        super().__init__()
+        self._audit_name = audit.name
 
     def expand(self, windows):
         return (
             windows
-            | "DayParts" >> beam.FlatMap(_window_violation_parts)
+            | "DayParts" >> beam.FlatMap(_window_violation_parts, self._audit_name)
             | "Unwindowed" >> beam.WindowInto(beam.window.GlobalWindows())
         )
 

@@ -7,6 +7,7 @@ a platform talks to few destinations many times.
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import re
 import threading
@@ -23,7 +24,6 @@ from pipelines.core.configfile import CommentedMap, CommentedSeq, Problems, line
 from pipelines.core.countries import is_country
 from pipelines.errors import ConfigError
 from pipelines.resources import expectations_dir
-from pipelines.runtime.runners import freeze_long_lived
 
 __all__ = [
     "OriginTag",
@@ -280,6 +280,6 @@ def shared_tagger(destinations: DestinationMap, feed_dir: str | None = None) -> 
         tagger = _SHARED.get((destinations, feed_dir))
         if tagger is None:
             tagger = _SHARED[(destinations, feed_dir)] = Tagger(destinations, feed_dir)
-            freeze_long_lived()
+            gc.freeze()  # lives as long as the process: keep the collector off its tries
         return tagger
 

@@ -1,0 +1,89 @@
+"""Daily summaries: contents, order independence, the chain and verify."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+from pipelines.audits.residency.tagging import DestinationTag, OriginTag
+from pipelines.core.days import DayPart
+from pipelines.trail.chain import canonical_json
+from tests.helpers import residency_audit
+
+DAY = "2026-11-30"
+
+
+T0 = int(datetime(2026, 11, 30, tzinfo=UTC).timestamp() * 1000)
+
+
+AUDIT = residency_audit()
+
+
+def event(seq, minute, server="app-1", origin="US", provider="oci", size=100):
+    return {"event_id": f"e-{server}-{seq}", "event_time_ms": T0 + minute * 60_000, "bytes": size, "server_id": server, "seq": seq,
+            "_origin": OriginTag(origin, "declared", "oci", "us-ashburn-1", "US"),
+            "_destination": DestinationTag(provider, "r", "US", "cidr", "x")}
+
+
+def _copy(part: DayPart) -> DayPart:
+    import pickle
+
+    return pickle.loads(pickle.dumps(part))
+
+
+def test_merge_order_does_not_change_the_summary():
+    events = [event(seq, seq % 1440, server=f"app-{seq % 3}", origin=random.Random(seq).choice(["US", "DE"])) for seq in range(1, 400)]
+    violations = [{"violation_id": f"v{i}", "rule_id": "R", "kind": "residency", "severity": "high", "event_time_ms": T0 + i * 1000,
+                   "server_id": "app-1"} for i in range(50)]
+    parts = []
+    for start in range(0, 400, 37):
+        part = DayPart(DAY)
+        part.add_records(AUDIT, events[start:start + 37])
+        part.add_violations("residency", violations[start // 10: start // 10 + 6])
+        parts.append(part)
+    documents = []
+    for order in (parts, list(reversed(parts))):
+        merged = DayPart(DAY)
+        for part in order:
+            merged.merge(_copy(part))
+        documents.append(canonical_json(merged.finish([AUDIT])))
+    assert documents[0] == documents[1]
+
+
+def test_replayed_violations_count_once():
+    day = DayPart(DAY)
+    v = {"violation_id": "v1", "rule_id": "R", "kind": "quality", "severity": "medium", "event_time_ms": T0, "server_id": "s"}
+    day.add_violations("residency", [v])
+    other = DayPart(DAY)
+    other.add_violations("residency", [v])
+    day.merge(other)
+    assert day.finish([AUDIT])["totals"]["violations"] == 1
+
+
+def test_late_events_are_listed_in_the_next_summary():
+    late_part = DayPart(DAY)
+    late_part.add_records(AUDIT, [event(7, 100), event(8, 101)])
+    late_part.add_violations("residency", [{"violation_id": "late-v", "rule_id": "R", "kind": "residency", "severity": "high",
+                               "event_time_ms": T0 + 100 * 60_000, "server_id": "app-1"}])
+    next_day = DayPart("2026-12-01")
+    next_day.add_late(late_part)
+    late = next_day.finish([AUDIT])["late"]
+    assert late["events_by_day"] == {DAY: 2}
+    assert late["event_ids"] == ["e-app-1-7", "e-app-1-8"]
+    assert late["violation_ids"]["count"] == 1
+    assert next_day.finish([AUDIT])["totals"]["late_events"] == 2
+
+
+def test_one_violation_id_from_two_events_does_not_depend_on_order():
+    first = {"violation_id": "same", "rule_id": "R", "kind": "quality", "severity": "medium", "event_time_ms": T0 + 3_600_000,
+             "server_id": "app-2"}
+    second = {**first, "event_time_ms": T0 + 7_200_000, "server_id": "app-1"}
+    documents = []
+    for order in ([first, second], [second, first]):
+        day = DayPart(DAY)
+        for violation in order:
+            part = DayPart(DAY)
+            part.add_violations("residency", [violation])
+            day.merge(part)
+        documents.append(canonical_json(day.finish([AUDIT])))
+    assert documents[0] == documents[1]
