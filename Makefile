@@ -1,6 +1,7 @@
 # Everything a fresh machine needs, from the registries only:
 #   make demo   - set up, then the live demo (local Kafka + traffic + audit)
-#   make test   - set up, then ruff and the whole test suite (real broker)
+#   make test   - set up, then ruff, mypy and both test tiers (real broker)
+#   make unit   - the unit tier alone: no broker, no runner binaries, under a minute
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -13,7 +14,7 @@ FLINK_JOB_SERVER := local/.flink/.assembled
 # per worker (it fetches staged packages, installs them, starts the harness).
 BOOT := .cache/bin/beam-python-boot
 
-.PHONY: setup venv prism kafka-jars flink demo test test-runners dist lint clean
+.PHONY: setup venv prism kafka-jars flink demo test unit typecheck test-runners dist lint clean
 
 setup: venv prism kafka-jars flink
 
@@ -52,8 +53,16 @@ demo: setup
 lint: venv
 	$(BIN)/ruff check pipelines tests
 
-test: setup lint
-	$(BIN)/pytest -q -rs
+typecheck: venv
+	$(BIN)/mypy
+
+# tests/unit: pure functions and in-process Beam steps, no broker.
+unit: venv
+	$(BIN)/pytest -q -rs tests/unit
+
+# Both tiers: tests/unit, then tests/integration (the broker, Prism, Flink).
+test: setup lint typecheck
+	$(BIN)/pytest -q -rs tests/unit tests/integration
 
 # Only the distributed and local runner integration tests.
 test-runners: setup

@@ -86,7 +86,8 @@ def _compile(schema: Any, named: dict[str, Any], cache_records: frozenset[str]) 
     if isinstance(schema, str):
         if schema in named:
             return _compile(named[schema], named, cache_records)
-        primitive = {"string": _string, "long": _long, "int": _long, "bytes": _bytes, "boolean": _boolean}.get(schema)
+        primitives: dict[str, Encoder] = {"string": _string, "long": _long, "int": _long, "bytes": _bytes, "boolean": _boolean}
+        primitive = primitives.get(schema)
         if primitive is None:
             raise ValueError(f"Avro type {schema!r} is not supported here")
         return primitive
@@ -145,18 +146,25 @@ def _union(branches: list, named: dict[str, Any], cache_records: frozenset[str])
 def _blocks(items: Encoder | None, values: Encoder | None) -> Encoder:
     """Arrays (``items``) and maps (``values``): one block, then the empty block."""
 
-    def encode_blocks(value: Any, out: list) -> None:
-        if value:
-            out.append(_varint(len(value) << 1))
-            if values is None:
+    if values is None:
+        assert items is not None
+
+        def encode_array(value: Any, out: list) -> None:
+            if value:
+                out.append(_varint(len(value) << 1))
                 for item in value:
                     items(item, out)
-            else:
-                for key, item in value.items():
-                    _string(key, out)
-                    values(item, out)
+            out.append(b"\x00")
+        return encode_array
+
+    def encode_map(value: Any, out: list) -> None:
+        if value:
+            out.append(_varint(len(value) << 1))
+            for key, item in value.items():
+                _string(key, out)
+                values(item, out)
         out.append(b"\x00")
-    return encode_blocks
+    return encode_map
 
 
 def compile_writer(schema: Mapping[str, Any], cache_records: frozenset[str] = frozenset()) -> Callable[[Mapping[str, Any]], bytes]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 import pycountry
 
 __all__ = ["ISO_ALPHA2", "is_country"]
@@ -9,6 +11,6 @@ __all__ = ["ISO_ALPHA2", "is_country"]
 ISO_ALPHA2: frozenset[str] = frozenset(country.alpha_2 for country in pycountry.countries)
 
 
-def is_country(code: object) -> bool:
+def is_country(code: object) -> TypeGuard[str]:
     """True only for an exact, upper-case ISO 3166-1 alpha-2 code."""
     return isinstance(code, str) and code in ISO_ALPHA2

@@ -37,7 +37,8 @@ MAX_DEAD_LETTER_EVENT_ID = 1024
 def bounded_dead_letter(letter: dict[str, Any], max_raw: int = MAX_DEAD_LETTER_RAW) -> dict[str, Any]:
     """``letter`` as it can be produced: raw bytes beyond ``max_raw`` and an
     event id beyond 1 KiB cut, and the message saying so."""
-    raw, event_id = letter["raw"], letter.get("event_id")
+    raw: bytes = letter["raw"]
+    event_id: str | None = letter.get("event_id")
     long_id = event_id is not None and len(event_id) > MAX_DEAD_LETTER_EVENT_ID
     if len(raw) <= max_raw and not long_id:
         return letter
@@ -45,9 +46,10 @@ def bounded_dead_letter(letter: dict[str, Any], max_raw: int = MAX_DEAD_LETTER_R
     cut = []
     if len(raw) > max_raw:
         cut.append(f"raw bytes cut to the first {max_raw:,} of {len(raw):,}")
-    if long_id:
+    if long_id and event_id is not None:
         cut.append(f"event id cut to its first {MAX_DEAD_LETTER_EVENT_ID:,} of {len(event_id):,} characters")
-    return {**letter, "raw": raw[:max_raw], "event_id": event_id[:MAX_DEAD_LETTER_EVENT_ID] if long_id else event_id,
+        event_id = event_id[:MAX_DEAD_LETTER_EVENT_ID]
+    return {**letter, "raw": raw[:max_raw], "event_id": event_id,
             "message": f"{letter['message']} ({'; '.join(cut)}; the whole message is at {describe_source(source)})"}
 
 

@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from fastavro import schemaless_reader, schemaless_writer
 
@@ -61,7 +61,7 @@ def _shown(value: Any, personal: bool, pseudonymize: Pseudonymizer) -> str:
 def quality_violation(audit: Audit, record: Mapping[str, Any], expectation: Expectation, suite: QualitySuite,
                       pseudonymize: Pseudonymizer) -> dict[str, Any]:
     """A record-level quality violation: ``record`` fails ``expectation``."""
-    column = expectation.column
+    column = expectation.column_name
     shown = _shown(record.get(column), column in audit.personal_fields, pseudonymize)
     message = (f"{expectation.rule_id}: {column} = {shown} fails {expectation.type}({_arguments(expectation)})"
                + (f". {expectation.description}" if expectation.description else ""))
@@ -179,7 +179,7 @@ def decode_single_object(value: bytes, schema_name: str) -> dict[str, Any]:
     """Inverse of ``encode_single_object``; refuses a record of another schema."""
     if value[:2] != schemas.SINGLE_OBJECT_MAGIC or value[2:10] != schemas.fingerprint_of(schema_name):
         raise ValueError(f"not a {schema_name} record (header {value[:10].hex()})")
-    return schemaless_reader(io.BytesIO(value[10:]), schemas.load(schema_name), None)
+    return cast(dict[str, Any], schemaless_reader(io.BytesIO(value[10:]), schemas.load(schema_name), None))
 
 
 def _or_dash(value: Any) -> str:

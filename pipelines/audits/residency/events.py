@@ -12,7 +12,7 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal, NamedTuple, NotRequired, Required, TypedDict
+from typing import Annotated, Any, Literal, NamedTuple, NotRequired, Required, TypedDict, cast
 
 import msgspec
 import orjson
@@ -114,6 +114,7 @@ class EventValidator:
                 if not INT64_MIN <= value <= INT64_MAX:
                     raise _Invalid("invalid_value", f"field '{name}' is out of the 64-bit range", name, event_id)
             elif ftype == "enum":
+                assert symbols is not None
                 if type(value) is not str:
                     raise _Invalid("schema", f"field '{name}' must be a string, got {_kind(value)}", name, event_id)
                 if value not in symbols:
@@ -161,13 +162,14 @@ def _json_shape(validator: EventValidator) -> type:
     for name, ftype, nullable, has_default, _default, symbols in validator.fields:
         kind: Any = {"string": str, "long": int64, "array:string": list[str]}.get(ftype)
         if ftype == "enum":
+            assert symbols is not None
             kind = Literal[tuple(sorted(symbols))]
         if kind is None:
             raise ValueError(f"app_event field {name!r}: type {ftype!r} has no JSON fast path")
         if nullable:
             kind = kind | None
         fields[name] = NotRequired[kind] if has_default else Required[kind]
-    return TypedDict("AppEventJson", fields)
+    return TypedDict("AppEventJson", fields)  # type: ignore[operator]  # made at run time, from the schema
 
 
 class _Decoder:
@@ -176,7 +178,7 @@ class _Decoder:
         self.schema = schemas.load("app_event")
         self.fingerprint = schemas.fingerprint_of("app_event")
         self.validator = EventValidator(self.schema)
-        self._json = msgspec.json.Decoder(_json_shape(self.validator))
+        self._json: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_json_shape(self.validator))
         self._defaults = [(field.name, field.default) for field in self.validator.fields if field.has_default]
 
     def fast_json(self, value: bytes) -> dict[str, Any] | None:
@@ -202,7 +204,7 @@ class _Decoder:
     def _avro(self, payload: bytes, what: str) -> dict[str, Any]:
         buffer = io.BytesIO(payload)
         try:
-            record = schemaless_reader(buffer, self.schema, None)
+            record = cast(dict[str, Any], schemaless_reader(buffer, self.schema, None))
         except Exception as exc:  # fastavro raises many types on corrupt bytes  # noqa: BLE001
             raise _Invalid("avro", f"{what}: cannot decode as app_event Avro: {type(exc).__name__}: {exc}") from None
         if buffer.tell() != len(payload):
@@ -282,6 +284,6 @@ def parse_messages(messages: Iterable[RawMessage], config: DecoderConfig = Decod
         event, letter = _parse(message, decoder)
         if event is not None:
             events.append(event)
-        else:
+        elif letter is not None:
             dead.append(letter)
     return ParseOutcome(events, dead)

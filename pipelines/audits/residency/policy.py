@@ -325,7 +325,7 @@ def _compile_rule(node: Any, index: int, line: int | None, problems: Problems, k
             if isinstance(item, CommentedMap) and not item.get("reason"):
                 problems.add(line_of(item), f"{where} exempt[{i}]", "every exemption needs a 'reason'")
             exemptions.append(_selector(item, exempt_node, i, f"{where} exempt[{i}]", problems, known_regions, _EXEMPT_KEYS))
-    if len(problems.items) > before:
+    if len(problems.items) > before or select is None:  # a missing or bad selector is a problem named above
         return None
     return Rule(
         id=rule_id,
@@ -334,7 +334,7 @@ def _compile_rule(node: Any, index: int, line: int | None, problems: Problems, k
         select=select,
         require=tuple(require),
         forbid=tuple((t, tuple(fields)) for t, fields in forbid_grouped.items()),
-        exemptions=tuple(exemptions),
+        exemptions=tuple(e for e in exemptions if e is not None),
     )
 
 
@@ -382,11 +382,13 @@ def _selector(node: Any, parent: Any, key: Any, where: str, problems: Problems, 
             lists[name] = values
     jurisdictions = lists.get("subject_jurisdiction")
     categories = lists.get("data_categories")
+    actions = lists.get("actions")
+    all_categories = lists.get("all_data_categories")
     return _Selector(
         jurisdictions=None if not jurisdictions or "*" in jurisdictions else frozenset(jurisdictions),
         categories=_CategoryMatcher(categories) if categories else None,
-        actions=frozenset(lists["actions"]) if lists.get("actions") else None,
-        all_categories=_CategoryMatcher(lists["all_data_categories"]) if lists.get("all_data_categories") else None,
+        actions=frozenset(actions) if actions else None,
+        all_categories=_CategoryMatcher(all_categories) if all_categories else None,
         targets=tuple(targets),
     )
 

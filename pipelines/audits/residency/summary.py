@@ -111,7 +111,7 @@ class ResidencyDay(DaySection):
     def finish(self, violations: Iterable[ViolationDetails]) -> dict[str, Any]:
         by_server = Counter(v.server_id for v in violations if v.server_id)
         gap = self.silent_gap_minutes
-        servers = []
+        servers: list[dict[str, Any]] = []
         for server_id in sorted(set(self.servers) | set(by_server)):
             server = self.servers.get(server_id) or ServerDay()
             gaps = [[a[1] + 1, b[0] - 1] for a, b in zip(server.seq, server.seq[1:], strict=False)]

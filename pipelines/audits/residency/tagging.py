@@ -246,7 +246,7 @@ class Tagger:
             jurisdiction, source = residency, "declared"
         else:
             client_ip = event.get("client_ip")
-            geo = self.geo_country(client_ip) if client_ip else None
+            geo: str | None = self.geo_country(client_ip) if client_ip else None
             jurisdiction, source = (geo, "geoip") if geo else (UNKNOWN, "unknown")
         server = self.address(event["server_ip"]) or UNKNOWN_DESTINATION
         key = (jurisdiction, source, server)

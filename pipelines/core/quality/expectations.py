@@ -91,8 +91,8 @@ _KWARGS: dict[str, tuple[set[str], set[str]]] = {
 }
 
 
-for _between in AGGREGATE_TYPES - {"expect_column_values_to_be_unique", "expect_table_row_count_to_be_between"}:
-    _KWARGS[_between] = ({"min_value", "max_value", "strict_min", "strict_max"}, set())
+for _aggregate in AGGREGATE_TYPES - {"expect_column_values_to_be_unique", "expect_table_row_count_to_be_between"}:
+    _KWARGS[_aggregate] = ({"min_value", "max_value", "strict_min", "strict_max"}, set())
 
 
 _COMMON_KWARGS = {"column", "mostly", "result_format", "catch_exceptions", "meta", "row_condition", "condition_parser"}
@@ -241,6 +241,12 @@ class Expectation:
     _find: Callable[[Sequence[Any]], list[int]] | None = field(default=None, repr=False, compare=False)
 
     @property
+    def column_name(self) -> str:
+        """The column of a column expectation (all but the table's row count)."""
+        assert self.column is not None, self.type
+        return self.column
+
+    @property
     def per_record(self) -> bool:
         """Decided record by record (no tolerance), so each failure is a violation."""
         return self.type in RECORD_TYPES and self.mostly >= 1.0
@@ -315,20 +321,18 @@ def _fast_finder(kind: str, kw: Mapping[str, Any], expected: Callable[[Any], boo
             return [i for i, v in enumerate(values) if v in bad] if bad else []
         return find_distinct
     if kind == "expect_column_value_lengths_to_be_between" and not kw.get("strict_min") and not kw.get("strict_max"):
-        low = kw.get("min_value")
-        high = kw.get("max_value")
-        low = -math.inf if low is None else low
-        high = math.inf if high is None else high
+        given_low, given_high = kw.get("min_value"), kw.get("max_value")
+        low: float = -math.inf if given_low is None else given_low
+        high: float = math.inf if given_high is None else given_high
         return lambda values: [i for i, v in enumerate(values)
                                if v is not None and (not low <= len(v) <= high if type(v) is str else slow(v))]
     if kind == "expect_column_values_to_be_between" and not kw.get("strict_min") and not kw.get("strict_max") \
             and all(isinstance(kw.get(b), (int, float, type(None))) for b in ("min_value", "max_value")):
-        low = kw.get("min_value")
-        high = kw.get("max_value")
-        low = -math.inf if low is None else low
-        high = math.inf if high is None else high
+        given_low, given_high = kw.get("min_value"), kw.get("max_value")
+        lowest: float = -math.inf if given_low is None else given_low
+        highest: float = math.inf if given_high is None else given_high
         return lambda values: [i for i, v in enumerate(values)
-                               if v is not None and (not low <= v <= high if type(v) is int else slow(v))]
+                               if v is not None and (not lowest <= v <= highest if type(v) is int else slow(v))]
     return None
 
 
@@ -347,6 +351,7 @@ def unexpected_indices(expectation: Expectation, values: Sequence[Any]) -> list[
     if expectation._find is not None:
         return expectation._find(values)
     expected = expectation._expected
+    assert expected is not None, expectation.type
     return [i for i, v in enumerate(values) if not (v is None or (type(v) is float and v != v)) and not expected(v)]
 
 
@@ -419,9 +424,9 @@ def record_failures(expectations: Sequence[Expectation], events: Sequence[Mappin
     failures: list[tuple[int, Expectation]] = []
     for expectation in expectations:
         expectation = expectation.resolved(parameters)
-        values = columns.get(expectation.column)
+        column = expectation.column_name
+        values = columns.get(column)
         if values is None:
-            column = expectation.column
             values = columns[column] = _column(events, column)
         for index in unexpected_indices(expectation, values):
             failures.append((index, expectation))

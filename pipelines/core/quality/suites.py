@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from pipelines.core.configfile import CommentedMap, CommentedSeq, Problems, line_of, load_yaml
 from pipelines.core.quality.expectations import (
@@ -214,5 +214,10 @@ def _check_values(kind: str, kw: dict[str, Any], node: CommentedMap, where: str,
                 bad(key, "must be a number")
     if "between" in kind and all(b is None for b in bounds):
         problems.add(line_of(node), where, "min_value and max_value cannot both be missing")
-    if all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds) and bounds[0] > bounds[1]:
+    low, high = bounds
+    if _is_number(low) and _is_number(high) and low > high:
         problems.add(line_of(node, "min_value"), where, "min_value is greater than max_value")
+
+
+def _is_number(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -87,13 +87,13 @@ def evaluate_window(expectations: Sequence[Expectation], partial: WindowPart) ->
     failures = []
     for expectation in expectations:
         if expectation.type == "expect_column_values_to_be_unique":
-            values = partial.values.get(expectation.column, [])
+            values = partial.values.get(expectation.column_name, [])
             unexpected = len(unexpected_indices(expectation, values))
             nulls = sum(1 for v in values if is_null(v))
             if not map_success(expectation, len(values), nulls, unexpected):
                 failures.append(WindowFailure(expectation, partial.rows, unexpected, unexpected))
         elif expectation.type in AGGREGATE_TYPES:
-            values = partial.values.get(expectation.column, []) if expectation.column else [None] * partial.rows
+            values = partial.values.get(expectation.column_name, []) if expectation.column else [None] * partial.rows
             observed = aggregate_observed(expectation, values)
             if not aggregate_success(expectation, observed):
                 failures.append(WindowFailure(expectation, partial.rows, observed, None))

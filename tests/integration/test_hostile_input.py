@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import time
 
+import orjson
 import pytest
 from fastavro import schemaless_writer
 from hypothesis import HealthCheck, given, settings
@@ -25,6 +27,7 @@ from pipelines.audits.residency.audit import ResidencyAudit, check_batch, tag_ba
 from pipelines.audits.residency.events import DecoderConfig, parse_messages
 from pipelines.audits.residency.policy import load_policy
 from pipelines.audits.residency.tagging import Tagger, load_destination_map
+from pipelines.cli.main import main
 from pipelines.core import schemas
 from pipelines.core.batches import check_quality_batch, quality_parameters
 from pipelines.core.pseudonym import Pseudonymizer
@@ -33,13 +36,8 @@ from pipelines.core.records import AuditedBatch, RawMessage, SourceOffset
 from pipelines.core.violations import decode_single_object, encode_records, encode_violations
 
 EXAMPLES = 10_000
-
-
 CONFIG = DecoderConfig(max_message_bytes=64 * 1024, confluent_schema_ids=frozenset({1}))
-
-
 ERROR_KINDS = set(schemas.load("dead_letter")["fields"][1]["type"]["symbols"])
-
 
 EVENT = {
     "event_id": "e-1", "event_time": "2026-12-01T10:00:00.250Z", "server_id": "app-001", "server_ip": "129.80.0.1",
@@ -48,15 +46,10 @@ EVENT = {
     "actor_country": "US", "bytes": 512,
 }
 
-
 ODD_IPS = ["300.1.2.3", "1.2.3", "1.2.3.4.5", "01.2.3.4", "fe80::1%eth0", "fe80::1%", "::ffff:3.4.12.4", "::ffff:999.0.0.1",
            "2001:db8::zz", "::", "0.0.0.0", "255.255.255.255", "localhost", "", " 3.4.12.4", "3.4.12.4\n", "\u0663.4.12.4",
            "2603:c020::1", "[2603:c020::1]", "3.4.12.4/24"]
-
-
 ODD_COUNTRIES = ["US", "us", "USA", "U5", "\u00dcS", "XX", "EU", "UK", "ZZ", "", "U", "US ", "\u0055\u0053\u200b", "GB", "CN", "RU"]
-
-
 ODD_VALUES = [None, True, False, 0, -1, 1.5, 10**30, -(10**30), 2**63, -(2**63) - 1, "", "x" * 5000, [], {}, ["a", 1], {"a": 1},
               "\u0000", "\ud7ff", "\U0001f600"]
 
@@ -175,3 +168,40 @@ def test_ten_thousand_hostile_messages_are_audited_or_dead_lettered(audit):
     # The mix reached both sides and most kinds of refusal.
     assert seen["events"] > 500 and seen["dead"] > 2000 and seen["violations"] > 0
     assert {"json", "schema", "invalid_value", "too_large", "avro", "unknown_schema_id", "encoding"} <= seen["kinds"]
+
+
+def test_backtest_of_a_hostile_file_exits_0_and_balances(tmp_path, capsys, monkeypatch):
+    rng = random.Random(11)
+    lines = [_random_hostile(rng).replace(b"\n", b" ").replace(b"\r", b" ") for _ in range(2000)]
+    path = tmp_path / "hostile.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    monkeypatch.delenv("FLOWAUDIT_PSEUDONYM_KEY", raising=False)
+    assert main(["backtest", "--events", str(path), "--out", str(tmp_path / "out")]) == 0
+    counts = orjson.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    records = sum(1 for line in lines if line.strip())
+    assert counts["in"] == records == counts["parsed"] + counts["dead_letters"]
+    assert counts["dead_letters"] > 0 and counts["parsed"] > 0
+
+
+def _random_hostile(rng: random.Random) -> bytes:
+    """The same damage as the Hypothesis strategy, drawn from a seeded RNG (a file that does not change between runs)."""
+    event = dict(EVENT, event_id=f"e-{rng.randrange(10**6)}")
+    roll = rng.randrange(8)
+    if roll == 0:
+        event[rng.choice(sorted(EVENT))] = rng.choice(ODD_VALUES)
+    elif roll == 1:
+        event[rng.choice(["server_ip", "client_ip", "dest_ip"])] = rng.choice(ODD_IPS)
+    elif roll == 2:
+        event[rng.choice(["user_residency", "actor_country"])] = rng.choice(ODD_COUNTRIES)
+    elif roll == 3:
+        data = _json(event)
+        return data[: rng.randrange(len(data))]
+    elif roll == 4:
+        data = bytearray(_json(event))
+        data[rng.randrange(len(data))] = rng.choice([0xFF, 0xC0, 0x80])
+        return bytes(data)
+    elif roll == 5:
+        return _json(event).replace(b'"bytes":512', b'"bytes":' + rng.choice([b"NaN", b"Infinity", b"1e999", b"9" * 400]))
+    elif roll == 6:
+        del event[rng.choice(sorted(EVENT))]
+    return _json(event)
