@@ -71,3 +71,11 @@ def pseudonym_key(monkeypatch: pytest.MonkeyPatch) -> str:
 # Beam stops its cached Prism job server at interpreter exit and logs as it
 # does; by then pytest has closed the captured streams.
 logging.getLogger("apache_beam.utils.subprocess_server").setLevel(logging.ERROR)
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory):
+    """A throw-away CA, broker and client certificates (pipelines.devtools.localcerts)."""
+    from pipelines.devtools.localcerts import write_tls_material
+
+    return write_tls_material(tmp_path_factory.mktemp("tls"))

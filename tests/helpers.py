@@ -183,3 +183,13 @@ def residency_audit(**options):
     destinations = load_destination_map()
     policy = load_policy(extra_regions=[region for _, _, region, _ in destinations.internal])
     return ResidencyAudit(policy=policy, destinations=destinations, **options)
+
+
+def tagged_event(event_time_ms: int, seq: int, server: str = "app-1", origin: str = "US", provider: str = "oci",
+                 size: int = 100) -> dict:
+    """A parsed app event with its tags, as the residency audit's day section takes it."""
+    from pipelines.audits.residency.tagging import DestinationTag, OriginTag
+
+    return {"event_id": f"e-{server}-{seq}", "event_time_ms": event_time_ms, "bytes": size, "server_id": server, "seq": seq,
+            "_origin": OriginTag(origin, "declared", "oci", "us-ashburn-1", "US"),
+            "_destination": DestinationTag(provider, "r", "US", "cidr", "x")}

@@ -2,7 +2,12 @@
 
 One module per verb in this package, each with its options (``add_parser``)
 and what it does (``execute``); this one parses, dispatches, and turns every
-error a user can act on into one line and an exit status."""
+error a user can act on into one line and an exit status.
+
+A verb's heavy imports (Beam, the Kafka clients, the pipeline) are made in
+its ``execute``, not at the top of its module: every verb's parser is built
+on each call, and ``flowaudit verify`` or ``--help`` answer in 0.4 s instead
+of paying Beam's 1.7-2.1 s import (measured here)."""
 
 from __future__ import annotations
 

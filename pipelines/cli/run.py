@@ -58,11 +58,11 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
     import apache_beam as beam
     import orjson
 
-    from pipelines.kafka.admin import plan_partitions, require_topics
+    from pipelines.kafka.admin import GroupOffsets, plan_partitions, require_topics
     from pipelines.kafka.publish import OutputTopics
     from pipelines.pipeline import build_kafka_audit
     from pipelines.runtime.runners import is_single_process, local_worker_processes, pipeline_options, use_worker_processes
-    from pipelines.runtime.stopping import CommittedOffsets, run_counts, stop_run, wait_for
+    from pipelines.runtime.stopping import run_counts, stop_run, wait_for
     from pipelines.trail.folder import summary_days
 
     _check_run_options(args)
@@ -103,7 +103,7 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
             try:
                 wait_for(result)
             except StopRequested as stop:
-                return stop_run(result, stop, CommittedOffsets(kafka, args.group, args.events_topic), drain, lambda: pipeline_counters(result))
+                return stop_run(result, stop, GroupOffsets(kafka, args.group, args.events_topic), drain, lambda: pipeline_counters(result))
         print(orjson.dumps(run_counts(pipeline_counters(result))).decode())
         return 0
     finally:

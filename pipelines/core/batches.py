@@ -45,21 +45,21 @@ def window_parts(batch: AuditedBatch, suite: QualitySuite, window_ms: int, param
     return window_parts_of(suite.windowed, batch.events, window_ms, parameters)
 
 
-def judge_window(partial: WindowPart, start_ms: int, end_ms: int, suite: QualitySuite,
+def judge_window(part: WindowPart, start_ms: int, end_ms: int, suite: QualitySuite,
                  standing: dict[str, dict], revision: int) -> tuple[list[dict], dict[str, dict]]:
     """A window's verdict over all its events so far, against the one already
     published (``standing``: rule id -> violation): the violations to publish
     (new or changed ones at ``revision``, retractions of those that no longer
     fail) and the verdict that now stands."""
     now = {}
-    for failure in evaluate_window(suite.windowed, partial):
+    for failure in evaluate_window(suite.windowed, part):
         violation = window_violation(failure, start_ms, end_ms, suite, revision)
         before = standing.get(failure.expectation.rule_id)
         if before is not None and before["message"] == violation["message"]:
             violation = before  # unchanged: nothing to publish again
         now[failure.expectation.rule_id] = violation
     published = [v for rule_id, v in now.items() if v is not standing.get(rule_id)]
-    published += [window_retraction(v, partial.rows, revision) for rule_id, v in standing.items() if rule_id not in now]
+    published += [window_retraction(v, part.rows, revision) for rule_id, v in standing.items() if rule_id not in now]
     return published, now
 
 

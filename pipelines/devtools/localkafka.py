@@ -4,7 +4,7 @@ The broker's jars come from Maven Central through ``local/pom.xml``; Java
 17 runs them. State lives in one directory: ``server.properties``, the
 formatted log dirs, ``broker.log`` and ``broker.pid``.
 
-    python -m pipelines.localkafka start|stop|status|topics
+    python -m pipelines.devtools.localkafka start|stop|status|topics
 """
 
 from __future__ import annotations
@@ -75,10 +75,20 @@ def port_is_free(port: int) -> bool:
         return True
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port free now on 127.0.0.1 that this process has not handed out
+    before: the kernel may give the same ephemeral port to two binds in a
+    row (a broker's listener and its controller got one port, seen here)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 @dataclass(frozen=True)

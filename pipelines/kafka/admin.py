@@ -19,8 +19,9 @@ from pipelines.kafka.clients import (
     ClientSettings,
 )
 from pipelines.kafka.security import KafkaSecurity, check_connection
+from pipelines.runtime.stopping import bounded_call
 
-__all__ = ["UNBOUNDED_STOP", "KafkaConfig", "PartitionSpec", "create_topics", "require_topics", "end_offsets", "committed_offsets", "plan_partitions", "plan_time_range", "produce_messages"]
+__all__ = ["UNBOUNDED_STOP", "KafkaConfig", "PartitionSpec", "create_topics", "require_topics", "end_offsets", "committed_offsets", "plan_partitions", "plan_time_range", "produce_messages", "GroupOffsets"]
 
 
 UNBOUNDED_STOP = sys.maxsize
@@ -31,7 +32,7 @@ class KafkaConfig:
     """Where the cluster is and how to talk to it.
 
     ``client``: which library reads events and writes outputs on the hot
-    path (``kafka_clients``); ``client_options`` are kafka-python keyword
+    path (``pipelines.kafka.clients``); ``client_options`` are kafka-python keyword
     options, ``librdkafka_options`` the same settings in librdkafka's words.
     """
 
@@ -200,3 +201,21 @@ def produce_messages(config: KafkaConfig, topic: str, messages, *, partition_by_
     finally:
         producer.close(timeout=10)
     return len(futures)
+
+
+class GroupOffsets:
+    """A consumer group's committed offsets of some topics, asked for with a
+    bound in time (a stop must not hang on a broker that is gone)."""
+
+    def __init__(self, kafka: KafkaConfig, group: str, topics: list[str], timeout_s: float = 5.0):
+        self._kafka, self._group, self._topics, self._timeout_s = kafka, group, topics, timeout_s
+
+    def now(self) -> dict[TopicPartition, int | None] | None:
+        return bounded_call(lambda: committed_offsets(self._kafka, self._group, self._topics), self._timeout_s)
+
+    def describe(self, offsets: dict[TopicPartition, int | None] | None) -> str:
+        if offsets is None:
+            return "committed offsets unknown (the broker did not answer)"
+        parts = [f"{tp.topic}[{tp.partition}]={'none' if offset is None else offset}"
+                 for tp, offset in sorted(offsets.items(), key=lambda item: (item[0].topic, item[0].partition))]
+        return f"{sum(o or 0 for o in offsets.values())} offsets committed ({', '.join(parts)})"

@@ -1,6 +1,6 @@
 """The Kafka client behind the hot path: kafka-python or confluent-kafka.
 
-The reader, the publishers and the committer in ``kafka_io`` talk to one
+The reader, the publishers and the committer (``pipelines.kafka``) talk to one
 small interface: a fetcher of one partition, a producer that counts its
 acknowledgements, and an offset committer. Two clients implement it:
 
@@ -10,7 +10,7 @@ acknowledgements, and an offset committer. Two clients implement it:
 - ``kafka-python``: pure Python, no native library.
 
 Control-plane calls (topics, end offsets, committed offsets, planning)
-stay on kafka-python in ``kafka_io``: they are few and not timed.
+stay on kafka-python (``pipelines.kafka.admin``): they are few and not timed.
 """
 
 from __future__ import annotations

@@ -124,16 +124,17 @@ class _WorkerGroupHint(ResourceHint):
     urn = "flowaudit:resource_hint:worker_group:v1"
 
 
-ResourceHint.register_resource_hint("flowaudit_worker_group", _WorkerGroupHint)
-
-
 def worker_hints(group: int, groups: int) -> dict[str, str]:
     """Resource hints that put a branch in worker process ``group`` of ``groups``.
 
     Group 0 is the pipeline's default environment (none): Prism starts a
     worker for every environment a pipeline lists, the default one always
     among them, so it may as well do a share of the work."""
-    return {} if groups <= 1 or group == 0 else {"flowaudit_worker_group": str(group)}
+    if groups <= 1 or group == 0:
+        return {}
+    # Beam reads hints by name as the pipeline is built; registering again is harmless.
+    ResourceHint.register_resource_hint("flowaudit_worker_group", _WorkerGroupHint)
+    return {"flowaudit_worker_group": str(group)}
 
 
 def local_worker_processes(options: PipelineOptions, requested: int | None, partitions: int) -> int:

@@ -13,15 +13,14 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from pipelines.errors import PipelineFailed
-from pipelines.kafka.admin import committed_offsets
 from pipelines.runtime.processes import StopRequested, stop_descendants, stop_on_signals
 
-__all__ = ["RUN_COUNTS", "run_counts", "wait_for", "CommittedOffsets", "stop_run"]
+__all__ = ["RUN_COUNTS", "run_counts", "wait_for", "CommittedOffsets", "stop_run", "bounded_call"]
 
 _log = logging.getLogger("flowaudit")
 
@@ -59,22 +58,13 @@ def wait_for(result: Any) -> None:
         raise PipelineFailed(f"the pipeline failed: {first_line} (run with -v for the runner's log)") from failure[0]
 
 
-class CommittedOffsets:
-    """The group's committed offsets of the events topics, to follow a stop by."""
-
-    def __init__(self, kafka: Any, group: str, topics: list[str]):
-        self._kafka, self._group, self._topics = kafka, group, topics
+class CommittedOffsets(Protocol):
+    """What a stop follows: the consumer group's committed offsets (``pipelines.kafka.admin.GroupOffsets``)."""
 
     def now(self) -> dict[Any, int | None] | None:
-        return _bounded_call(lambda: committed_offsets(self._kafka, self._group, self._topics), 5.0)
+        """The offsets now, or None when they cannot be had within a few seconds."""
 
-    @staticmethod
-    def describe(offsets: dict[Any, int | None] | None) -> str:
-        if offsets is None:
-            return "committed offsets unknown (the broker did not answer)"
-        parts = [f"{tp.topic}[{tp.partition}]={'none' if offset is None else offset}"
-                 for tp, offset in sorted(offsets.items(), key=lambda item: (item[0].topic, item[0].partition))]
-        return f"{sum(o or 0 for o in offsets.values())} offsets committed ({', '.join(parts)})"
+    def describe(self, offsets: dict[Any, int | None] | None) -> str: ...
 
 
 # How long a stop waits for the bundles in flight to finish and commit, and
@@ -101,8 +91,8 @@ def stop_run(result: Any, stop: StopRequested, committed: CommittedOffsets, drai
             if drain is not None:
                 drain.touch()
                 _wait_until_commits_settle(committed, DRAIN_SECONDS)
-            counts = _bounded_call(counters, RUNNER_ANSWER_SECONDS)
-            _bounded_call(result.cancel, RUNNER_ANSWER_SECONDS)
+            counts = bounded_call(counters, RUNNER_ANSWER_SECONDS)
+            bounded_call(result.cancel, RUNNER_ANSWER_SECONDS)
             stop_descendants(timeout=EXIT_SECONDS)
     except StopRequested as again:
         print(f"flowaudit run: {again.name} again: stopping at once", file=sys.stderr, flush=True)
@@ -110,7 +100,7 @@ def stop_run(result: Any, stop: StopRequested, committed: CommittedOffsets, drai
     summary: dict[str, Any] = run_counts(counts) if counts is not None else {"counts": "unavailable"}
     summary["stopped_by"] = stop.name
     print(orjson.dumps(summary).decode(), flush=True)
-    print(f"flowaudit run: stopped in {time.monotonic() - started:.1f} s; {CommittedOffsets.describe(committed.now())}",
+    print(f"flowaudit run: stopped in {time.monotonic() - started:.1f} s; {committed.describe(committed.now())}",
           file=sys.stderr, flush=True)
     return stop.exit_status
 
@@ -129,7 +119,7 @@ def _wait_until_commits_settle(committed: CommittedOffsets, timeout: float) -> N
             return
 
 
-def _bounded_call(call: Any, timeout: float) -> Any:
+def bounded_call(call: Any, timeout: float) -> Any:
     """``call()``, or None if it fails or takes longer than ``timeout`` (a runner being stopped may not answer)."""
     outcome: list[Any] = [None]
 

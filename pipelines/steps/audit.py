@@ -75,18 +75,30 @@ class TagRecords(beam.PTransform):
 
 
 class _CheckFn(beam.DoFn):
-    def __init__(self, audit: Audit, pseudonym_key: bytes):
+    """One check over each batch (the audit's rules, or its per-record
+    expectations); its violations join the batch and are counted."""
+
+    def __init__(self, audit: Audit, pseudonym_key: bytes, *, expectations: bool):
         self._audit = audit
         self._key = pseudonym_key
+        self._expectations = expectations
 
     def setup(self) -> None:
         prepare_worker_process()
         self._pseudonymize = Pseudonymizer(self._key)
         self._violations = Metrics.counter("flowaudit", "violations")
+        self._quality = Metrics.counter("flowaudit", "quality_violations")
 
     def process(self, batch: AuditedBatch):
-        checked = self._audit.check(batch, self._pseudonymize)
-        self._violations.inc(len(checked.violations) - len(batch.violations))
+        settings = self._audit.quality
+        if self._expectations and settings is not None:
+            checked = check_quality_batch(batch, self._audit, settings.suite, self._pseudonymize, now_parameters(settings))
+        else:
+            checked = self._audit.check(batch, self._pseudonymize)
+        added = len(checked.violations) - len(batch.violations)
+        self._violations.inc(added)
+        if self._expectations:
+            self._quality.inc(added)
         yield checked
 
 
@@ -99,32 +111,11 @@ class CheckRules(beam.PTransform):
         self._key = pseudonym_key
 
     def expand(self, batches):
-        return batches | "EvaluateRules" >> beam.ParDo(_CheckFn(self._audit, self._key)).with_output_types(AuditedBatch)
+        return batches | "EvaluateRules" >> beam.ParDo(_CheckFn(self._audit, self._key, expectations=False)).with_output_types(AuditedBatch)
 
 
 def now_parameters(settings: QualitySettings) -> dict[str, int]:
     return quality_parameters(int(time.time() * 1000), settings.clock_skew_seconds * 1000)
-
-
-class _CheckQualityFn(beam.DoFn):
-    def __init__(self, audit: Audit, pseudonym_key: bytes):
-        self._audit = audit
-        self._key = pseudonym_key
-
-    def setup(self) -> None:
-        prepare_worker_process()
-        self._pseudonymize = Pseudonymizer(self._key)
-        self._violations = Metrics.counter("flowaudit", "violations")
-        self._quality = Metrics.counter("flowaudit", "quality_violations")
-
-    def process(self, batch: AuditedBatch):
-        settings = self._audit.quality
-        assert settings is not None
-        checked = check_quality_batch(batch, self._audit, settings.suite, self._pseudonymize, now_parameters(settings))
-        added = len(checked.violations) - len(batch.violations)
-        self._violations.inc(added)
-        self._quality.inc(added)
-        yield checked
 
 
 class CheckQuality(beam.PTransform):
@@ -136,4 +127,4 @@ class CheckQuality(beam.PTransform):
         self._key = pseudonym_key
 
     def expand(self, batches):
-        return batches | "ValidateRecords" >> beam.ParDo(_CheckQualityFn(self._audit, self._key)).with_output_types(AuditedBatch)
+        return batches | "ValidateRecords" >> beam.ParDo(_CheckFn(self._audit, self._key, expectations=True)).with_output_types(AuditedBatch)

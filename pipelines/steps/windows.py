@@ -39,18 +39,18 @@ class _WindowPartsFn(beam.DoFn):
 
     def process(self, batch: AuditedBatch):
         parts = window_parts(batch, self._settings.suite, self._settings.window_ms, now_parameters(self._settings))
-        for start, partial in parts.items():
+        for start, part in parts.items():
             # Stamped with the part's latest event: inside its window, and as
             # early as the watermark allows.
-            yield beam.window.TimestampedValue((start, partial), partial.max_event_ms / 1000)
+            yield beam.window.TimestampedValue((start, part), part.max_event_ms / 1000)
 
 
 class _MergeParts(beam.CombineFn):
     def create_accumulator(self) -> WindowPart:
         return WindowPart()
 
-    def add_input(self, accumulator: WindowPart, partial: WindowPart) -> WindowPart:
-        return accumulator.merge(partial)
+    def add_input(self, accumulator: WindowPart, part: WindowPart) -> WindowPart:
+        return accumulator.merge(part)
 
     def merge_accumulators(self, accumulators):
         merged = WindowPart()

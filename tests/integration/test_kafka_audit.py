@@ -149,7 +149,7 @@ def test_violations_tail_filters_by_severity_and_rule(kafka, topics, prism_binar
 
 
 def test_demo_runs_on_an_existing_broker(kafka_bootstrap, prism_binary, capsys, monkeypatch, tmp_path):
-    """Live traffic only (no past days, so no day closes; tests/test_front_door.py runs the whole demo)."""
+    """Live traffic only (no past days, so no day closes; tests/integration/test_front_door.py runs the whole demo)."""
     monkeypatch.setenv("FLOWAUDIT_PRISM", prism_binary)
     assert main(["demo", "--duration", "4", "--rate", "100", "--past-days", "0", "--quiet", "--bootstrap-servers", kafka_bootstrap,
                  "--out", str(tmp_path / "demo")]) == 0

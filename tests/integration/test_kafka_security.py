@@ -16,7 +16,7 @@ from pipelines.core.violations import decode_single_object
 from pipelines.devtools.generator import generate
 from pipelines.errors import KafkaConnectError
 from pipelines.kafka.admin import KafkaConfig, committed_offsets, create_topics, end_offsets, produce_messages
-from pipelines.kafka.security import check_connection, security_from_options
+from pipelines.kafka.security import KafkaSecurity, check_connection, security_from_options
 from tests.helpers import REPO, consume_all, read_jsonl, run_cli, write_jsonl
 
 PASSWORD = "scram-Pa55-for-tests-7f3c"
@@ -24,13 +24,6 @@ PASSWORD = "scram-Pa55-for-tests-7f3c"
 
 # A user with only the ACLs the audit needs (the others are super users).
 RESTRICTED, RESTRICTED_PASSWORD = "restricted", "restricted-Pa55-91d2"
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory):
-    from pipelines.devtools.localcerts import write_tls_material
-
-    return write_tls_material(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +93,38 @@ def _acl_admin(broker, call: str, bindings) -> None:
     futures = admin.create_acls(bindings) if call == "create" else admin.delete_acls(bindings)
     for future in futures.values():
         future.result(timeout=30)
+
+
+@pytest.mark.kafka
+def test_connection_check_names_each_way_it_can_fail(secure_broker, tls, password_file, tmp_path):
+    ok = security_from_options("SASL_SSL", sasl_username="auditor", sasl_password_file=str(password_file), ssl_cafile=str(tls.ca_file), environ={})
+    check_connection(secure_broker.sasl_bootstrap, ok)
+    mutual = security_from_options("SSL", ssl_cafile=str(tls.ca_file), ssl_certfile=str(tls.client_cert), ssl_keyfile=str(tls.client_key),
+                                   ssl_key_password_file=str(tls.client_key_password_file), environ={})
+    check_connection(secure_broker.ssl_bootstrap, mutual)
+
+    (tmp_path / "wrong").write_text("not-the-password")
+    failures = {
+        "wrong password": (secure_broker.sasl_bootstrap, security_from_options(
+            "SASL_SSL", sasl_username="auditor", sasl_password_file=str(tmp_path / "wrong"), ssl_cafile=str(tls.ca_file), environ={}),
+            r"refused the SCRAM-SHA-512 credentials of user 'auditor' \(password from file .*wrong\): .*invalid credentials"),
+        "unknown user": (secure_broker.sasl_bootstrap, security_from_options(
+            "SASL_SSL", sasl_username="nobody", sasl_password_file=str(password_file), ssl_cafile=str(tls.ca_file), environ={}),
+            "refused the SCRAM-SHA-512 credentials of user 'nobody'"),
+        "untrusted broker": (secure_broker.sasl_bootstrap, security_from_options(
+            "SASL_SSL", sasl_username="auditor", sasl_password_file=str(password_file), environ={}),
+            r"TLS with .* failed \(trusting the system's CA store, no --ssl-cafile given\): .*certificate verify failed"),
+        "no client certificate": (secure_broker.ssl_bootstrap, security_from_options("SSL", ssl_cafile=str(tls.ca_file), environ={}),
+                                  "wants a client certificate and got no client certificate"),
+        "plaintext to a TLS listener": (secure_broker.sasl_bootstrap, KafkaSecurity(),
+                                        r"closed the connection at the first request: .*--security-protocol is PLAINTEXT"),
+        "TLS to a plaintext listener": (secure_broker.bootstrap, ok, "TLS with .* failed"),
+    }
+    for what, (bootstrap, security, message) in failures.items():
+        started = time.monotonic()
+        with pytest.raises(KafkaConnectError, match=message):
+            check_connection(bootstrap, security, timeout_s=20)
+        assert time.monotonic() - started < 10, f"{what}: named only after {time.monotonic() - started:.1f} s"
 
 
 @pytest.mark.kafka
@@ -212,7 +237,7 @@ def test_write_permission_revoked_on_the_violations_topic_holds_offsets_back(sec
     """A user with only the ACLs the audit needs streams over SASL_SSL; its
     WRITE on the violations topic is revoked for a while (the broker answers
     TOPIC_AUTHORIZATION_FAILED) and granted again."""
-    from tests import test_faults as faults
+    from tests.integration import test_faults as faults
 
     monkeypatch.setenv("FLOWAUDIT_PSEUDONYM_KEY", "k")
     topics = _topics(secure_broker, "acl")
@@ -241,8 +266,8 @@ def test_credentials_revoked_mid_run_hold_offsets_until_they_are_restored(tmp_pa
 
     from pipelines.devtools.localkafka import LocalKafka, LocalSecurity, ensure_scram_user, free_port
     from pipelines.kafka.admin import committed_offsets, produce_messages
-    from tests import test_faults as faults
     from tests.helpers import wait_for
+    from tests.integration import test_faults as faults
 
     monkeypatch.setenv("FLOWAUDIT_PSEUDONYM_KEY", "k")
     security = LocalSecurity(free_port(), free_port(), (("auditor", PASSWORD),), tls.ca_file.parent, reauth_ms=3000)

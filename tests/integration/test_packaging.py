@@ -29,7 +29,7 @@ BOOT = REPO / ".cache" / "bin" / "beam-python-boot"
 
 
 SHIPPED = ["pipelines/data/regions.yaml", "pipelines/data/ip-ranges/oracle-cloud-ip-ranges.json",
-           "pipelines/data/ip-ranges/aws-ip-ranges.json", "pipelines/templates/daily_summary.html.j2",
+           "pipelines/data/ip-ranges/aws-ip-ranges.json", "pipelines/trail/templates/daily_summary.html.j2",
            "pipelines/schemas/violation.avsc", "pipelines/schemas/daily_summary.avsc",
            "pipelines/expectations/us_residency.policy.yaml", "pipelines/expectations/app_event.suite.json",
            "pipelines/expectations/destinations.yaml"]

@@ -4,7 +4,7 @@ Suites are GX's own JSON (``ExpectationSuite.to_json_dict()``). They are
 compiled once into column-wise checks that reproduce GX's pandas semantics,
 nulls included: a map expectation ignores nulls (None, NaN) except
 ``not_be_null``/``be_null``; ``mostly`` compares the share of unexpected
-values among the rows considered. tests/test_quality_conformance.py holds
+values among the rows considered. tests/unit/core/quality/test_gx_conformance.py holds
 the two to identical verdicts.
 
 Expectations without ``mostly`` (or with ``mostly: 1``) decide per record:

@@ -26,7 +26,7 @@ __all__ = ["WindowPart", "window_parts_of", "WindowFailure", "evaluate_window"]
 @dataclass
 class WindowPart:
     """What window-level expectations need from some of a window's events;
-    partials of one window merge into the whole window's."""
+    parts of one window merge into the whole window's."""
 
     rows: int = 0
     max_event_ms: int = 0
@@ -59,18 +59,18 @@ def window_parts_of(expectations: Sequence[Expectation], events: Sequence[Mappin
         groups.setdefault(start, []).append(event)
     out = {}
     for start, group in groups.items():
-        partial = WindowPart(rows=len(group), max_event_ms=max(e["event_time_ms"] for e in group))
+        part = WindowPart(rows=len(group), max_event_ms=max(e["event_time_ms"] for e in group))
         for expectation in expectations:
             if expectation.column is None:
                 continue
             values = _column(group, expectation.column)
             if _uses_values(expectation):
-                partial.values.setdefault(expectation.column, values)
+                part.values.setdefault(expectation.column, values)
             else:
                 resolved = expectation.resolved(parameters)
                 nulls = sum(1 for v in values if is_null(v))
-                partial.counts[expectation.rule_id] = [len(values), nulls, len(unexpected_indices(resolved, values))]
-        out[start] = partial
+                part.counts[expectation.rule_id] = [len(values), nulls, len(unexpected_indices(resolved, values))]
+        out[start] = part
     return out
 
 
@@ -82,25 +82,25 @@ class WindowFailure:
     unexpected_count: int | None
 
 
-def evaluate_window(expectations: Sequence[Expectation], partial: WindowPart) -> list[WindowFailure]:
+def evaluate_window(expectations: Sequence[Expectation], part: WindowPart) -> list[WindowFailure]:
     """Window-level expectations this window fails, with what was observed."""
     failures = []
     for expectation in expectations:
         if expectation.type == "expect_column_values_to_be_unique":
-            values = partial.values.get(expectation.column_name, [])
+            values = part.values.get(expectation.column_name, [])
             unexpected = len(unexpected_indices(expectation, values))
             nulls = sum(1 for v in values if is_null(v))
             if not map_success(expectation, len(values), nulls, unexpected):
-                failures.append(WindowFailure(expectation, partial.rows, unexpected, unexpected))
+                failures.append(WindowFailure(expectation, part.rows, unexpected, unexpected))
         elif expectation.type in AGGREGATE_TYPES:
-            values = partial.values.get(expectation.column_name, []) if expectation.column else [None] * partial.rows
+            values = part.values.get(expectation.column_name, []) if expectation.column else [None] * part.rows
             observed = aggregate_observed(expectation, values)
             if not aggregate_success(expectation, observed):
-                failures.append(WindowFailure(expectation, partial.rows, observed, None))
+                failures.append(WindowFailure(expectation, part.rows, observed, None))
         else:
-            elements, nulls, unexpected = partial.counts.get(expectation.rule_id, [0, 0, 0])
+            elements, nulls, unexpected = part.counts.get(expectation.rule_id, [0, 0, 0])
             if not map_success(expectation, elements, nulls, unexpected):
                 considered = _considered(expectation, elements, nulls)
                 share = (considered - unexpected) / considered
-                failures.append(WindowFailure(expectation, partial.rows, share, unexpected))
+                failures.append(WindowFailure(expectation, part.rows, share, unexpected))
     return failures

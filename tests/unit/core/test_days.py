@@ -1,28 +1,21 @@
-"""Daily summaries: contents, order independence, the chain and verify."""
+"""Day parts: merged in any order, replayed violations counted once, late events listed in the next day."""
 
 from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
 
-from pipelines.audits.residency.tagging import DestinationTag, OriginTag
 from pipelines.core.days import DayPart
 from pipelines.trail.chain import canonical_json
-from tests.helpers import residency_audit
+from tests.helpers import residency_audit, tagged_event
 
 DAY = "2026-11-30"
-
-
 T0 = int(datetime(2026, 11, 30, tzinfo=UTC).timestamp() * 1000)
-
-
 AUDIT = residency_audit()
 
 
-def event(seq, minute, server="app-1", origin="US", provider="oci", size=100):
-    return {"event_id": f"e-{server}-{seq}", "event_time_ms": T0 + minute * 60_000, "bytes": size, "server_id": server, "seq": seq,
-            "_origin": OriginTag(origin, "declared", "oci", "us-ashburn-1", "US"),
-            "_destination": DestinationTag(provider, "r", "US", "cidr", "x")}
+def event(seq, minute, **tags):
+    return tagged_event(T0 + minute * 60_000, seq, **tags)
 
 
 def _copy(part: DayPart) -> DayPart:

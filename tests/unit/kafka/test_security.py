@@ -1,6 +1,8 @@
-"""TLS and SASL/SCRAM: the settings, and every Kafka command against a broker
-with a SASL_SSL listener (SCRAM-SHA-512 users) and a mutual-TLS listener,
-its certificates generated here."""
+"""Kafka security settings without a broker: secrets that never print,
+the same settings in each client's words, options that reach another
+process without the password, incomplete settings and unreadable TLS files
+refused by name. tests/integration/test_kafka_security.py uses them against
+a broker with SASL_SSL and mutual-TLS listeners."""
 
 from __future__ import annotations
 
@@ -16,15 +18,6 @@ from pipelines.kafka.security import KafkaSecurity, Secret, security_from_option
 PASSWORD = "scram-Pa55-for-tests-7f3c"
 
 
-# A user with only the ACLs the audit needs (the others are super users).
-RESTRICTED, RESTRICTED_PASSWORD = "restricted", "restricted-Pa55-91d2"
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory):
-    from pipelines.devtools.localcerts import write_tls_material
-
-    return write_tls_material(tmp_path_factory.mktemp("tls"))
 
 
 def test_a_secret_pickles_and_prints_as_its_source_only(tmp_path, monkeypatch):

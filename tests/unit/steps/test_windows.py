@@ -37,18 +37,18 @@ def _events(first: int, count: int, *, dest_ip: str | None = "203.0.113.9") -> l
              "bytes": 100, "user_residency": "US"} for i in range(count)]
 
 
-def _partial(suite, events: list[dict]) -> WindowPart:
+def _part(suite, events: list[dict]) -> WindowPart:
     parts = window_parts_of(suite.windowed, events, 60_000, quality_parameters(START, 300_000))
     return parts[START]
 
 
 def test_a_late_pane_publishes_what_changed_under_the_same_ids(suite):
-    on_time = _partial(suite, _events(0, 10))
+    on_time = _part(suite, _events(0, 10))
     published, standing_rules = judge_window(on_time, START, END, suite, {}, 0)
     assert published == [] and standing_rules == {}
 
     # Two late events without a destination IP: 2 of 12 missing, the window now fails "mostly 0.9".
-    with_late = on_time.merge(_partial(suite, _events(10, 2, dest_ip=None)))
+    with_late = on_time.merge(_part(suite, _events(10, 2, dest_ip=None)))
     published, standing_rules = judge_window(with_late, START, END, suite, standing_rules, 1)
     assert [(v["rule_id"], v["window"]["revision"], v["window"]["retracted"], v["window"]["unexpected_count"]) for v in published] \
         == [(DEST_IP, 1, False, 2)]
@@ -59,7 +59,7 @@ def test_a_late_pane_publishes_what_changed_under_the_same_ids(suite):
     assert again == [] and unchanged == standing_rules
 
     # Ten more late events with an IP: 2 of 22 missing, the window passes; the violation is withdrawn.
-    whole = with_late.merge(_partial(suite, _events(12, 10)))
+    whole = with_late.merge(_part(suite, _events(12, 10)))
     published, standing_rules = judge_window(whole, START, END, suite, standing_rules, 2)
     assert [(v["violation_id"], v["window"]["revision"], v["window"]["retracted"]) for v in published] == [(failing_id, 2, True)]
     assert "now passes over 22 events" in published[0]["message"]
@@ -67,9 +67,9 @@ def test_a_late_pane_publishes_what_changed_under_the_same_ids(suite):
 
 
 def test_the_newest_revision_stands_whatever_the_order(suite):
-    on_time = _partial(suite, _events(0, 10, dest_ip=None))
+    on_time = _part(suite, _events(0, 10, dest_ip=None))
     first, rules = judge_window(on_time, START, END, suite, {}, 0)
-    passing = on_time.merge(_partial(suite, _events(10, 200)))
+    passing = on_time.merge(_part(suite, _events(10, 200)))
     withdrawn, _ = judge_window(passing, START, END, suite, rules, 1)
     assert [v["window"]["retracted"] for v in first + withdrawn] == [False, True]
     assert standing(first + withdrawn) == {} == standing(withdrawn + first)
@@ -94,7 +94,7 @@ def test_a_late_pane_in_the_pipeline_re_judges_the_whole_window(suite):
     settings = QualitySettings(suite, window_seconds=60, allowed_lateness_seconds=3600)
 
     def part(events):
-        return TimestampedValue((START, _partial(suite, events)), (START + 30_000) / 1000)
+        return TimestampedValue((START, _part(suite, events)), (START + 30_000) / 1000)
 
     stream = (test_stream.TestStream()
               .add_elements([part(_events(0, 10))])

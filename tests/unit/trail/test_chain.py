@@ -1,4 +1,4 @@
-"""Daily summaries: contents, order independence, the chain and verify."""
+"""The chain of daily summaries: each names the one before by its hash; verify accepts an intact chain."""
 
 from __future__ import annotations
 

@@ -1,27 +1,20 @@
-"""Daily summaries: contents, order independence, the chain and verify."""
+"""The residency audit's section of a day: sequence gaps, duplicates and silences per server."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from pipelines.audits.residency.summary import _merge_intervals, _runs
-from pipelines.audits.residency.tagging import DestinationTag, OriginTag
 from pipelines.core.days import DayPart
-from tests.helpers import residency_audit
+from tests.helpers import residency_audit, tagged_event
 
 DAY = "2026-11-30"
-
-
 T0 = int(datetime(2026, 11, 30, tzinfo=UTC).timestamp() * 1000)
-
-
 AUDIT = residency_audit()
 
 
-def event(seq, minute, server="app-1", origin="US", provider="oci", size=100):
-    return {"event_id": f"e-{server}-{seq}", "event_time_ms": T0 + minute * 60_000, "bytes": size, "server_id": server, "seq": seq,
-            "_origin": OriginTag(origin, "declared", "oci", "us-ashburn-1", "US"),
-            "_destination": DestinationTag(provider, "r", "US", "cidr", "x")}
+def event(seq, minute, **tags):
+    return tagged_event(T0 + minute * 60_000, seq, **tags)
 
 
 def test_intervals_union_and_duplicates():

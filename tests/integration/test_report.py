@@ -34,6 +34,17 @@ def summary_day(tmp_path_factory):
     return html, orjson.loads(html.with_suffix(".json").read_bytes())
 
 
+def test_report_is_self_contained(summary_day):
+    html, _ = summary_day
+    text = html.read_text()
+    assert "<script" not in text
+    # Nothing is fetched: no external sources, links to load, imports or fonts.
+    # (SVG's xmlns="http://www.w3.org/..." names a namespace; it is not a fetch.)
+    for fetch in ('src="http', "src='http", 'href="http', "url(http", "@import", "@font-face"):
+        assert fetch not in text, fetch
+    assert text.count("<svg") >= 3
+
+
 def _pixels_of(pixels, colour: str) -> int:
     import numpy
 
