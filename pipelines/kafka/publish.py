@@ -28,6 +28,8 @@ from pipelines.runtime.runners import prepare_worker_process
 from pipelines.trail.chain import avro_envelope
 from pipelines.trail.folder import write_summary
 
+prepare_worker_process()  # before this worker reports any metric (see pipelines/steps/__init__.py)
+
 __all__ = ["VIOLATION_CONTENT_TYPE", "DEAD_LETTER_CONTENT_TYPE", "OutputTopics", "PRODUCER_OPTIONS", "FLUSH_TIMEOUT_S", "PublishWindowViolations", "PublishSummaries", "PublishAndCommit"]
 
 
@@ -108,7 +110,6 @@ class _PublishAndCommit(beam.DoFn):
         self._producer_options = producer_options
 
     def setup(self) -> None:
-        prepare_worker_process()
         self._producer = open_producer(self._config.client, self._config.settings(), {**PRODUCER_OPTIONS, **self._producer_options})
         self._committer = open_committer(self._config.client, self._config.settings(), self._group)
         self._tracker = _tracker_for(self._config.bootstrap_servers, self._group)
@@ -171,7 +172,6 @@ class _PublishWindowViolations(beam.DoFn):
         self._topics = topics
 
     def setup(self) -> None:
-        prepare_worker_process()
         self._producer = open_producer(self._config.client, self._config.settings(), PRODUCER_OPTIONS)
         self._published = Metrics.counter("flowaudit", "violations_published")
 
@@ -210,7 +210,6 @@ class _PublishSummaries(beam.DoFn):
         self._folder = folder
 
     def setup(self) -> None:
-        prepare_worker_process()
         self._producer = open_producer(self._config.client, self._config.settings(), PRODUCER_OPTIONS) if self._topic else None
 
     def teardown(self) -> None:

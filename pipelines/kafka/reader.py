@@ -33,6 +33,7 @@ __all__ = ["FUTURE_EVENT_TIME_S", "ReaderSettings", "ReadFromKafkaPartitions"]
 
 
 _log = logging.getLogger(__name__)
+prepare_worker_process()  # before this worker reports any metric (see pipelines/steps/__init__.py)
 
 
 
@@ -228,7 +229,6 @@ class _ReadPartitionBatches(beam.DoFn):
         self._all_partitions = tuple(partitions) if settings.single_process else ()
 
     def setup(self) -> None:
-        prepare_worker_process()  # before this worker reports any metric
         self._fetchers: dict[tuple[str, int], PartitionFetcher] = {}
         self._positions: dict[tuple[str, int], int] = {}
         self._frontiers: dict[tuple[str, int], int] = {}  # newest event time read (ms)

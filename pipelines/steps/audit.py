@@ -17,7 +17,6 @@ from pipelines.core.audit import Audit, QualitySettings
 from pipelines.core.batches import check_quality_batch, quality_parameters
 from pipelines.core.pseudonym import Pseudonymizer
 from pipelines.core.records import AuditedBatch, MessageBatch
-from pipelines.runtime.runners import prepare_worker_process
 
 __all__ = ["ParseRecords", "TagRecords", "CheckRules", "CheckQuality", "now_parameters"]
 
@@ -28,7 +27,6 @@ class _ParseFn(beam.DoFn):
         self._audit = audit
 
     def setup(self) -> None:
-        prepare_worker_process()
         self._in = Metrics.counter("flowaudit", "in")
         self._parsed = Metrics.counter("flowaudit", "parsed")
         self._dead = Metrics.counter("flowaudit", "dead_letters")
@@ -56,9 +54,6 @@ class _TagFn(beam.DoFn):
     def __init__(self, audit: Audit):
         self._audit = audit
 
-    def setup(self) -> None:
-        prepare_worker_process()
-
     def process(self, batch: AuditedBatch):
         yield self._audit.tag(batch)
 
@@ -84,7 +79,6 @@ class _CheckFn(beam.DoFn):
         self._expectations = expectations
 
     def setup(self) -> None:
-        prepare_worker_process()
         self._pseudonymize = Pseudonymizer(self._key)
         self._violations = Metrics.counter("flowaudit", "violations")
         self._quality = Metrics.counter("flowaudit", "quality_violations")

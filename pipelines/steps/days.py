@@ -19,7 +19,6 @@ from pipelines.core.audit import Audit
 from pipelines.core.batches import UNDATED, day_parts
 from pipelines.core.days import DAY_MS, DayPart, day_of, day_start_ms
 from pipelines.core.records import AuditedBatch
-from pipelines.runtime.runners import prepare_worker_process
 from pipelines.trail.chain import chain
 
 __all__ = ["SplitDayParts", "WindowViolationDays", "CloseDays", "day_end_ms"]
@@ -30,7 +29,6 @@ class _DayPartsFn(beam.DoFn):
         self._audit = audit
 
     def setup(self) -> None:
-        prepare_worker_process()
         self._undated = Metrics.counter("flowaudit", "dead_letters_undated")
 
     def process(self, batch: AuditedBatch):
@@ -111,7 +109,6 @@ class _CloseDaysFn(beam.DoFn):
         self._resume = resume
 
     def setup(self) -> None:
-        prepare_worker_process()
         self._late = Metrics.counter("flowaudit", "late_events")
         self._days = Metrics.counter("flowaudit", "days_summarised")
 

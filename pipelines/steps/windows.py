@@ -21,7 +21,6 @@ from pipelines.core.batches import judge_window, window_parts
 from pipelines.core.quality.windows import WindowPart
 from pipelines.core.records import AuditedBatch
 from pipelines.core.violations import window_id
-from pipelines.runtime.runners import prepare_worker_process
 from pipelines.steps.audit import now_parameters
 
 __all__ = ["SplitWindowParts", "JudgeWindows"]
@@ -33,9 +32,6 @@ _log = logging.getLogger(__name__)
 class _WindowPartsFn(beam.DoFn):
     def __init__(self, settings: QualitySettings):
         self._settings = settings
-
-    def setup(self) -> None:
-        prepare_worker_process()
 
     def process(self, batch: AuditedBatch):
         parts = window_parts(batch, self._settings.suite, self._settings.window_ms, now_parameters(self._settings))
@@ -89,7 +85,6 @@ class _JudgeWindowFn(beam.DoFn):
         self._settings = settings
 
     def setup(self) -> None:
-        prepare_worker_process()
         self._violations = Metrics.counter("flowaudit", "violations")
         self._windowed = Metrics.counter("flowaudit", "window_violations")
         self._windows = Metrics.counter("flowaudit", "quality_windows")

@@ -97,7 +97,7 @@ def test_flink_gives_the_same_audit_and_summaries_as_prism(kafka, topics, flink_
     assert on_flink["dead_letters"] == malformed
     for name in ("in", "parsed", "dead_letters", "violations", "quality_violations", "window_violations",
                  "violations_published", "dead_letters_published"):
-        assert on_flink[name] == on_prism[name], name
+        assert on_flink[name] == on_prism[name], (name, on_flink, on_prism)
     assert on_flink["window_violations"] > 0
     assert on_flink["late_window_events"] == on_flink["late_events"] == 0
     assert on_prism["late_window_events"] == on_prism["late_events"] == 0
