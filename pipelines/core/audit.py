@@ -93,6 +93,11 @@ class Audit(ABC):
     personal_fields: ClassVar[tuple[str, ...]]
     quality: QualitySettings | None
 
+    def prepare(self) -> None:
+        """Build on a worker what the audit's steps need before the first
+        batch (lookup tables); the steps' setup calls it."""
+        return None
+
     @abstractmethod
     def event_time_ms(self, message: RawMessage) -> int | None:
         """The event time of a raw message, if it can be read cheaply: the

@@ -54,6 +54,9 @@ class _TagFn(beam.DoFn):
     def __init__(self, audit: Audit):
         self._audit = audit
 
+    def setup(self) -> None:
+        self._audit.prepare()
+
     def process(self, batch: AuditedBatch):
         yield self._audit.tag(batch)
 

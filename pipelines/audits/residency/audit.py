@@ -79,6 +79,9 @@ class ResidencyAudit(Audit):
         # Built on first use in a worker, once per process (shared_tagger): never pickled.
         return shared_tagger(self.destinations, self.ip_ranges)
 
+    def prepare(self) -> None:
+        self._tagger  # noqa: B018  (built here, in a step's setup, not inside the first batch)
+
     def tag(self, batch: AuditedBatch) -> AuditedBatch:
         return tag_batch(batch, self._tagger)
 
