@@ -84,8 +84,8 @@ class DaySection(ABC):
 
 class Audit(ABC):
     """One audit. Built and checked on the launching machine, pickled to the
-    workers: whatever is costly to build there (lookup tables) is built
-    lazily, once per worker process."""
+    workers: whatever is costly to build there (lookup tables) is built in
+    ``prepare``, from a step's setup, once per worker process."""
 
     name: ClassVar[str]
     steps: ClassVar[StepNames]
