@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import re
-import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,9 +24,13 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
+import numpy
 from dateutil.parser import parse as dateutil_parse
 
-__all__ = ["GX_SEVERITIES", "RECORD_TYPES", "AGGREGATE_TYPES", "is_null", "Expectation", "unexpected_indices", "map_success", "aggregate_observed", "aggregate_success", "record_failures"]
+from pipelines.core.quality.conditions import RowCondition
+
+__all__ = ["GX_SEVERITIES", "RECORD_TYPES", "ORDER_TYPES", "AGGREGATE_TYPES", "is_null", "Expectation", "unexpected_indices",
+           "order_breaks", "map_success", "aggregate_observed", "aggregate_success", "record_failures", "type_classes"]
 
 
 GX_SEVERITIES = ("critical", "warning", "info")
@@ -50,6 +53,16 @@ RECORD_TYPES = frozenset({
     "expect_column_values_to_be_in_type_list",
     "expect_column_values_to_be_dateutil_parseable",
     "expect_column_values_to_match_strftime_format",
+})
+
+
+# Map expectations whose verdict on a value depends on the value before it:
+# judged per event-time window, over each source partition's records in
+# offset order (a file's in line order), never across partitions, whose
+# relative order no one guarantees.
+ORDER_TYPES = frozenset({
+    "expect_column_values_to_be_increasing",
+    "expect_column_values_to_be_decreasing",
 })
 
 
@@ -88,6 +101,8 @@ _KWARGS: dict[str, tuple[set[str], set[str]]] = {
     "expect_column_values_to_match_strftime_format": ({"strftime_format"}, {"strftime_format"}),
     "expect_column_values_to_be_unique": (set(), set()),
     "expect_table_row_count_to_be_between": ({"min_value", "max_value", "strict_min", "strict_max"}, set()),
+    "expect_column_values_to_be_increasing": ({"strictly"}, set()),
+    "expect_column_values_to_be_decreasing": ({"strictly"}, set()),
 }
 
 
@@ -103,6 +118,46 @@ _NATIVE_TYPES: dict[str, tuple[type, ...]] = {
     "none": (type(None),), "bool": (bool,), "int": (int,), "long": (int,), "float": (float,),
     "bytes": (bytes,), "complex": (complex,), "str": (str,), "string_types": (str,), "list": (list,), "dict": (dict,),
 }
+
+
+def type_classes(name: str) -> tuple[type, ...]:
+    """The classes GX's pandas engine accepts for a ``type_`` name, in its
+    order: numpy's dtype of that name, else a pandas class of that name,
+    then the Python type of GX's own names (``INT``, ``str``, ...). Empty
+    when GX knows none (it raises "Unrecognized numpy/python type")."""
+    classes: list[type] = []
+    try:
+        classes.append(numpy.dtype(name).type)
+    except TypeError:
+        classes.extend(_pandas_classes(name))
+    classes.extend(_NATIVE_TYPES.get(name.lower(), ()))
+    return tuple(classes)
+
+
+def _pandas_classes(name: str) -> list[type]:
+    try:
+        import pandas
+    except ImportError:  # pragma: no cover - pandas comes with Beam and GX
+        return []
+    found = []
+    for namespace in (pandas, pandas.core.dtypes.dtypes):
+        candidate = getattr(namespace, name, None)
+        if isinstance(candidate, type):
+            found.append(candidate)
+    return found
+
+
+def column_dtype(values: Sequence[Any]) -> Any:
+    """The dtype pandas gives a column of these values (as in a DataFrame
+    built from the records): what GX compares a ``type_`` against when the
+    column's dtype is not object. pandas itself decides, so the verdicts
+    follow the installed pandas (3.x reads strings as its ``str`` dtype)."""
+    import pandas
+
+    return pandas.Series(list(values)).dtype
+
+
+_OBJECT_NAMES = ("object", "object_", "O")
 
 
 def is_null(value: Any) -> bool:
@@ -201,10 +256,10 @@ def _expected_predicate(kind: str, kw: Mapping[str, Any]) -> Callable[[Any], boo
         length = kw["value"]
         return lambda v: len(v if type(v) is str else _as_str(v)) == length
     if kind == "expect_column_values_to_be_of_type":
-        types = _NATIVE_TYPES[kw["type_"].lower()]
+        types = type_classes(kw["type_"])
         return lambda v: isinstance(v, types)
     if kind == "expect_column_values_to_be_in_type_list":
-        types = tuple(t for name in kw["type_list"] for t in _NATIVE_TYPES[name.lower()])
+        types = tuple(t for name in kw["type_list"] for t in type_classes(name))
         return lambda v: isinstance(v, types)
     if kind == "expect_column_values_to_be_dateutil_parseable":
         return _dateutil_parseable
@@ -237,6 +292,7 @@ class Expectation:
     description: str
     mostly: float
     parameters: tuple[str, ...] = ()  # kwargs given as {"$PARAMETER": name}
+    condition: RowCondition | None = None  # GX's row_condition: the rows this expectation sees
     _expected: Callable[[Any], bool] | None = field(default=None, repr=False, compare=False)
     _find: Callable[[Sequence[Any]], list[int]] | None = field(default=None, repr=False, compare=False)
 
@@ -251,6 +307,20 @@ class Expectation:
         """Decided record by record (no tolerance), so each failure is a violation."""
         return self.type in RECORD_TYPES and self.mostly >= 1.0
 
+    @property
+    def values_key(self) -> str:
+        """Where a window keeps the values this expectation aggregates: its
+        column's, or, under a row condition, that column's on those rows."""
+        column = self.column or ""
+        return column if self.condition is None else f"{column} where {self.condition.text}"
+
+    def rows(self, events: Sequence[Mapping[str, Any]]) -> tuple[Sequence[Mapping[str, Any]], list[int] | None]:
+        """The events this expectation sees, and their indices (None: all of them)."""
+        if self.condition is None:
+            return events, None
+        selected = self.condition.selected(events)
+        return [events[i] for i in selected], selected
+
     def resolved(self, parameters: Mapping[str, Any]) -> Expectation:
         """This expectation with its $PARAMETER values filled in."""
         if not self.parameters:
@@ -258,16 +328,21 @@ class Expectation:
         kwargs = {k: (parameters[v["$PARAMETER"]] if isinstance(v, Mapping) and "$PARAMETER" in v else v)
                   for k, v in self.kwargs.items()}
         return _compile(self.index, self.type, self.rule_id, self.column, kwargs, self.severity, self.description,
-                        self.mostly, ())
+                        self.mostly, (), self.condition)
+
+
+_TYPE_CHECKS = ("expect_column_values_to_be_of_type", "expect_column_values_to_be_in_type_list")
 
 
 def _compile(index: int, kind: str, rule_id: str, column: str | None, kwargs: Mapping[str, Any], severity: str,
-             description: str, mostly: float, parameters: tuple[str, ...]) -> Expectation:
+             description: str, mostly: float, parameters: tuple[str, ...], condition: RowCondition | None = None) -> Expectation:
     expected = find = None
     if kind in RECORD_TYPES and kind not in ("expect_column_values_to_not_be_null", "expect_column_values_to_be_null") and not parameters:
         expected = _expected_predicate(kind, kwargs)
-        find = _fast_finder(kind, kwargs, expected)
-    return Expectation(index, kind, rule_id, column, dict(kwargs), severity, description, mostly, parameters, expected, find)
+        if kind not in _TYPE_CHECKS:
+            find = _fast_finder(kind, kwargs, expected)
+    return Expectation(index, kind, rule_id, column, dict(kwargs), severity, description, mostly, parameters, condition,
+                       expected, find)
 
 
 def _fast_finder(kind: str, kw: Mapping[str, Any], expected: Callable[[Any], bool]) -> Callable[[Sequence[Any]], list[int]] | None:
@@ -336,9 +411,82 @@ def _fast_finder(kind: str, kw: Mapping[str, Any], expected: Callable[[Any], boo
     return None
 
 
-def unexpected_indices(expectation: Expectation, values: Sequence[Any]) -> list[int]:
-    """Rows GX would list in ``unexpected_index_list`` for a map expectation."""
+def order_breaks(values: Sequence[Any], strictly: bool, decreasing: bool, previous: Any = None) -> list[int]:
+    """Rows out of order, as GX's pandas ``diff()`` finds them: nulls are
+    left out, each value is compared with the last non-null one before it
+    (``previous`` carries it over from an earlier run), the first one gets
+    a bye, and so does a difference that is NaN (inf - inf)."""
+    breaks = []
+    for index, value in enumerate(values):
+        if value is None or (type(value) is float and value != value):
+            continue
+        if previous is not None:
+            try:
+                step = value - previous
+                in_order = step != step or (
+                    (step < 0 if strictly else step <= 0) if decreasing else (step > 0 if strictly else step >= 0))
+            except TypeError:  # no difference of these values (strings): GX raises, here the row is out of order
+                in_order = False
+            if not in_order:
+                breaks.append(index)
+        previous = value
+    return breaks
+
+
+def _type_unexpected(expectation: Expectation, values: Sequence[Any], dtype_values: Sequence[Any]) -> list[int]:
+    """GX on pandas: a column of dtype object is checked value by value; a
+    typed column (int64, float64, bool, str) by its dtype, all rows at once
+    (ExpectColumnValuesToBeOfType / InTypeList ``_validate_pandas``)."""
+    dtype = column_dtype(dtype_values)
+    is_object = dtype.type.__name__ == "object_"
+    kw = expectation.kwargs
+    if expectation.type == "expect_column_values_to_be_of_type":
+        if is_object and kw["type_"] in _OBJECT_NAMES:
+            return []
+        classes = type_classes(kw["type_"])
+        if is_object:
+            return [i for i, v in enumerate(values) if not is_null(v) and not isinstance(v, classes)]
+        matches = dtype.type in classes
+    else:
+        if is_object:
+            classes = tuple(c for name in kw["type_list"] for c in type_classes(name))
+            return [i for i, v in enumerate(values) if not is_null(v) and not isinstance(v, classes)]
+        matches = dtype in _dtype_list(kw["type_list"])
+    return [] if matches else [i for i, v in enumerate(values) if not is_null(v)]
+
+
+def _dtype_list(names: Sequence[str]) -> list[Any]:
+    """What GX's InTypeList compares a typed column's dtype with: dtypes and
+    their scalar types, pandas classes and their extension dtypes, Python types."""
+    import pandas
+
+    found: list[Any] = []
+    for name in names:
+        try:
+            found.append(numpy.dtype(name).type)
+            found.append(numpy.dtype(name))
+        except TypeError:
+            for candidate in _pandas_classes(name):
+                found.append(candidate)
+                try:
+                    if isinstance(candidate(), pandas.api.extensions.ExtensionDtype):
+                        found.append(candidate())
+                except TypeError:
+                    pass
+        found.extend(_NATIVE_TYPES.get(name.lower(), ()))
+    return found
+
+
+def unexpected_indices(expectation: Expectation, values: Sequence[Any], dtype_values: Sequence[Any] | None = None) -> list[int]:
+    """Rows GX would list in ``unexpected_index_list`` for a map expectation.
+
+    ``dtype_values``: the whole column the values were selected from by a
+    row condition (pandas keeps the column's dtype through a query)."""
     kind = expectation.type
+    if kind in _TYPE_CHECKS:
+        return _type_unexpected(expectation, values, values if dtype_values is None else dtype_values)
+    if kind in ORDER_TYPES:
+        return order_breaks(values, bool(expectation.kwargs.get("strictly")), kind.endswith("decreasing"))
     if kind == "expect_column_values_to_not_be_null":
         if float not in set(map(type, values)):  # no NaN possible: only None is null
             return [i for i, v in enumerate(values) if v is None] if None in values else []
@@ -384,26 +532,44 @@ def aggregate_observed(expectation: Expectation, values: Sequence[Any]) -> Any:
         return len(set(present)) / len(present) if present else None
     if not present:
         return None
-    if kind == "expect_column_mean_to_be_between":
-        return math.fsum(present) / len(present)
-    if kind == "expect_column_median_to_be_between":
-        return statistics.median(present)
-    if kind == "expect_column_stdev_to_be_between":
-        return statistics.stdev(present) if len(present) > 1 else None
     if kind == "expect_column_min_to_be_between":
         return min(present)
     if kind == "expect_column_max_to_be_between":
         return max(present)
+    return _pandas_statistic(kind, present)
+
+
+def _pandas_statistic(kind: str, present: list[Any]) -> Any:
+    """Mean, median, standard deviation and sum as pandas computes them
+    (``pandas.core.nanops``), to the last bit: numpy's pairwise float64 sums,
+    not ``math.fsum``, and the variance from the deviations about that mean."""
+    if kind == "expect_column_sum_to_be_between" and all(type(v) is int for v in present):
+        return sum(present)  # an int64 column sums exactly
+    values = numpy.asarray(present, dtype=numpy.float64)
+    count = len(values)
+    if kind == "expect_column_mean_to_be_between":
+        return float(values.sum(dtype=numpy.float64) / count)
     if kind == "expect_column_sum_to_be_between":
-        return math.fsum(present)
+        return float(values.sum(dtype=numpy.float64))
+    if kind == "expect_column_median_to_be_between":
+        return float(numpy.median(values))
+    if kind == "expect_column_stdev_to_be_between":
+        if count < 2:
+            return None
+        mean = values.sum(dtype=numpy.float64) / count
+        variance = ((mean - values) ** 2).sum(dtype=numpy.float64) / (count - 1)
+        return float(numpy.sqrt(variance))
     raise KeyError(kind)
 
 
 def aggregate_success(expectation: Expectation, observed: Any) -> bool:
     kw = expectation.kwargs
+    low, high = kw.get("min_value"), kw.get("max_value")
+    if low is None and high is None:
+        return True  # no bounds: GX passes vacuously, whatever was observed
     if observed is None:
         return False
-    return _between(kw.get("min_value"), kw.get("max_value"), kw.get("strict_min", False), kw.get("strict_max", False))(observed)
+    return _between(low, high, kw.get("strict_min", False), kw.get("strict_max", False))(observed)
 
 
 def _column(events: Sequence[Mapping[str, Any]], column: str) -> list[Any]:
@@ -421,13 +587,22 @@ def record_failures(expectations: Sequence[Expectation], events: Sequence[Mappin
     dicts once and every expectation on it runs as one tight loop.
     """
     columns: dict[str, list[Any]] = {}
+
+    def column_values(name: str) -> list[Any]:
+        values = columns.get(name)
+        if values is None:
+            values = columns[name] = _column(events, name)
+        return values
+
     failures: list[tuple[int, Expectation]] = []
     for expectation in expectations:
         expectation = expectation.resolved(parameters)
-        column = expectation.column_name
-        values = columns.get(column)
-        if values is None:
-            values = columns[column] = _column(events, column)
-        for index in unexpected_indices(expectation, values):
-            failures.append((index, expectation))
+        values = column_values(expectation.column_name)
+        if expectation.condition is None:
+            failures.extend((index, expectation) for index in unexpected_indices(expectation, values))
+            continue
+        condition = expectation.condition
+        selected = condition.selected_in_columns({name: column_values(name) for name in condition.columns}, len(events))
+        chosen = [values[i] for i in selected]
+        failures.extend((selected[index], expectation) for index in unexpected_indices(expectation, chosen, values))
     return failures

@@ -7,19 +7,22 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeGuard
 
 from pipelines.core.configfile import CommentedMap, CommentedSeq, Problems, line_of, load_yaml
+from pipelines.core.quality.conditions import ConditionError, RowCondition, compile_row_condition
 from pipelines.core.quality.expectations import (
     _COMMON_KWARGS,
     _KWARGS,
-    _NATIVE_TYPES,
     AGGREGATE_TYPES,
     GX_SEVERITIES,
+    ORDER_TYPES,
     RECORD_TYPES,
     Expectation,
     _compile,
+    type_classes,
 )
 from pipelines.resources import expectations_dir
 
@@ -103,10 +106,10 @@ def _load_expectation(item: Any, index: int, line: int | None, suite_name: str, 
     if not isinstance(kind, str):
         problems.add(line_of(item), where, "missing 'type'")
         return None
-    if kind not in RECORD_TYPES and kind not in AGGREGATE_TYPES:
+    if kind not in RECORD_TYPES and kind not in AGGREGATE_TYPES and kind not in ORDER_TYPES:
         problems.add(line_of(item, "type") if "type" in item else line_of(item), where,
                      "this project cannot evaluate this expectation type on a stream (supported: "
-                     + ", ".join(sorted(RECORD_TYPES | AGGREGATE_TYPES)) + ")")
+                     + ", ".join(sorted(RECORD_TYPES | AGGREGATE_TYPES | ORDER_TYPES)) + ")")
         return None
     for key in item:
         if key not in ("type", "expectation_type", "kwargs", "meta", "severity", "id", "notes", "description", "rendered_content"):
@@ -120,8 +123,7 @@ def _load_expectation(item: Any, index: int, line: int | None, suite_name: str, 
     for key in kwargs:
         if key not in allowed and key not in _COMMON_KWARGS:
             problems.add(line_of(kwargs, key), where, f"unknown argument '{key}' (accepted: {', '.join(sorted(allowed | {'column', 'mostly'}))})")
-        if key in ("row_condition", "condition_parser") and kwargs[key] is not None:
-            problems.add(line_of(kwargs, key), where, "row_condition is not supported on a stream")
+    condition = _row_condition(kwargs, where, problems, known_columns)
     for key in sorted(required - set(kwargs)):
         problems.add(line_of(kwargs) or line_of(item), where, f"missing argument '{key}'")
     column = kwargs.get("column")
@@ -156,7 +158,26 @@ def _load_expectation(item: Any, index: int, line: int | None, suite_name: str, 
     rule_id = str(meta.get("rule_id") or f"{suite_name}:{kind}:{column or 'table'}")
     if len(problems.items) > before:
         return None
-    return _compile(index, kind, rule_id, column, plain, severity, description, float(mostly), tuple(parameters))
+    plain.pop("row_condition", None)
+    plain.pop("condition_parser", None)
+    return _compile(index, kind, rule_id, column, plain, severity, description, float(mostly), tuple(parameters), condition)
+
+
+def _row_condition(kwargs: CommentedMap, where: str, problems: Problems, known_columns: set[str] | None) -> RowCondition | None:
+    """GX's row_condition (with its condition_parser), compiled; problems named at its line."""
+    given = kwargs.get("row_condition")
+    if given is None or given == "":
+        return None
+    try:
+        condition = compile_row_condition(_plain(given), kwargs.get("condition_parser"))
+    except ConditionError as exc:
+        problems.add(line_of(kwargs, "row_condition"), where, f"row_condition: {exc}")
+        return None
+    unknown = sorted(condition.columns - known_columns) if known_columns is not None else []
+    if unknown:
+        problems.add(line_of(kwargs, "row_condition"), where,
+                     f"row_condition reads {', '.join(map(repr, unknown))}, not a field of the records ({', '.join(sorted(known_columns or ()))})")
+    return condition
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -197,14 +218,17 @@ def _check_values(kind: str, kw: dict[str, Any], node: CommentedMap, where: str,
         bad("match_on", "must be 'any' or 'all'")
     if "value_set" in kw and not isinstance(kw["value_set"], list):
         bad("value_set", "must be a list")
-    if "type_" in kw and str(kw["type_"]).lower() not in _NATIVE_TYPES:
-        bad("type_", f"{kw['type_']!r} is not a type this project checks ({', '.join(sorted(_NATIVE_TYPES))})")
-    if "type_list" in kw:
-        unknown = [t for t in kw["type_list"] or [] if str(t).lower() not in _NATIVE_TYPES]
-        if unknown or not isinstance(kw["type_list"], list):
-            bad("type_list", f"unknown types {unknown} (known: {', '.join(sorted(_NATIVE_TYPES))})")
-    if "strftime_format" in kw and not isinstance(kw["strftime_format"], str):
-        bad("strftime_format", "must be a string")
+    if "type_" in kw and not isinstance(kw["type_"], dict) and not (isinstance(kw["type_"], str) and type_classes(kw["type_"])):
+        bad("type_", f"{kw['type_']!r}: Unrecognized numpy/python type, as GX says (it takes numpy dtype names such as "
+                     "'int64', 'float64', 'object', 'datetime64', pandas class names, and int, float, str, bool, ...)")
+    if "type_list" in kw and not isinstance(kw["type_list"], dict):
+        names = kw["type_list"]
+        if not isinstance(names, list) or not any(isinstance(t, str) and type_classes(t) for t in names):
+            bad("type_list", f"No recognized numpy/python type in list: {names}, as GX says")
+    if "strftime_format" in kw and not isinstance(kw["strftime_format"], dict):
+        _check_strftime(kw["strftime_format"], bad)
+    if "strictly" in kw and not isinstance(kw["strictly"], (bool, dict, type(None))):
+        bad("strictly", "must be true or false")
     if "value" in kw and (isinstance(kw["value"], bool) or not isinstance(kw["value"], int)):
         bad("value", "must be an integer length")
     bounds = [kw.get("min_value"), kw.get("max_value")]
@@ -212,11 +236,25 @@ def _check_values(kind: str, kw: dict[str, Any], node: CommentedMap, where: str,
         for key, value in (("min_value", bounds[0]), ("max_value", bounds[1])):
             if value is not None and not isinstance(value, dict) and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 bad(key, "must be a number")
-    if "between" in kind and all(b is None for b in bounds):
+    if kind in ("expect_column_values_to_be_between", "expect_column_value_lengths_to_be_between") and all(b is None for b in bounds):
+        # GX refuses these; the aggregate ones it passes vacuously, and so does this project
         problems.add(line_of(node), where, "min_value and max_value cannot both be missing")
     low, high = bounds
     if _is_number(low) and _is_number(high) and low > high:
         problems.add(line_of(node, "min_value"), where, "min_value is greater than max_value")
+
+
+def _check_strftime(fmt: Any, bad: Any) -> None:
+    """GX's own check at load: the format must read back what it writes
+    (``%D`` writes but does not parse, so every value would fail)."""
+    if not isinstance(fmt, str):
+        bad("strftime_format", "must be a string")
+        return
+    now = datetime.now(tz=UTC)
+    try:
+        datetime.strptime(now.strftime(fmt), fmt)  # noqa: DTZ007 - a format check, as GX does it
+    except ValueError as exc:
+        bad("strftime_format", f"Unable to use provided strftime_format. {exc} (GX refuses it too)")
 
 
 def _is_number(value: Any) -> TypeGuard[int | float]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from pipelines.core.quality.expectations import (
     AGGREGATE_TYPES,
+    ORDER_TYPES,
     Expectation,
     _column,
     _considered,
@@ -17,10 +18,11 @@ from pipelines.core.quality.expectations import (
     aggregate_success,
     is_null,
     map_success,
+    order_breaks,
     unexpected_indices,
 )
 
-__all__ = ["WindowPart", "window_parts_of", "WindowFailure", "evaluate_window"]
+__all__ = ["WindowPart", "OrderRun", "order_counts", "window_parts_of", "WindowFailure", "evaluate_window"]
 
 
 @dataclass
@@ -30,20 +32,69 @@ class WindowPart:
 
     rows: int = 0
     max_event_ms: int = 0
-    values: dict[str, list[Any]] = field(default_factory=dict)  # columns of aggregate expectations
+    values: dict[str, list[Any]] = field(default_factory=dict)  # Expectation.values_key -> values
     counts: dict[str, list[int]] = field(default_factory=dict)  # rule id -> [elements, nulls, unexpected]
+    runs: dict[str, list[OrderRun]] = field(default_factory=dict)  # rule id -> runs, for ORDER_TYPES
 
     def merge(self, other: WindowPart) -> WindowPart:
         self.rows += other.rows
         self.max_event_ms = max(self.max_event_ms, other.max_event_ms)
         for column, values in other.values.items():
             self.values.setdefault(column, []).extend(values)
+        for rule, runs in other.runs.items():
+            self.runs.setdefault(rule, []).extend(runs)
         for rule, (elements, nulls, unexpected) in other.counts.items():
             mine = self.counts.setdefault(rule, [0, 0, 0])
             mine[0] += elements
             mine[1] += nulls
             mine[2] += unexpected
         return self
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRun:
+    """Consecutive records of one source partition in a window part, for an
+    order expectation: enough to judge the run's seams with its neighbours
+    once all of the window's runs are in, in whatever order they came."""
+
+    partition: int
+    first_offset: int
+    first: Any  # first and last non-null value (None: the run had none)
+    last: Any
+    elements: int
+    nulls: int
+    unexpected: int  # breaks of order inside the run
+
+
+def _order_run(expectation: Expectation, events: Sequence[Mapping[str, Any]], values: list[Any]) -> OrderRun:
+    present = [v for v in values if not is_null(v)]
+    source = events[0].get("_source")
+    partition, offset = (source.partition, source.offset) if source is not None else (0, 0)
+    return OrderRun(partition, offset, present[0] if present else None, present[-1] if present else None,
+                    len(values), len(values) - len(present), len(unexpected_indices(expectation, values)))
+
+
+def order_counts(expectation: Expectation, runs: Sequence[OrderRun]) -> list[int]:
+    """[elements, nulls, unexpected] of an order expectation over a window:
+    each partition's runs in offset order, a seam out of order counting as
+    GX counts the row after it."""
+    elements = nulls = unexpected = 0
+    by_partition: dict[int, list[OrderRun]] = {}
+    for run in runs:
+        by_partition.setdefault(run.partition, []).append(run)
+        elements += run.elements
+        nulls += run.nulls
+        unexpected += run.unexpected
+    strictly, decreasing = bool(expectation.kwargs.get("strictly")), expectation.type.endswith("decreasing")
+    for partition_runs in by_partition.values():
+        previous = None
+        for run in sorted(partition_runs, key=lambda r: r.first_offset):
+            if run.first is None:
+                continue
+            if previous is not None:
+                unexpected += len(order_breaks([run.first], strictly, decreasing, previous))
+            previous = run.last
+    return [elements, nulls, unexpected]
 
 
 def _uses_values(expectation: Expectation) -> bool:
@@ -61,15 +112,22 @@ def window_parts_of(expectations: Sequence[Expectation], events: Sequence[Mappin
     for start, group in groups.items():
         part = WindowPart(rows=len(group), max_event_ms=max(e["event_time_ms"] for e in group))
         for expectation in expectations:
+            rows, _ = expectation.rows(group)
             if expectation.column is None:
+                if expectation.condition is not None:  # the table's rows under a condition
+                    part.values.setdefault(expectation.values_key, [None] * len(rows))
                 continue
-            values = _column(group, expectation.column)
+            values = _column(rows, expectation.column)
             if _uses_values(expectation):
-                part.values.setdefault(expectation.column, values)
+                part.values.setdefault(expectation.values_key, values)
+            elif expectation.type in ORDER_TYPES:
+                if rows:
+                    part.runs[expectation.rule_id] = [_order_run(expectation.resolved(parameters), rows, values)]
             else:
                 resolved = expectation.resolved(parameters)
                 nulls = sum(1 for v in values if is_null(v))
-                part.counts[expectation.rule_id] = [len(values), nulls, len(unexpected_indices(resolved, values))]
+                whole = _column(group, expectation.column) if expectation.condition is not None else None
+                part.counts[expectation.rule_id] = [len(values), nulls, len(unexpected_indices(resolved, values, whole))]
         out[start] = part
     return out
 
@@ -87,18 +145,24 @@ def evaluate_window(expectations: Sequence[Expectation], part: WindowPart) -> li
     failures = []
     for expectation in expectations:
         if expectation.type == "expect_column_values_to_be_unique":
-            values = part.values.get(expectation.column_name, [])
+            values = part.values.get(expectation.values_key, [])
             unexpected = len(unexpected_indices(expectation, values))
             nulls = sum(1 for v in values if is_null(v))
             if not map_success(expectation, len(values), nulls, unexpected):
                 failures.append(WindowFailure(expectation, part.rows, unexpected, unexpected))
         elif expectation.type in AGGREGATE_TYPES:
-            values = part.values.get(expectation.column_name, []) if expectation.column else [None] * part.rows
+            if expectation.column is None and expectation.condition is None:
+                values = [None] * part.rows
+            else:
+                values = part.values.get(expectation.values_key, [])
             observed = aggregate_observed(expectation, values)
             if not aggregate_success(expectation, observed):
                 failures.append(WindowFailure(expectation, part.rows, observed, None))
         else:
-            elements, nulls, unexpected = part.counts.get(expectation.rule_id, [0, 0, 0])
+            if expectation.type in ORDER_TYPES:
+                elements, nulls, unexpected = order_counts(expectation, part.runs.get(expectation.rule_id, []))
+            else:
+                elements, nulls, unexpected = part.counts.get(expectation.rule_id, [0, 0, 0])
             if not map_success(expectation, elements, nulls, unexpected):
                 considered = _considered(expectation, elements, nulls)
                 share = (considered - unexpected) / considered
