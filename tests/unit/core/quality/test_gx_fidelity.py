@@ -327,3 +327,36 @@ def test_strftime_formats_are_checked_at_load_as_gx_checks_them(fmt, tmp_path):
     else:
         with pytest.raises(ConfigError, match="strftime_format"):
             _load(tmp_path, case)
+
+
+# --- window parts keep fingerprints for distinctness: the same verdicts ---------------------------
+
+DISTINCT_COLUMNS = {
+    "s": ["abc", "", None, "ñandú", "abc", NAN, "🙂", "ABC", "0", "None", "x", "abc"],
+    "m": [1, 1.0, True, None, "1", b"1", 0, False, 2.5, 2.5, NAN, -0.0],
+    "id": [f"e-{i % 9}" for i in range(12)],
+}
+
+
+@pytest.mark.parametrize("case", [
+    {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "s"}},
+    {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "m"}},
+    {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "id", "mostly": 0.5}},
+    {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "id", "mostly": 0.6}},
+    {"type": "expect_column_unique_value_count_to_be_between", "kwargs": {"column": "s", "min_value": 7, "max_value": 7}},
+    {"type": "expect_column_unique_value_count_to_be_between", "kwargs": {"column": "m", "min_value": 5, "max_value": 5}},
+    {"type": "expect_column_proportion_of_unique_values_to_be_between", "kwargs": {"column": "id", "min_value": 0.75}},
+    {"type": "expect_column_proportion_of_unique_values_to_be_between", "kwargs": {"column": "s", "min_value": 0.7, "max_value": 0.8}},
+    {"type": "expect_column_proportion_of_non_null_values_to_be_between", "kwargs": {"column": "m", "min_value": 0.84}},
+], ids=lambda c: f"{c['type'][7:]}-{c['kwargs']['column']}")
+def test_fingerprinted_window_parts_give_gx_s_verdicts(case, tmp_path):
+    expectation = _load(tmp_path, case)
+    events = [{**{k: v[i] for k, v in DISTINCT_COLUMNS.items()}, "event_time_ms": 7} for i in range(12)]
+    parts = [window_parts_of([expectation], events[a:b], 60_000, {})[0] for a, b in ((0, 5), (5, 6), (6, 12))]
+    whole = parts[2].merge(parts[0]).merge(parts[1])
+    assert type(whole.values[expectation.values_key]).__name__ == "Distinct"
+    failures = evaluate_window([expectation], whole)
+    result = _gx(_frame(DISTINCT_COLUMNS), case)
+    assert (not failures) == result.success, (failures, result.result)
+    if failures and "unique_value_count" in case["type"]:
+        assert failures[0].observed == result.result["observed_value"]
