@@ -17,8 +17,9 @@ __all__ = ["add_parser", "execute"]
 def add_parser(verbs: argparse._SubParsersAction) -> None:
     bench = verbs.add_parser("bench", help="measure throughput (figures, not pass/fail)", description=(
         "Measure throughput and print figures; the last line is one JSON object. By default: N events loaded once "
-        "into a topic of the bench broker, the kafka-python consume+decode floor, then the audit pipeline end to end "
-        "on DirectRunner; unknown options go to Beam."))
+        "into a topic of the bench broker, the confluent-kafka consume+decode floor (and kafka-python's), then the "
+        "audit pipeline end to end on DirectRunner with its CPU time per process; unknown options go to Beam "
+        "(--runner=FlinkRunner --flink_master=[local] --parallelism=2 for Flink)."))
     bench.add_argument("--events", type=int, default=1_000_000, help="events in the topic (default 1000000)")
     bench.add_argument("--partitions", type=int, default=6, help="partitions of the events topic (default 6)")
     bench.add_argument("--seed", type=int, default=1, help="generator seed (a new seed loads a new topic)")

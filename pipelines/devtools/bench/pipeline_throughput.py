@@ -1,13 +1,19 @@
 """``flowaudit bench --events N``: the audit pipeline against the fastest the
 same Kafka client could go on the same machine, in one run.
 
-- floor: kafka-python reading the loaded topic and decoding every message
-  with orjson, nothing else (and confluent-kafka the same way, when installed);
+- floor: confluent-kafka (the pipeline's default client) reading the loaded
+  topic and decoding every message with orjson, nothing else; kafka-python
+  the same way as a second figure. ``ratio`` is the pipeline's rate over the
+  confluent-kafka floor;
 - pipeline: ``flowaudit run --bounded`` on DirectRunner (Prism) as a child
   process, end to end: read, parse, tag, residency rules, the shipped
   expectations, violations and dead letters produced and acknowledged,
-  offsets committed; its wall time from launch to exit and the peak resident
-  memory of it and its descendants (SDK worker processes, Prism) together;
+  offsets committed; its wall time from launch to exit, the peak resident
+  memory of it and its descendants (SDK worker processes, Prism or the
+  Flink job server) together, and the CPU time they used, per kind of
+  process: ``eps_per_busy_core`` (events per CPU second of the pipeline's
+  processes) compares runs across machines, and the broker's CPU is given
+  beside it (it serves the pipeline, but is not the pipeline);
 - with ``latency``: an unbounded run fed at a fixed rate, event-to-violation
   latency from the event's send time to the violation's broker timestamp.
 
@@ -192,13 +198,19 @@ def _run_pipeline(kafka: KafkaConfig, topic: str, bench: EventsBench, client: st
 
 class _TreeMemory:
     """Peak resident memory of a process and all its descendants (the
-    pipeline, its SDK worker processes and Prism), sampled from /proc."""
+    pipeline, its SDK worker processes and Prism), and the CPU time each
+    used, sampled from /proc (a process's last sample counts: one that
+    lives less than ``interval`` may be missed)."""
 
-    def __init__(self, pid: int, interval: float = 0.2):
+    def __init__(self, pid: int, interval: float = 0.2, broker_pid: int | None = None):
         self._pid = pid
         self._interval = interval
+        self._broker_pid = broker_pid
         self.peak_total_kb = 0
         self.peak_process_kb = 0
+        self._cpu: dict[int, tuple[str, float]] = {}  # pid -> (kind, CPU seconds)
+        self._broker_start = _cpu_seconds(broker_pid) if broker_pid else None
+        self.broker_cpu_seconds: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -209,13 +221,56 @@ class _TreeMemory:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        if self._broker_pid and self._broker_start is not None:
+            now = _cpu_seconds(self._broker_pid)
+            self.broker_cpu_seconds = None if now is None else now - self._broker_start
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            sizes = [_rss_kb(pid) for pid in _descendants(self._pid)]
+            pids = _descendants(self._pid)
+            sizes = [_rss_kb(pid) for pid in pids]
             self.peak_total_kb = max(self.peak_total_kb, sum(sizes))
             self.peak_process_kb = max(self.peak_process_kb, max(sizes, default=0))
+            for pid in pids:
+                seconds = _cpu_seconds(pid)
+                if seconds is not None:
+                    kind = self._cpu[pid][0] if pid in self._cpu else _process_kind(pid, self._pid)
+                    self._cpu[pid] = (kind, seconds)
             self._stop.wait(self._interval)
+
+    def cpu_by_kind(self) -> dict[str, float]:
+        """CPU seconds per kind of process: launcher, sdk_workers, runner (Prism or the Flink JVM)."""
+        out: dict[str, float] = {}
+        for kind, seconds in self._cpu.values():
+            out[kind] = out.get(kind, 0.0) + seconds
+        return out
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _process_kind(pid: int, launcher: int) -> str:
+    if pid == launcher:
+        return "launcher"
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            command = fh.read().replace(b"\0", b" ")
+    except OSError:
+        return "other"
+    if b"prism" in command or b"java" in command:
+        return "runner"
+    if b"python" in command:
+        return "sdk_workers"
+    return "other"
 
 
 def _descendants(root: int) -> list[int]:
@@ -248,10 +303,11 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def _pipeline_throughput(kafka: KafkaConfig, topic: str, bench: EventsBench, client: str) -> dict[str, Any]:
+def _pipeline_throughput(kafka: KafkaConfig, topic: str, bench: EventsBench, client: str,
+                         broker_pid: int | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     process, outputs = _run_pipeline(kafka, topic, bench, client)
-    with _TreeMemory(process.pid) as memory:
+    with _TreeMemory(process.pid, broker_pid=broker_pid) as memory:
         out, err = process.communicate()
     elapsed = time.perf_counter() - started
     if process.returncode != 0:
@@ -259,8 +315,10 @@ def _pipeline_throughput(kafka: KafkaConfig, topic: str, bench: EventsBench, cli
     counts = orjson.loads(out.decode().strip().splitlines()[-1])
     committed = committed_offsets(kafka, outputs["group"], [topic])
     ends = end_offsets(kafka, [topic])
+    cpu = memory.cpu_by_kind()
     return {"seconds": elapsed, "eps": bench.events / elapsed, "rss_mb": memory.peak_total_kb / 1024,
-            "rss_mb_largest_process": memory.peak_process_kb / 1024, "counts": counts, "committed_all": committed == ends}
+            "rss_mb_largest_process": memory.peak_process_kb / 1024, "counts": counts, "committed_all": committed == ends,
+            "cpu": cpu, "cpu_seconds": sum(cpu.values()), "broker_cpu_seconds": memory.broker_cpu_seconds}
 
 
 def _latency(kafka: KafkaConfig, bench: EventsBench, client: str) -> dict[str, Any]:
@@ -323,6 +381,7 @@ def _latency(kafka: KafkaConfig, bench: EventsBench, client: str) -> dict[str, A
 
 def run_events_bench(bench: EventsBench) -> dict[str, Any]:
     broker = None
+    broker_pid = None
     bootstrap = bench.bootstrap_servers
     if bootstrap is None:
         bench_broker = _bench_broker()
@@ -331,22 +390,28 @@ def run_events_bench(bench: EventsBench) -> dict[str, Any]:
             print(f"starting the bench broker ({broker.home}) on {broker.bootstrap}...", flush=True)
         bench_broker.start(timeout=120)
         bootstrap = bench_broker.bootstrap
+        broker_pid = bench_broker.running_pid()
     kafka = KafkaConfig(bootstrap, security=bench.security)
     kafka.check_connection()
     topic = f"bench-{bench.events}-p{bench.partitions}-s{bench.seed}.events"
     try:
         load_seconds = _load(kafka, topic, bench)
-        floor = _floor_kafka_python(kafka, topic)
-        print(f"floor (kafka-python + orjson): {floor['eps']:,.0f} events/s ({floor['seconds']:.1f} s)", flush=True)
-        confluent = _floor_confluent(kafka, topic, bench.events)
-        if confluent:
-            print(f"floor (confluent-kafka + orjson): {confluent['eps']:,.0f} events/s ({confluent['seconds']:.1f} s)", flush=True)
+        floor = _floor_confluent(kafka, topic, bench.events)
+        print(f"floor (confluent-kafka + orjson): {floor['eps']:,.0f} events/s ({floor['seconds']:.1f} s)", flush=True)
+        python_floor = _floor_kafka_python(kafka, topic)
+        print(f"floor (kafka-python + orjson): {python_floor['eps']:,.0f} events/s ({python_floor['seconds']:.1f} s)", flush=True)
         runs = {}
         for client in _clients(bench):
-            pipeline = runs[client] = _pipeline_throughput(kafka, topic, bench, client)
+            pipeline = runs[client] = _pipeline_throughput(kafka, topic, bench, client, broker_pid)
             counts = pipeline["counts"]
+            cpu = ", ".join(f"{kind} {seconds:.1f}" for kind, seconds in sorted(pipeline["cpu"].items()))
+            broker_cpu = pipeline["broker_cpu_seconds"]
             print(f"pipeline (end to end, {_runner_name(bench)}, {client}): {pipeline['eps']:,.0f} events/s "
-                  f"({pipeline['seconds']:.1f} s), peak RSS {pipeline['rss_mb']:,.0f} MB (all its processes); counts {json.dumps(counts)}", flush=True)
+                  f"({pipeline['seconds']:.1f} s), peak RSS {pipeline['rss_mb']:,.0f} MB (all its processes); "
+                  f"CPU {pipeline['cpu_seconds']:.1f} s ({cpu}; {pipeline['cpu_seconds'] / pipeline['seconds']:.2f} busy cores"
+                  f"{'' if broker_cpu is None else f'; the broker {broker_cpu:.1f} s'}): "
+                  f"{bench.events / max(pipeline['cpu_seconds'], 0.001):,.0f} events per CPU second; counts {json.dumps(counts)}",
+                  flush=True)
             if counts.get("in") != bench.events or counts["in"] != counts["parsed"] + counts["dead_letters"]:
                 print(f"warning: counts do not balance for {bench.events} events ({client})", flush=True)
         client = next(iter(runs))
@@ -354,8 +419,16 @@ def run_events_bench(bench: EventsBench) -> dict[str, Any]:
         counts = pipeline["counts"]
         figures: dict[str, Any] = {
             "events": bench.events, "partitions": bench.partitions, "load_seconds": round(load_seconds, 1),
-            "floor_eps": round(floor["eps"]), "pipeline_eps": round(pipeline["eps"]),
-            "ratio": round(pipeline["eps"] / floor["eps"], 3), "rss_mb": round(pipeline["rss_mb"]),
+            "floor_eps": round(floor["eps"]), "floor_client": "confluent-kafka", "pipeline_eps": round(pipeline["eps"]),
+            "ratio": round(pipeline["eps"] / floor["eps"], 3),
+            "kafka_python_floor_eps": round(python_floor["eps"]),
+            "ratio_to_kafka_python_floor": round(pipeline["eps"] / python_floor["eps"], 3),
+            "cpu_seconds": round(pipeline["cpu_seconds"], 1),
+            "cpu_seconds_by_process": {kind: round(seconds, 1) for kind, seconds in sorted(pipeline["cpu"].items())},
+            "busy_cores": round(pipeline["cpu_seconds"] / pipeline["seconds"], 2),
+            "eps_per_busy_core": round(bench.events / max(pipeline["cpu_seconds"], 0.001)),
+            "broker_cpu_seconds": None if pipeline["broker_cpu_seconds"] is None else round(pipeline["broker_cpu_seconds"], 1),
+            "rss_mb": round(pipeline["rss_mb"]),
             "rss_mb_largest_process": round(pipeline["rss_mb_largest_process"]),
             "pipeline_client": client,
             "pipeline_seconds": round(pipeline["seconds"], 1), "floor_seconds": round(floor["seconds"], 1),
@@ -366,9 +439,6 @@ def run_events_bench(bench: EventsBench) -> dict[str, Any]:
         for other, run in list(runs.items())[1:]:
             figures[f"pipeline_eps_{other.replace('-', '_')}"] = round(run["eps"])
             figures[f"rss_mb_{other.replace('-', '_')}"] = round(run["rss_mb"])
-        if confluent:
-            figures["confluent_floor_eps"] = round(confluent["eps"])
-            figures["ratio_to_confluent_floor"] = round(pipeline["eps"] / confluent["eps"], 3)
         if bench.latency:
             latency = _latency(kafka, bench, client)
             print(f"latency at {latency['offered_eps']:,.0f} events/s offered: p50 {latency['p50_s']:.3f} s, "
