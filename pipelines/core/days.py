@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -30,7 +31,17 @@ LATE_IDS_PER_PART = 20  # parts travel through runner state; keep them small
 
 
 def day_of(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()
+    """The UTC date of a time in ms, as ``YYYY-MM-DD``: one date object per
+    day, not per event (every record's day is asked for)."""
+    return _day_name(ms // DAY_MS)
+
+
+@lru_cache(maxsize=4096)
+def _day_name(day_number: int) -> str:
+    return (_EPOCH + timedelta(days=day_number)).isoformat()
+
+
+_EPOCH = date(1970, 1, 1)
 
 
 def dead_letter_day(letter: Mapping[str, Any]) -> str | None:

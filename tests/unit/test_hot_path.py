@@ -107,7 +107,7 @@ def test_memoised_verdicts_equal_running_every_rule(audited):
         for event in events:
             origin, dest = event["_origin"], event["_destination"]
             expected = [f for f in (rule.check(event, origin, dest) for rule in policy.rules) if f is not None]
-            assert policy.evaluate(event, origin, dest) == expected
+            assert list(policy.evaluate(event, origin, dest)) == expected
     assert len(events) > 3000
 
 

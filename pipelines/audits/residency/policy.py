@@ -187,13 +187,28 @@ class Policy:
     # rules run once per class, not once per event. Built with the policy,
     # not on first use: bundles of one worker run in threads.
     _plans: tuple = field(default=(), init=False, repr=False, compare=False, hash=False)
+    _findings: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_plans", tuple((rule, _key_of(rule.reads()), {}) for rule in self.rules))
+        object.__setattr__(self, "_findings", {})
 
-    def evaluate(self, event: Mapping[str, Any], origin: OriginTag, dest: DestinationTag) -> list[Finding]:
-        """Every rule this event breaks, in policy order."""
+    def evaluate(self, event: Mapping[str, Any], origin: OriginTag, dest: DestinationTag) -> tuple[Finding, ...]:
+        """Every rule this event breaks, in policy order.
+
+        A finding says only what the facts say (its message names the
+        action, categories, jurisdiction and destination), so the findings
+        are memoised on the whole facts tuple: one look-up per event; the
+        rules themselves run once per class of flow each."""
         event_facts = facts(event, origin, dest)
+        found = self._findings.get(event_facts)
+        if found is None:
+            if len(self._findings) >= _MAX_VERDICTS:
+                self._findings.clear()
+            found = self._findings[event_facts] = tuple(self._evaluate(event, origin, dest, event_facts))
+        return found
+
+    def _evaluate(self, event: Mapping[str, Any], origin: OriginTag, dest: DestinationTag, event_facts: tuple) -> list[Finding]:
         findings = []
         for rule, key_of, verdicts in self._plans:
             key = key_of(event_facts)
@@ -208,7 +223,7 @@ class Policy:
         return findings
 
     def __getstate__(self):  # the memos stay behind; workers build their own
-        return {k: v for k, v in self.__dict__.items() if k != "_plans"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_plans", "_findings")}
 
     def __setstate__(self, state) -> None:
         self.__dict__.update(state)
