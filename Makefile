@@ -1,7 +1,7 @@
 # Everything a fresh machine needs, from the registries only:
 #   make demo   - set up, then the live demo (local Kafka + traffic + audit)
 #   make test   - set up, then ruff, mypy and both test tiers (real broker)
-#   make unit   - the unit tier alone: no broker, no runner binaries, under a minute
+#   make unit   - the unit tier alone: no broker, no runner binaries, about a minute and a half
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
