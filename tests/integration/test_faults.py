@@ -248,9 +248,11 @@ def test_broker_stopped_and_started_again_mid_stream(tmp_path, prism_binary, cap
                  "all 2,000 committed after the broker came back", timeout=180)
         _accounting(kafka, topics, messages, tmp_path, capsys, windows_exact=False)
         # The outage stays readable: librdkafka's reconnect failures come rate-limited, not one per attempt.
+        # Whether it says anything at all within the 8 s depends on its reconnect and request timers (a
+        # clean-clone rehearsal logged none while the stream was idle), so only the bound is held.
         librdkafka_lines = sum("flowaudit.librdkafka" in line for line in log.read_text(errors="replace").splitlines())
         print(f"broker down 8 s: {librdkafka_lines} librdkafka log lines")
-        assert 0 < librdkafka_lines < 200
+        assert librdkafka_lines < 200
     finally:
         if process is not None:
             _kill_all(process)
