@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
@@ -120,6 +121,7 @@ _NATIVE_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+@lru_cache(maxsize=256)
 def type_classes(name: str) -> tuple[type, ...]:
     """The classes GX's pandas engine accepts for a ``type_`` name, in its
     order: numpy's dtype of that name, else a pandas class of that name,
@@ -440,22 +442,21 @@ def _type_unexpected(expectation: Expectation, values: Sequence[Any], dtype_valu
     dtype = column_dtype(dtype_values)
     is_object = dtype.type.__name__ == "object_"
     kw = expectation.kwargs
-    if expectation.type == "expect_column_values_to_be_of_type":
-        if is_object and kw["type_"] in _OBJECT_NAMES:
+    if is_object:
+        if expectation.type == "expect_column_values_to_be_of_type" and kw["type_"] in _OBJECT_NAMES:
             return []
-        classes = type_classes(kw["type_"])
-        if is_object:
-            return [i for i, v in enumerate(values) if not is_null(v) and not isinstance(v, classes)]
-        matches = dtype.type in classes
+        expected = expectation._expected  # isinstance of the classes type_classes names
+        assert expected is not None, expectation.type
+        return [i for i, v in enumerate(values) if not is_null(v) and not expected(v)]
+    if expectation.type == "expect_column_values_to_be_of_type":
+        matches = dtype.type in type_classes(kw["type_"])
     else:
-        if is_object:
-            classes = tuple(c for name in kw["type_list"] for c in type_classes(name))
-            return [i for i, v in enumerate(values) if not is_null(v) and not isinstance(v, classes)]
-        matches = dtype in _dtype_list(kw["type_list"])
+        matches = dtype in _dtype_list(tuple(kw["type_list"]))
     return [] if matches else [i for i, v in enumerate(values) if not is_null(v)]
 
 
-def _dtype_list(names: Sequence[str]) -> list[Any]:
+@lru_cache(maxsize=256)
+def _dtype_list(names: tuple[str, ...]) -> list[Any]:
     """What GX's InTypeList compares a typed column's dtype with: dtypes and
     their scalar types, pandas classes and their extension dtypes, Python types."""
     import pandas
