@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka import TopicPartition as CTopicPartition
 from kafka import TopicPartition
 
@@ -109,22 +109,30 @@ def _load(kafka: KafkaConfig, topic: str, bench: EventsBench) -> float:
     if sum(ends.values()):
         raise RuntimeError(f"topic {topic} holds {sum(ends.values()):,} events, not {bench.events:,}: delete it and run again")
     create_topics(kafka, [topic], partitions=bench.partitions)
-    producer = kafka.producer(acks="all", linger_ms=50, batch_size=512 * 1024)
+    producer = Producer({**kafka.settings().librdkafka(), "acks": "all", "linger.ms": 50, "batch.size": 512 * 1024,
+                         "compression.type": "none"})
     started = time.perf_counter()
     # Timestamps end just now: the broker refuses records more than an hour ahead.
     mix = TrafficMix(events_per_second=1000.0)
     start = datetime.fromtimestamp(time.time() - bench.events / mix.events_per_second - 60, UTC)
-    sent = 0
-    try:
-        for message in generate(bench.events, seed=bench.seed, start=start, mix=mix):
-            producer.send(topic, key=message.key, value=message.value, timestamp_ms=message.timestamp_ms)
-            sent += 1
-            if sent % LOAD_CHUNK == 0:
-                producer.flush()
-                print(f"  loaded {sent:,} / {bench.events:,}", flush=True)
-        producer.flush()
-    finally:
-        producer.close(timeout=30)
+    failed: list[str] = []
+
+    def delivered(error, _message) -> None:
+        if error is not None:
+            failed.append(str(error))
+
+    for sent, message in enumerate(generate(bench.events, seed=bench.seed, start=start, mix=mix), start=1):
+        while True:
+            try:
+                producer.produce(topic, value=message.value, key=message.key, timestamp=message.timestamp_ms, on_delivery=delivered)
+                break
+            except BufferError:  # the local queue is full: wait for the broker
+                producer.poll(0.5)
+        if sent % LOAD_CHUNK == 0:
+            producer.poll(0)
+            print(f"  loaded {sent:,} / {bench.events:,}", flush=True)
+    if producer.flush(120) or failed:
+        raise RuntimeError(f"loading {topic}: {len(failed)} events refused ({failed[:1]}) or unanswered")
     elapsed = time.perf_counter() - started
     loaded = sum(end_offsets(kafka, [topic]).values())
     if loaded != bench.events:
@@ -321,33 +329,70 @@ def _pipeline_throughput(kafka: KafkaConfig, topic: str, bench: EventsBench, cli
             "cpu": cpu, "cpu_seconds": sum(cpu.values()), "broker_cpu_seconds": memory.broker_cpu_seconds}
 
 
+def _warm_up(kafka: KafkaConfig, process: subprocess.Popen, producer: Producer, topic: str, violations_topic: str,
+             bench: EventsBench, mix: TrafficMix, timeout_s: float = 180.0) -> set[str]:
+    """Feed a few events until their first violation is out: the measured
+    events then meet a pipeline that reads, not one still starting (Prism,
+    the SDK workers, the first bundles: 15-40 s on a 2-core machine).
+    Returns the warm-up's event ids (the generator may repeat them later)."""
+    consumer = Consumer({**kafka.settings().librdkafka(), "group.id": f"bench-warm-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        consumer.subscribe([violations_topic])
+        deadline = time.monotonic() + timeout_s
+        warm = generate(10**6, seed=bench.seed + 2, start=datetime.now(UTC), mix=mix)
+        sent: set[str] = set()
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError("the pipeline stopped during start-up:\n" + process.stderr.read().decode(errors="replace")[-3000:])
+            for _ in range(100):
+                message = next(warm)
+                if message.value[:1] == b"{":
+                    sent.add(orjson.loads(message.value).get("event_id"))
+                producer.produce(topic, value=message.value, key=message.key)
+            producer.flush(10)
+            if any(m.error() is None for m in consumer.consume(num_messages=10, timeout=1.0)):
+                time.sleep(3)  # the warm-up's own backlog drains
+                return sent
+        raise RuntimeError(f"no violation came out within {timeout_s:.0f} s of start-up")
+    finally:
+        consumer.close()
+
+
 def _latency(kafka: KafkaConfig, bench: EventsBench, client: str) -> dict[str, Any]:
     """p50/p99 from an event's send to its violation's broker timestamp, at a fixed offered rate."""
 
     topic = f"bench-latency-{uuid.uuid4().hex[:8]}.events"
     create_topics(kafka, [topic], partitions=bench.partitions)
+    # Everything but the sending is done before the clock starts: on a
+    # 2-core machine the feeder shares the CPU with the pipeline, and
+    # generating or decoding on the way would cap the rate it can offer.
     process, outputs = _run_pipeline(kafka, topic, bench, client, bounded=False, extra=("--start", "latest"))
     sent_at: dict[str, float] = {}
     try:
-        time.sleep(15)  # Prism's start-up and the readers' first polls
-        if process.poll() is not None:
-            raise RuntimeError("the pipeline stopped during start-up:\n" + process.stderr.read().decode(errors="replace")[-3000:])
-        total = int(bench.rate * bench.latency_seconds)
-        producer = kafka.producer(acks=1, linger_ms=5)
+        producer = Producer({**kafka.settings().librdkafka(), "acks": "1", "linger.ms": 5})
         mix = TrafficMix(events_per_second=bench.rate, malformed_share=0.0)
+        warm_ids = _warm_up(kafka, process, producer, topic, outputs["violations"], bench, mix)
+        total = int(bench.rate * bench.latency_seconds)
+        messages = list(generate(total, seed=bench.seed + 1, start=datetime.now(UTC), mix=mix))
+        event_ids = [orjson.loads(m.value).get("event_id") if m.value[:1] == b"{" else None for m in messages]
         started = time.time()
-        for i, message in enumerate(generate(total, seed=bench.seed + 1, start=datetime.fromtimestamp(started, UTC), mix=mix)):
-            due = started + i / bench.rate
-            pause = due - time.time()
-            if pause > 0:
-                time.sleep(pause)
+        sent = 0
+        while sent < total:
+            # Every tick sends what is due by then: one sleep per tick, not per event.
             now = time.time()
-            event_id = orjson.loads(message.value).get("event_id") if message.value[:1] == b"{" else None
-            if event_id:
-                sent_at[event_id] = now
-            producer.send(topic, key=message.key, value=message.value, timestamp_ms=int(now * 1000))
-        producer.flush()
+            due = min(total, int((now - started) * bench.rate) + 1)
+            for message, event_id in zip(messages[sent:due], event_ids[sent:due], strict=True):
+                if event_id:
+                    sent_at[event_id] = now
+                producer.produce(topic, value=message.value, key=message.key)
+            sent = due
+            producer.poll(0)
+            time.sleep(max(0.0, started + sent / bench.rate - time.time()))
+        producer.flush(30)
         offered = total / (time.time() - started)
+        for event_id in warm_ids:  # an id both fed: its violations cannot be told apart
+            sent_at.pop(event_id, None)
         time.sleep(10)  # let the last violations out
     finally:
         process.terminate()
