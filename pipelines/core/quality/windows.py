@@ -34,7 +34,6 @@ from pipelines.core.quality.expectations import (
     aggregate_success,
     is_null,
     map_success,
-    null_count,
     order_breaks,
     unexpected_indices,
 )
@@ -149,21 +148,13 @@ def fingerprint(value: Any) -> int:
 
 
 def _distinct(values: Sequence[Any]) -> Distinct:
-    types = set(map(type, values))
-    if types <= _STR_OR_NONE:  # event ids, hosts: the common case, one C call per value
-        present = [v for v in values if v is not None] if _NONE in types else values
+    present = [v for v in values if v is not None and (type(v) is not float or v == v)]
+    if all(type(v) is str for v in present):  # event ids, hosts: the common case, one C call per value
         try:
             return Distinct(array("Q", [_xxh64(v.encode(), _STR) for v in present]), len(values) - len(present))
         except UnicodeEncodeError:  # a lone surrogate
             pass
-    present = [v for v in values if v is not None and (type(v) is not float or v == v)]
     return Distinct(array("Q", map(fingerprint, present)), len(values) - len(present))
-
-
-_NONE = type(None)
-
-
-_STR_OR_NONE = frozenset({str, _NONE})
 
 
 def _packed(values: list[Any]) -> Any:
@@ -254,7 +245,7 @@ def window_parts_of(expectations: Sequence[Expectation], events: Sequence[Mappin
                     part.runs[expectation.rule_id] = [_order_run(expectation.resolved(parameters), rows, values)]
             else:
                 resolved = expectation.resolved(parameters)
-                nulls = null_count(values)
+                nulls = sum(1 for v in values if is_null(v))
                 whole = _column(group, expectation.column) if expectation.condition is not None else None
                 part.counts[expectation.rule_id] = [len(values), nulls, len(unexpected_indices(resolved, values, whole))]
         out[start] = part
@@ -278,7 +269,7 @@ def evaluate_window(expectations: Sequence[Expectation], part: WindowPart) -> li
             if isinstance(column, Distinct):
                 elements, nulls, unexpected = column.rows, column.nulls, _duplicated_rows(column)
             else:
-                elements, nulls = len(column), null_count(column)
+                elements, nulls = len(column), sum(1 for v in column if is_null(v))
                 unexpected = len(unexpected_indices(expectation, column))
             if not map_success(expectation, elements, nulls, unexpected):
                 failures.append(WindowFailure(expectation, part.rows, unexpected, unexpected))
