@@ -14,8 +14,10 @@ same Kafka client could go on the same machine, in one run.
   process: ``eps_per_busy_core`` (events per CPU second of the pipeline's
   processes) compares runs across machines, and the broker's CPU is given
   beside it (it serves the pipeline, but is not the pipeline);
-- with ``latency``: an unbounded run fed at a fixed rate, event-to-violation
-  latency from the event's send time to the violation's broker timestamp.
+- with ``latency``: an unbounded run, warmed up until its first violation
+  is out, then fed at a fixed rate (events generated beforehand, sent with
+  confluent-kafka in 5 ms ticks); event-to-violation latency from the
+  event's send time to the violation's broker timestamp.
 
 The events are generated once per (N, partitions, seed) into a topic of a
 broker that persists between runs (``.cache/bench-kafka`` of the checkout,
