@@ -61,6 +61,8 @@ def load_yaml(path: Path | str) -> Any:
         raise ConfigError(path, [f"{path}:{where}: YAML syntax: {problem}"]) from None
     except YAMLError as exc:
         raise ConfigError(path, [f"{path}: YAML syntax: {exc}"]) from None
+    except ValueError as exc:  # a scalar YAML types itself but cannot build, e.g. the date 2026-13-01
+        raise ConfigError(path, [f"{path}: YAML value: {exc}"]) from None
 
 
 def line_of(node: Any, key: Any = None) -> int | None:
