@@ -16,11 +16,12 @@ import orjson
 import pytest
 
 from pipelines.audits.residency.audit import ResidencyAudit, check_batch, parse_batch, tag_batch
-from pipelines.audits.residency.events import DecoderConfig, _decoder, _Invalid
+from pipelines.audits.residency.events import APP_EVENT
 from pipelines.audits.residency.ipranges import normalize_ip
 from pipelines.audits.residency.policy import load_policy
 from pipelines.audits.residency.tagging import Tagger, load_destination_map
 from pipelines.core.batches import check_quality_batch, quality_parameters
+from pipelines.core.contracts import DecoderConfig, Invalid, decoder_for
 from pipelines.core.pseudonym import Pseudonymizer
 from pipelines.core.quality.suites import load_suite
 from pipelines.core.records import MessageBatch, RawMessage, SourceOffset
@@ -48,16 +49,16 @@ def audited():
 
 
 def _slow_parse(value: bytes):
-    decoder = _decoder(DecoderConfig())
+    decoder = decoder_for(APP_EVENT, DecoderConfig())
     try:
         return decoder.validator.validate(decoder.decode(value))
-    except (_Invalid, RecursionError):
+    except (Invalid, RecursionError):
         return None
 
 
 def test_json_fast_path_gives_the_validators_record_and_refuses_what_it_refuses(audited):
     messages, _, _, _ = audited
-    decoder = _decoder(DecoderConfig())
+    decoder = decoder_for(APP_EVENT, DecoderConfig())
     fast_taken = 0
     for message in messages:
         fast = decoder.fast_json(message.value)
@@ -81,7 +82,7 @@ def test_json_fast_path_gives_the_validators_record_and_refuses_what_it_refuses(
                   "seq": 1 << 63, "user_id": "u", "action": "read", "data_categories": [], "bytes": 1}),
 ])
 def test_json_fast_path_leaves_bad_messages_to_the_validator(value):
-    assert _decoder(DecoderConfig()).fast_json(value) is None
+    assert decoder_for(APP_EVENT, DecoderConfig()).fast_json(value) is None
 
 
 def test_canonical_ipv4_shortcut_agrees_with_ipaddress():
