@@ -18,7 +18,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from pipelines.errors import ConfigError
 
-__all__ = ["ConfigError", "Problems", "load_yaml", "line_of", "CommentedMap", "CommentedSeq"]
+__all__ = ["ConfigError", "Problems", "load_yaml", "line_of", "load_policy_document", "CommentedMap", "CommentedSeq"]
 
 
 @dataclass
@@ -80,3 +80,31 @@ def line_of(node: Any, key: Any = None) -> int | None:
     except (KeyError, IndexError, TypeError):
         return lc.line + 1
     return None
+
+
+POLICY_HEADER_KEYS = frozenset({"id", "version", "description"})
+
+
+def load_policy_document(path: Path, shape: str, top_keys: frozenset[str] | set[str]) -> tuple[CommentedMap, Problems, CommentedMap]:
+    """A policy file's document, its problems so far and its checked
+    ``policy:`` header (id, version, description): every policy format
+    starts so. ``shape`` says what the file should be when it is not a mapping."""
+    doc = load_yaml(path)
+    problems = Problems(str(path))
+    if not isinstance(doc, CommentedMap):
+        problems.add(line_of(doc), "", shape)
+        problems.raise_if_any()
+    for key in doc:
+        if key not in top_keys:
+            problems.add(line_of(doc, key), f"'{key}'", f"unknown top-level key (allowed: {', '.join(sorted(top_keys))})")
+    header = doc.get("policy")
+    if not isinstance(header, CommentedMap):
+        problems.add(line_of(doc, "policy") if "policy" in doc else 1, "policy", "missing 'policy:' header with id and version")
+        header = CommentedMap()
+    for key in header:
+        if key not in POLICY_HEADER_KEYS:
+            problems.add(line_of(header, key), "policy", f"unknown key '{key}' (allowed: {', '.join(sorted(POLICY_HEADER_KEYS))})")
+    for key in ("id", "version"):
+        if key not in header and isinstance(doc.get("policy"), CommentedMap):
+            problems.add(line_of(header), "policy", f"missing '{key}'")
+    return doc, problems, header

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.audits.moderation.statement import statement_problems
-from pipelines.core.configfile import CommentedMap, CommentedSeq, Problems, line_of, load_yaml
+from pipelines.core.configfile import CommentedMap, CommentedSeq, Problems, line_of, load_policy_document, load_yaml
 from pipelines.core.countries import is_country
 from pipelines.errors import ConfigError
 from pipelines.resources import expectations_dir
@@ -36,7 +36,6 @@ _RULE_KEYS = {
     APPEALS: {"severity", "description", "stages"},
 }
 _TOP_KEYS = {"policy", "models", "rules"}
-_POLICY_KEYS = {"id", "version", "description"}
 _MODEL_KEYS = {"model_id", "version", "artifact_sha256", "status", "reviewed_by", "reviewed_at", "review_ref", "retired_at"}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _STAGES = ("INITIAL", "APPEAL", "OUT_OF_COURT", "QA_SAMPLE")
@@ -178,24 +177,7 @@ def load_moderation_policy(path: Path | str | None = None) -> ModerationPolicy:
     """Load and check a moderation policy and its model registry, or raise
     ConfigError naming every problem (file, line, rule)."""
     path = Path(path) if path else default_moderation_policy_path()
-    doc = load_yaml(path)
-    problems = Problems(str(path))
-    if not isinstance(doc, CommentedMap):
-        problems.add(line_of(doc), "", "a moderation policy is a mapping with 'policy', 'models' and 'rules'")
-        problems.raise_if_any()
-    for key in doc:
-        if key not in _TOP_KEYS:
-            problems.add(line_of(doc, key), f"'{key}'", f"unknown top-level key (allowed: {', '.join(sorted(_TOP_KEYS))})")
-    header = doc.get("policy")
-    if not isinstance(header, CommentedMap):
-        problems.add(line_of(doc, "policy") if "policy" in doc else 1, "policy", "missing 'policy:' header with id and version")
-        header = CommentedMap()
-    for key in header:
-        if key not in _POLICY_KEYS:
-            problems.add(line_of(header, key), "policy", f"unknown key '{key}' (allowed: {', '.join(sorted(_POLICY_KEYS))})")
-    for key in ("id", "version"):
-        if key not in header and isinstance(doc.get("policy"), CommentedMap):
-            problems.add(line_of(header), "policy", f"missing '{key}'")
+    doc, problems, header = load_policy_document(path, "a moderation policy is a mapping with 'policy', 'models' and 'rules'", _TOP_KEYS)
     rules = doc.get("rules")
     if not isinstance(rules, CommentedMap):
         problems.add(line_of(doc, "rules") if "rules" in doc else None, "rules", f"expected a mapping of the rules {', '.join(RULE_IDS)}")

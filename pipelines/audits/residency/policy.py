@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from pipelines.audits.residency.ipranges import GLOBAL_REGION, UNKNOWN, region_countries
 from pipelines.audits.residency.tagging import PROVIDERS, DestinationTag, OriginTag
-from pipelines.core.configfile import CommentedMap, CommentedSeq, Problems, line_of, load_yaml
+from pipelines.core.configfile import CommentedMap, CommentedSeq, Problems, line_of, load_policy_document
 from pipelines.core.countries import is_country
 from pipelines.errors import ConfigError
 from pipelines.resources import default_policy_path
@@ -32,7 +32,6 @@ _RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _CATEGORY_PATTERN = re.compile(r"^[a-z0-9_*?]+(\.[a-z0-9_*?]+)*$")
 
 _TOP_KEYS = {"policy", "sets", "rules"}
-_POLICY_KEYS = {"id", "version", "description"}
 _RULE_KEYS = {"id", "description", "severity", "select", "require", "forbid", "exempt"}
 _SELECT_KEYS = {"subject_jurisdiction", "data_categories", "actions"}
 _EXEMPT_KEYS = _SELECT_KEYS | {"reason", "all_data_categories", "destination", "actor", "origin_server"}
@@ -259,25 +258,8 @@ def load_policy(path: Path | str | None = None, extra_regions: Iterable[str] = (
     policy may name (the internal regions of the destination map).
     """
     path = Path(path) if path else default_policy_path()
-    doc = load_yaml(path)
-    problems = Problems(str(path))
+    doc, problems, header = load_policy_document(path, "a policy is a mapping with 'policy' and 'rules'", _TOP_KEYS)
     known_regions = {r for regions in region_countries().values() for r in regions} | {GLOBAL_REGION, UNKNOWN} | set(extra_regions)
-    if not isinstance(doc, CommentedMap):
-        problems.add(line_of(doc), "", "a policy is a mapping with 'policy' and 'rules'")
-        problems.raise_if_any()
-    for key in doc:
-        if key not in _TOP_KEYS:
-            problems.add(line_of(doc, key), f"'{key}'", f"unknown top-level key (allowed: {', '.join(sorted(_TOP_KEYS))})")
-    header = doc.get("policy")
-    if not isinstance(header, CommentedMap):
-        problems.add(line_of(doc, "policy") if "policy" in doc else 1, "policy", "missing 'policy:' header with id and version")
-        header = CommentedMap()
-    for key in header:
-        if key not in _POLICY_KEYS:
-            problems.add(line_of(header, key), "policy", f"unknown key '{key}' (allowed: {', '.join(sorted(_POLICY_KEYS))})")
-    for key in ("id", "version"):
-        if key not in header and isinstance(doc.get("policy"), CommentedMap):
-            problems.add(line_of(header), "policy", f"missing '{key}'")
     rules_node = doc.get("rules")
     rules: list[Rule] = []
     if not isinstance(rules_node, CommentedSeq) or not rules_node:
