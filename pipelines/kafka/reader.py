@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
@@ -112,12 +112,7 @@ class ReaderSettings:
     # the broker holds offsets past it at two such checks, its fetcher is
     # stuck: it is said in the log and the fetcher opened again.
     stall_after_seconds: float = 20.0
-    # Fetches wait at the broker for a batch's worth of bytes (or 100 ms):
-    # with Kafka's default of 1 byte every record of a live stream was a
-    # fetch round trip of its own, and at 5,000 events/s over 6 partitions
-    # the broker took 85% of a core answering them (a backlog fills the
-    # bytes at once, so catching up is not slowed).
-    fetch_options: tuple[tuple[str, Any], ...] = (("fetch_min_bytes", 256 * 1024), ("fetch_max_wait_ms", 100))
+    fetch_options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
     # Every partition is read in this one process (Prism): hold the watermark
     # until each has reported, not only those already started.
     single_process: bool = False
@@ -325,16 +320,6 @@ class _ReadPartitionBatches(beam.DoFn):
             if time.monotonic() >= deadline:
                 self._positions[key] = position
                 tracker.defer_remainder()
-                return
-            if unbounded and len(records) < settings.batch_size and _caught_up(fetcher, position):
-                # Caught up with a live stream: rest until the next resume,
-                # so what arrives meanwhile is read as one batch. Reading on
-                # took the trickle a few records at a time (confluent-kafka's
-                # consume waits out its timeout for a short batch), each
-                # through every step, and at 5,000 events/s the partitions
-                # fell seconds behind (p50 latency 2 s).
-                self._positions[key] = position
-                tracker.defer_remainder(Duration(seconds=settings.idle_resume_seconds))
                 return
 
     def _frontier(self, key: tuple[str, int], messages: list[RawMessage]) -> int | None:
