@@ -366,15 +366,15 @@ def _latency(kafka: KafkaConfig, bench: EventsBench, client: str) -> dict[str, A
 
     topic = f"bench-latency-{uuid.uuid4().hex[:8]}.events"
     create_topics(kafka, [topic], partitions=bench.partitions)
-    # Everything but the sending is done before the clock starts: on a
-    # 2-core machine the feeder shares the CPU with the pipeline, and
-    # generating or decoding on the way would cap the rate it can offer.
     process, outputs = _run_pipeline(kafka, topic, bench, client, bounded=False, extra=("--start", "latest"))
     sent_at: dict[str, float] = {}
     try:
         producer = Producer({**kafka.settings().librdkafka(), "acks": "1", "linger.ms": 5})
         mix = TrafficMix(events_per_second=bench.rate, malformed_share=0.0)
         warm_ids = _warm_up(kafka, process, producer, topic, outputs["violations"], bench, mix)
+        # Everything but the sending is done before the clock starts: on a
+        # 2-core machine the feeder shares the CPU with the pipeline, and
+        # generating or decoding on the way would cap the rate it can offer.
         total = int(bench.rate * bench.latency_seconds)
         messages = list(generate(total, seed=bench.seed + 1, start=datetime.now(UTC), mix=mix))
         event_ids = [orjson.loads(m.value).get("event_id") if m.value[:1] == b"{" else None for m in messages]
