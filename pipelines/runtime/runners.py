@@ -70,6 +70,8 @@ def _has_option(beam_args: list[str], name: str) -> bool:
     return any(arg == name or arg.startswith(name + "=") for arg in beam_args)
 
 
+PRISM_NO_SPLITS = "prism_disable_sdf_split"
+
 # Beam's job server timeout, which is also the deadline of a job's state and
 # message streams (see pipeline_options): as long as any run may last.
 JOB_STREAM_DEADLINE_S = 10 * 365 * 86_400
@@ -87,7 +89,15 @@ def pipeline_options(beam_args: list[str], *, streaming: bool) -> PipelineOption
             raise RunnerSetupError(
                 "DirectRunner runs on Beam's Prism here, and no prism binary was found: run `make prism` "
                 f"(builds it from the Go module proxy) or set {PRISM_ENV}, or pass --prism_location=PATH")
-        options = PipelineOptions(beam_args + ["--runner=PrismRunner", f"--prism_location={prism}"])
+        extra = ["--runner=PrismRunner", f"--prism_location={prism}"]
+        if PRISM_NO_SPLITS not in " ".join(beam_args):
+            # Prism 2.77 splits a slow bundle and frees the residual's keys
+            # while the primary still runs with them (splitBundle in
+            # engine/elementmanager.go), so a second bundle of the day
+            # closer's one key ran beside the first and their state writes
+            # crossed: summaries lost days' parts (README, known problems).
+            extra.append(f"--experiments={PRISM_NO_SPLITS}")
+        options = PipelineOptions(beam_args + extra)
         _log.info("DirectRunner: running on Prism (%s)", prism)
     elif runner == "FlinkRunner" and not _has_option(beam_args, "--flink_job_server_jar"):
         jar = find_flink_job_server()

@@ -26,7 +26,8 @@ _log = logging.getLogger("flowaudit")
 
 
 RUN_COUNTS = ("in", "parsed", "dead_letters", "violations", "quality_violations", "window_violations",
-               "violations_published", "dead_letters_published", "late_events", "late_window_parts", "late_window_events",
+               "violations_published", "dead_letters_published", "late_events", "late_violations", "late_window_parts",
+               "late_window_events",
                "window_verdicts_revised", "window_violations_retracted", "stalled_partitions_recovered",
                "partitions_read_at_once_max")
 

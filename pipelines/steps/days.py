@@ -110,6 +110,8 @@ class _CloseDaysFn(beam.DoFn):
 
     def setup(self) -> None:
         self._late = Metrics.counter("flowaudit", "late_events")
+        # A window's verdict reaches its day with violations and no events.
+        self._late_violations = Metrics.counter("flowaudit", "late_violations")
         self._days = Metrics.counter("flowaudit", "days_summarised")
 
     def _state(self, chain_state) -> _ChainState:
@@ -135,6 +137,7 @@ class _CloseDaysFn(beam.DoFn):
             state.late = state.late or DayPart("late")
             state.late.add_late(part)
             self._late.inc(part.events)
+            self._late_violations.inc(len(part.violations))
         else:
             parts.add((day, part))
             state.pending.add(day)

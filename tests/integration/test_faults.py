@@ -285,6 +285,9 @@ def test_broker_outages_ten_times_mid_stream(tmp_path, prism_binary, capsys, mon
     try:
         process = _start(kafka, topics, "it-faults", prism_binary, log)
         producer = SteadyProducer(kafka, topics["events"], messages, rate)
+        # Outages start once the run streams: a broker away while it starts is
+        # a refusal to start (exit 3, tested elsewhere), not an outage mid-stream.
+        wait_for(lambda: _committed(kafka, "it-faults", topics["events"]) > 0, process, log, "the first commit", timeout=120)
         for outage in OUTAGES_S:
             time.sleep(5)
             # The test's own producer pauses (it is not what is tested); the
