@@ -89,6 +89,8 @@ class Audit(ABC):
 
     name: ClassVar[str]
     steps: ClassVar[StepNames]
+    # The field naming a record in summaries' lists of late records.
+    id_field: ClassVar[str] = "event_id"
     # Record fields whose values appear in outputs only as keyed pseudonyms.
     personal_fields: ClassVar[tuple[str, ...]]
     quality: QualitySettings | None

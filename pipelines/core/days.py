@@ -92,7 +92,7 @@ class DayPart:
         for record in records:
             if len(self.event_ids) >= LATE_IDS_PER_PART:
                 break
-            self.event_ids.add(record["event_id"])
+            self.event_ids.add(record[audit.id_field])
         self.events += len(records)
         self.records[audit.name] += len(records)
         section = self.sections.get(audit.name)
