@@ -18,7 +18,10 @@ decisions, mergeable in any order.
   model version and per content language, and appeal overturns per model
   version;
 - distinct reviewers per content language (counted by fingerprint; the
-  ids themselves never leave the worker).
+  ids themselves never leave the worker);
+- ``puid`` unique within the day (the Transparency Database refuses a
+  platform's second statement with the same puid): how many puids came
+  again, the extra decisions, and the first of them by name.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from pipelines.core.audit import DaySection, ViolationDetails
 __all__ = ["ModerationDay", "RELATIVE_ACCURACY", "NOTICE_SOURCES"]
 
 RELATIVE_ACCURACY = 0.01
+PUIDS_LISTED = 100
 NOTICE_SOURCES = frozenset({"SOURCE_ARTICLE_16", "SOURCE_TRUSTED_FLAGGER", "SOURCE_TYPE_OTHER_NOTIFICATION"})
 _REVERSALS = frozenset({"REVERSED", "PARTIALLY_REVERSED"})
 
@@ -109,6 +113,9 @@ class ModerationDay(DaySection):
     qa_by_language: Counter = field(default_factory=Counter)  # (language, CORRECT|INCORRECT) -> samples
     overturns_by_model: Counter = field(default_factory=Counter)  # ("model version", appealed|reversed) -> appeals
     reviewers: dict[str, set[int]] = field(default_factory=dict)  # language -> reviewer fingerprints
+    puids: set[str] = field(default_factory=set)
+    repeated_puids: set[str] = field(default_factory=set)
+    puid_repeats: int = 0  # decisions whose puid an earlier one of the day had
 
     def add_records(self, records: Sequence[Mapping[str, Any]], day_start_ms: int) -> None:
         for record in records:
@@ -142,6 +149,12 @@ class ModerationDay(DaySection):
                 if model is not None:
                     self.qa_by_model[model, record["qa_label"]] += 1
                 self.qa_by_language[language, record["qa_label"]] += 1
+            puid = record["puid"]
+            if puid in self.puids:
+                self.repeated_puids.add(puid)
+                self.puid_repeats += 1
+            else:
+                self.puids.add(puid)
             reviewer = record.get("reviewer_id")
             if reviewer:
                 self.reviewers.setdefault(language, set()).add(xxh3_64_intdigest(reviewer.encode("utf-8", "surrogatepass")))
@@ -163,6 +176,10 @@ class ModerationDay(DaySection):
         self.overturns_by_model.update(other.overturns_by_model)
         for language, fingerprints in other.reviewers.items():
             self.reviewers.setdefault(language, set()).update(fingerprints)
+        both = self.puids & other.puids
+        self.repeated_puids |= both | other.repeated_puids
+        self.puid_repeats += len(both) + other.puid_repeats
+        self.puids |= other.puids
 
     def finish(self, violations: Iterable[ViolationDetails]) -> dict[str, Any]:
         total = sum(self.decisions.values())
@@ -189,6 +206,8 @@ class ModerationDay(DaySection):
             },
             "reviewers_by_language": {language: len(ids) for language, ids in sorted(self.reviewers.items())},
             "violations_by_rule": dict(sorted(by_rule.items())),
+            "puid_unique": {"puids": len(self.puids), "repeated": len(self.repeated_puids), "extra_decisions": self.puid_repeats,
+                            "repeated_listed": sorted(self.repeated_puids)[:PUIDS_LISTED], "listed_at_most": PUIDS_LISTED},
         }}
 
 

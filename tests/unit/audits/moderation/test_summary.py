@@ -99,6 +99,17 @@ def test_reviewers_per_language_are_counted_not_named():
     assert "r-1" not in repr(figures)
 
 
+def test_a_puid_that_comes_again_in_the_day_is_counted_and_named():
+    records = [statement(puid="a"), statement(puid="b"), statement(puid="a"), statement(puid="a"), statement(puid="c")]
+    assert _finish(records)["puid_unique"] == {"puids": 3, "repeated": 1, "extra_decisions": 2, "repeated_listed": ["a"],
+                                               "listed_at_most": 100}
+    first, second = ModerationDay(), ModerationDay()
+    first.add_records(records[:2], 0)
+    second.add_records(records[2:], 0)  # "a" again in another part, and twice in this one
+    first.merge(second)
+    assert first.finish([])["moderation"]["puid_unique"]["extra_decisions"] == 2
+
+
 def test_violations_by_rule_are_the_moderation_audits_own():
     violations = [ViolationDetails("us-reviewers", "moderation", "critical", 10, "", "moderation"),
                   ViolationDetails("gcs-only", "residency", "high", 10, "srv-1", "residency")]
