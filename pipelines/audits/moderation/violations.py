@@ -12,9 +12,9 @@ from pipelines.core.violations import violation_id
 
 __all__ = ["PERSONAL_FIELDS", "decision_evidence", "decision_violation", "moderation_violation"]
 
-# Who the decision is about, what it is about, who reviewed it and who gave
+# Who the decision is about, which content, who reviewed it and who gave
 # notice: in outputs only as keyed pseudonyms (in this order in the evidence).
-PERSONAL_FIELDS = ("subject_user_id", "content_id", "content_ref", "reviewer_id", "source_identity")
+PERSONAL_FIELDS = ("subject_user_id", "content_ref", "reviewer_id", "source_identity")
 
 # What an auditor needs to find the decision and see how it was made.
 _PLAIN_FIELDS = ("puid", "stage", "appeal_of_decision_id", "decision_ground", "category", "subject_residency",
