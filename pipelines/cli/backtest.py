@@ -22,6 +22,8 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
                                             "ending in .kafka.jsonl) and write violations.jsonl, "
                                             "dead_letters.jsonl and counts.json to the output directory.")
     backtest.add_argument("--events", required=True, help="JSONL or .avro file of app events")
+    backtest.add_argument("--moderation-decisions", metavar="FILE",
+                          help="also audit moderation decisions from this file (same formats), in the same run and summaries")
     backtest.add_argument("--out", required=True, help="output directory")
     add_audit_options(backtest)
     backtest.set_defaults(func=execute)
@@ -36,23 +38,19 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.pipeline import build_file_audit
     from pipelines.trail.folder import summary_days
 
-    events = Path(args.events)
-    if not events.is_file():
-        print(f"flowaudit backtest: {events}: no such file", file=sys.stderr)
-        return 2
-    from pipelines.files.formats import TOPIC_DUMP_SUFFIX, check_topic_dump
-
-    if events.suffix == ".avro" or events.name.endswith(TOPIC_DUMP_SUFFIX):
-        problem = _unreadable_avro(events) if events.suffix == ".avro" else check_topic_dump(str(events))
+    files = [Path(args.events)] + ([Path(args.moderation_decisions)] if args.moderation_decisions else [])
+    for path in files:
+        problem = _unreadable(path)
         if problem:
             print(f"flowaudit backtest: {problem}", file=sys.stderr)
             return 2
-    settings = run_settings(args, allow_random_key=True)
+    settings = run_settings(args, allow_random_key=True, moderation=len(files) > 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     # The in-process engine: a file replay is bounded and needs no binary.
     pipeline = beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(beam_args))
-    build_file_audit(pipeline, [(settings.audits[0], str(events.resolve()))], str(out.resolve()), settings,
+    build_file_audit(pipeline, [(audit, str(path.resolve())) for audit, path in zip(settings.audits, files, strict=True)],
+                     str(out.resolve()), settings,
                      earlier_summaries=summary_days(out / "summaries"))
     result = pipeline.run()
     result.wait_until_finish()
@@ -64,6 +62,18 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
         print("flowaudit backtest: counts do not balance (in != parsed + dead_letters)", file=sys.stderr)
         return 1
     return 0
+
+
+def _unreadable(path: Path) -> str | None:
+    from pipelines.files.formats import TOPIC_DUMP_SUFFIX, check_topic_dump
+
+    if not path.is_file():
+        return f"{path}: no such file"
+    if path.suffix == ".avro":
+        return _unreadable_avro(path)
+    if path.name.endswith(TOPIC_DUMP_SUFFIX):
+        return check_topic_dump(str(path))
+    return None
 
 
 def _unreadable_avro(path: Path) -> str | None:

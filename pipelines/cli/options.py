@@ -8,11 +8,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pipelines.core.audit import RunSettings
+from pipelines.core.audit import Audit, RunSettings
 from pipelines.errors import InputError
 
 __all__ = ["add_audit_options", "add_kafka_options", "add_kafka_security_options", "kafka_security",
-           "kafka_security_for_given_cluster", "kafka_config", "run_settings", "pipeline_counters", "log"]
+           "kafka_security_for_given_cluster", "kafka_config", "run_settings", "moderation_audit", "pipeline_counters", "log"]
 
 log = logging.getLogger("flowaudit")
 
@@ -29,6 +29,10 @@ def add_audit_options(parser: argparse.ArgumentParser) -> None:
                         help="how far ahead of processing time an event time may be (default 300)")
     parser.add_argument("--silent-gap-minutes", type=int, default=30,
                         help="a server with no event for this long is reported silent in the daily summary (default 30)")
+    parser.add_argument("--moderation-policy", help="moderation policy YAML, with its registry of reviewed models "
+                        "(default: the shipped US moderation policy); used when moderation decisions are audited")
+    parser.add_argument("--moderation-expectations", help="Great Expectations suite JSON for moderation decisions "
+                        "(default: the shipped one; --no-expectations leaves it out too)")
 
 
 def add_kafka_options(parser: argparse.ArgumentParser) -> None:
@@ -93,7 +97,8 @@ def kafka_config(args: argparse.Namespace, client_id: str = "flowaudit"):
     return config
 
 
-def run_settings(args: argparse.Namespace, *, allow_random_key: bool) -> RunSettings:
+def run_settings(args: argparse.Namespace, *, allow_random_key: bool, moderation: bool = False) -> RunSettings:
+    """The audits a run needs: residency always, moderation when its decisions are read."""
     from pipelines.audits.residency.audit import ResidencyAudit
     from pipelines.audits.residency.events import DecoderConfig, event_columns
     from pipelines.audits.residency.policy import load_policy
@@ -124,8 +129,25 @@ def run_settings(args: argparse.Namespace, *, allow_random_key: bool) -> RunSett
                             bare_avro=getattr(args, "bare_avro", False))
     residency = ResidencyAudit(policy=policy, destinations=destinations, quality=quality, decoder=decoder, ip_ranges=ip_ranges,
                                silent_gap_minutes=args.silent_gap_minutes)
-    return RunSettings(audits=(residency,), pseudonym_key=key_from_environment(allow_random=allow_random_key),
+    audits: tuple[Audit, ...] = (residency, moderation_audit(args, lateness)) if moderation else (residency,)
+    return RunSettings(audits=audits, pseudonym_key=key_from_environment(allow_random=allow_random_key),
                        allowed_lateness_seconds=lateness)
+
+
+def moderation_audit(args: argparse.Namespace, lateness: int) -> Audit:
+    from pipelines.audits.moderation.audit import ModerationAudit
+    from pipelines.audits.moderation.decisions import decision_columns
+    from pipelines.audits.moderation.policy import load_moderation_policy
+    from pipelines.core.audit import QualitySettings
+    from pipelines.core.quality.suites import load_suite
+    from pipelines.resources import expectations_dir
+
+    quality = None
+    if not args.no_expectations:
+        suite = load_suite(args.moderation_expectations or expectations_dir() / "moderation_decision.suite.json",
+                           columns=decision_columns())
+        quality = QualitySettings(suite, args.window_seconds, args.clock_skew, allowed_lateness_seconds=lateness)
+    return ModerationAudit(policy=load_moderation_policy(args.moderation_policy), quality=quality)
 
 
 def pipeline_counters(result: Any) -> dict[str, int]:

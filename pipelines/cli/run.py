@@ -27,13 +27,16 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
                                        "Needs FLOWAUDIT_PSEUDONYM_KEY or FLOWAUDIT_PSEUDONYM_KEY_FILE.")
     add_kafka_options(run)
     run.add_argument("--events-topic", action="append", default=None, help="topic of app events (repeatable; default app-events)")
+    run.add_argument("--moderation-topic", action="append", default=None,
+                     help="topic of moderation decisions (repeatable): audited in the same pipeline, its violations, "
+                          "dead letters and summaries with the app events'")
     run.add_argument("--violations-topic", default="flowaudit.violations")
     run.add_argument("--dead-letters-topic", default="flowaudit.dead-letters")
     run.add_argument("--group", default="flowaudit", help="consumer group whose offsets are committed")
     run.add_argument("--start", choices=["earliest", "latest"], default="earliest",
                      help="where to begin when the group has no committed offset")
     run.add_argument("--bounded", action="store_true", help="stop at the end offsets seen at start (backfills, tests)")
-    run.add_argument("--max-records", type=int, help="stop after this many records in all (implies --bounded)")
+    run.add_argument("--max-records", type=int, help="stop after this many records in all, per stream when moderation topics are read too (implies --bounded)")
     run.add_argument("--watermark-lag", type=float, default=30.0, metavar="SECONDS",
                      help="how far each partition's watermark trails the newest event time it has read: events "
                           "up to this far out of order are judged with their windows (default 30)")
@@ -66,11 +69,14 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.trail.folder import summary_days
 
     _check_run_options(args)
-    settings = run_settings(args, allow_random_key=False)
+    moderation_topics = args.moderation_topic or []
+    settings = run_settings(args, allow_random_key=False, moderation=bool(moderation_topics))
     kafka = kafka_config(args)
     bounded = args.bounded or args.max_records is not None
-    partitions = plan_partitions(kafka, args.events_topic, args.group, start=args.start,
-                                 bounded=bounded, max_records=args.max_records)
+    sources = [(audit, plan_partitions(kafka, topics, args.group, start=args.start, bounded=bounded, max_records=args.max_records))
+               for audit, topics in zip(settings.audits, (args.events_topic, moderation_topics), strict=False)]
+    partitions = [spec for _, specs in sources for spec in specs]
+    read_topics = [*args.events_topic, *moderation_topics]
     require_topics(kafka, {"--violations-topic": args.violations_topic, "--dead-letters-topic": args.dead_letters_topic,
                            "--summary-topic": args.summary_topic})
     options = pipeline_options(beam_args, streaming=not bounded)
@@ -85,7 +91,7 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
     # Workers on this machine (Prism's) can be told to stop reading before
     # the job is cancelled; remote ones are cancelled as they are.
     drain = Path(tempfile.mkdtemp(prefix="flowaudit-run-")) / "drain" if is_single_process(options) else None
-    build_kafka_audit(pipeline, kafka, [(settings.audits[0], partitions)], OutputTopics(args.violations_topic, args.dead_letters_topic),
+    build_kafka_audit(pipeline, kafka, sources, OutputTopics(args.violations_topic, args.dead_letters_topic),
                       args.group, settings, reader=ReaderSettings(max_out_of_orderness_seconds=args.watermark_lag,
                                                                    idle_after_seconds=args.idle_after,
                                                                    single_process=is_single_process(options),
@@ -93,7 +99,7 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
                       summary_topic=args.summary_topic, summaries_dir=args.summaries_dir,
                       earlier_summaries=summary_days(args.summaries_dir),
                       worker_processes=workers)
-    log.info("auditing %d partitions of %s (%s, %d worker process%s)", len(partitions), ", ".join(args.events_topic),
+    log.info("auditing %d partitions of %s (%s, %d worker process%s)", len(partitions), ", ".join(read_topics),
               "bounded" if bounded else "streaming", workers, "" if workers == 1 else "es")
     result = pipeline.run()
     # Beam's local job server sets a SIGINT handler of its own as it starts,
@@ -103,7 +109,7 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
             try:
                 wait_for(result)
             except StopRequested as stop:
-                return stop_run(result, stop, GroupOffsets(kafka, args.group, args.events_topic), drain, lambda: pipeline_counters(result))
+                return stop_run(result, stop, GroupOffsets(kafka, args.group, read_topics), drain, lambda: pipeline_counters(result))
         print(orjson.dumps(run_counts(pipeline_counters(result))).decode())
         return 0
     finally:

@@ -126,6 +126,61 @@ def _completeness(document: Mapping[str, Any]) -> str:
     return _svg(pyplot, figure)
 
 
+_SOURCE_NAMES = {"SOURCE_ARTICLE_16": "notice (Art. 16)", "SOURCE_TRUSTED_FLAGGER": "trusted flagger",
+                 "SOURCE_TYPE_OTHER_NOTIFICATION": "other notice", "SOURCE_VOLUNTARY": "own initiative"}
+
+
+def _category(name: str) -> str:
+    return name.removeprefix("STATEMENT_CATEGORY_").replace("_", " ").lower()
+
+
+def _moderation_time(moderation: Mapping[str, Any]) -> str:
+    """Time to action per source type: p50, p90 and p99 side by side, log seconds."""
+    rows = [(source, q) for source, q in moderation["time_to_action"]["by_source_type"].items() if q["count"]]
+    if not rows:
+        return "<p>No decision with a time to action.</p>"
+    pyplot, (figure, axes) = _figure(10, 0.9 + 0.55 * len(rows))
+    names = [f"{_SOURCE_NAMES.get(s, s)} ({q['count']:,})" for s, q in rows]
+    for offset, (quantile, colour) in zip((-0.27, 0, 0.27), (("p50_s", "#3b6fb6"), ("p90_s", "#e69f00"), ("p99_s", "#b3261e")),
+                                          strict=True):
+        axes.barh([i + offset for i in range(len(rows))], [q[quantile] or 0 for _, q in rows], height=0.25, color=colour,
+                  label=quantile.removesuffix("_s"))
+    axes.set_yticks(range(len(rows)), names)
+    axes.set_xscale("log")
+    axes.set_xlabel("seconds from notice or detection to action")
+    axes.legend(frameon=False, loc="lower right")
+    axes.set_title("Time to action by source")
+    axes.spines[["top", "right"]].set_visible(False)
+    return _svg(pyplot, figure)
+
+
+def _moderation_categories(moderation: Mapping[str, Any]) -> str:
+    """Per category: the automated shares and the appeal reversal rate."""
+    by_category = moderation["automated"]["by_category"]
+    if not by_category:
+        return ""
+    categories = sorted(by_category, key=lambda c: (-by_category[c]["decisions"], c))
+    appeals = moderation["appeals"]["by_category"]
+    series = (("automated detection", [by_category[c]["automated_detection_share"] or 0 for c in categories], "#3b6fb6"),
+              ("fully automated", [by_category[c]["fully_automated_share"] or 0 for c in categories], "#e69f00"),
+              ("appeals reversed", [(appeals.get(c) or {}).get("reversal_rate") or 0 for c in categories], "#b3261e"))
+    pyplot, (figure, axes) = _figure(10, 0.9 + 0.5 * len(categories))
+    for offset, (label, values, colour) in zip((-0.27, 0, 0.27), series, strict=True):
+        axes.barh([i + offset for i in range(len(categories))], [v * 100 for v in values], height=0.25, color=colour, label=label)
+    axes.set_yticks(range(len(categories)), [f"{_short(_category(c), 34)} ({by_category[c]['decisions']:,})" for c in categories])
+    axes.set_xlabel("% of the category's decisions (appeals: of its appeals decided)")
+    axes.set_xlim(0, 100)
+    axes.legend(frameon=False, loc="lower right")
+    axes.set_title("Automation and reversals by category")
+    axes.spines[["top", "right"]].set_visible(False)
+    return _svg(pyplot, figure)
+
+
+def _percent(share: Any) -> str:
+    """A share as a percentage; none (or nothing to take it from, as a language without QA samples) is n/a."""
+    return f"{share * 100:.1f}%" if isinstance(share, (int, float)) else "n/a"
+
+
 def _human_bytes(count: int) -> str:
     value = float(count)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -141,6 +196,9 @@ def render_html(document: Mapping[str, Any]) -> str:
     environment.filters["server"] = server_label
     charts = {"flow": _flow_heatmap(document), "hours": _hours(document), "servers": _servers(document),
               "completeness": _completeness(document)}
+    if document.get("moderation"):
+        charts["moderation_time"] = _moderation_time(document["moderation"])
+        charts["moderation_categories"] = _moderation_categories(document["moderation"])
     top_flows = sorted(document["flow_matrix"], key=lambda f: (-f["events"], f["origin"], f["provider"], f["region"]))[:30]
     template = environment.get_template("daily_summary.html.j2")
-    return template.render(s=document, charts=charts, top_flows=top_flows, human_bytes=_human_bytes)
+    return template.render(s=document, charts=charts, top_flows=top_flows, human_bytes=_human_bytes, pct=_percent)
