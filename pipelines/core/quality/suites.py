@@ -131,7 +131,7 @@ def _load_expectation(item: Any, index: int, line: int | None, suite_name: str, 
         if not isinstance(column, str):
             problems.add(line_of(kwargs, "column") if "column" in kwargs else line_of(item), where, "needs a 'column'")
         elif known_columns is not None and column not in known_columns:
-            problems.add(line_of(kwargs, "column"), where, f"column {column!r} is not a field of app events ({', '.join(sorted(known_columns))})")
+            problems.add(line_of(kwargs, "column"), where, f"column {column!r} is not a field of the records ({', '.join(sorted(known_columns))})")
     mostly = kwargs.get("mostly", 1.0)
     if "mostly" in kwargs and (isinstance(mostly, bool) or not isinstance(mostly, (int, float)) or not 0 <= mostly <= 1):
         problems.add(line_of(kwargs, "mostly"), where, "mostly must be a number between 0 and 1")

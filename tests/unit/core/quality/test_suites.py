@@ -46,7 +46,7 @@ def test_unknown_column_and_argument_and_bad_regex(tmp_path):
         {"type": "expect_column_values_to_match_regex", "kwargs": {"column": "colour", "regex": "(", "flavour": 1}},
     ])
     message = refused(path)
-    assert "column 'colour' is not a field of app events" in message
+    assert "column 'colour' is not a field of the records" in message
     assert "unknown argument 'flavour'" in message
     assert "regex: not a valid regular expression" in message
 
