@@ -65,6 +65,11 @@ def test_decisions_stream_beside_app_events_and_match_backtest(kafka, topics, pr
     busiest = max(days, key=lambda d: decided.get(d, 0))
     section = orjson.loads((stream_dir / f"{busiest}.json").read_bytes())["moderation"]
     assert section["time_to_action"]["by_source_type"] and section["reviewers_by_language"]
+    with capsys.disabled():  # one day's figures, for CI's log
+        print(f"\n{busiest}: {section['decisions']} decisions {section['decisions_by_stage']}; violations {section['violations_by_rule']}; "
+              f"time to action {section['time_to_action']['by_source_type']}; appeals {section['appeals']['decided']} decided, "
+              f"reversal rate {section['appeals']['reversal_rate']}; automated detection {section['automated']['automated_detection_share']}; "
+              f"stream: {counts['in']} in, {counts['parsed']} parsed, {counts['dead_letters']} dead letters, {dict(kinds)}")
 
     # The topics' dumps (Kafka's offsets and timestamps kept) through backtest: the same ids, the same bytes.
     dumps = {}
