@@ -8,6 +8,12 @@ naming what is wrong and where; nothing raises out of here. Every audit's
 records come through the same decoder: a contract names its schema, the
 field that identifies a record and the RFC 3339 field that is its event
 time (``event_time_ms`` on the parsed record).
+
+A contract may also name other RFC 3339 fields as instants: the parsed
+record carries each as ``<field>_ms`` too (None when absent or not an RFC
+3339 time with an offset), so a quality suite can order them: GX compares
+the strings as sent, and "10:00:00Z" sorts after "10:00:00.5Z" and after
+"11:00:00+02:00".
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from pipelines.core.dead_letters import dead_letter
 from pipelines.core.records import RawMessage
 
 __all__ = ["DecoderConfig", "ParseOutcome", "Invalid", "SchemaField", "RecordContract", "RecordValidator", "RecordDecoder",
-           "record_columns", "decoder_for", "parse_with", "event_time_with", "parse_all"]
+           "record_columns", "instant_ms", "decoder_for", "parse_with", "event_time_with", "parse_all"]
 
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -36,11 +42,13 @@ INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 @dataclass(frozen=True, slots=True)
 class RecordContract:
     """Which schema an audit's messages follow, which field identifies a
-    record (dead letters name it) and which RFC 3339 field is its event time."""
+    record (dead letters name it), which RFC 3339 field is its event time,
+    and which other RFC 3339 fields get a derived ``<field>_ms``."""
 
     schema: str  # schemas/<schema>.avsc
     id_field: str
     time_field: str
+    instant_fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,12 +192,33 @@ class RecordValidator:
                     raise Invalid("schema", f"field '{name}' must be an object of strings, got {_kind(value)}", name, event_id)
             record[name] = value
         record["event_time_ms"] = _rfc3339_ms(record[self.contract.time_field], self.contract.time_field, event_id)
+        _add_instants(record, self.contract.instant_fields)
         return record
 
 
 def record_columns(contract: RecordContract) -> list[str]:
-    """Fields a parsed record has: the schema's, plus the derived ``event_time_ms``."""
-    return [f["name"] for f in schemas.load(contract.schema)["fields"]] + ["event_time_ms"]
+    """Fields a parsed record has: the schema's, plus the derived ``event_time_ms`` and ``<instant>_ms``."""
+    return ([f["name"] for f in schemas.load(contract.schema)["fields"]] + ["event_time_ms"]
+            + [f"{name}_ms" for name in contract.instant_fields])
+
+
+def _add_instants(record: dict[str, Any], instant_fields: tuple[str, ...]) -> None:
+    for name in instant_fields:
+        record[f"{name}_ms"] = instant_ms(record[name])
+
+
+def instant_ms(text: Any) -> int | None:
+    """An RFC 3339 time with an offset, in ms since the epoch; None for
+    anything else (the suite's own checks say what is wrong with it)."""
+    if type(text) is not str:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return int(moment.timestamp() * 1000)
 
 
 def _rfc3339_ms(text: str, field: str, event_id: str | None) -> int:
@@ -267,6 +296,7 @@ class RecordDecoder:
             record["event_time_ms"] = _rfc3339_ms(record[contract.time_field], contract.time_field, record[contract.id_field])
         except Invalid:
             return None
+        _add_instants(record, contract.instant_fields)
         return record
 
     def _avro(self, payload: bytes, what: str) -> dict[str, Any]:

@@ -58,12 +58,20 @@ def _shown(value: Any, personal: bool, pseudonymize: Pseudonymizer) -> str:
     return text if len(text) <= 120 else text[:120] + "..."
 
 
+def _source_text(record: Mapping[str, Any], column: str, personal: Iterable[str]) -> str:
+    """For a derived ``<field>_ms``, the time as sent: a reader cannot check ms counts by eye."""
+    sent = record.get(column[:-3]) if column.endswith("_ms") and column[:-3] not in personal else None
+    return f" ({column[:-3]} {sent})" if isinstance(sent, str) else ""
+
+
 def quality_violation(audit: Audit, record: Mapping[str, Any], expectation: Expectation, suite: QualitySuite,
                       pseudonymize: Pseudonymizer) -> dict[str, Any]:
     """A record-level quality violation: ``record`` fails ``expectation``."""
     column = expectation.column_name
-    shown = _shown(record.get(column), column in audit.personal_fields, pseudonymize)
-    message = (f"{expectation.rule_id}: {column} = {shown} fails {expectation.type}({_arguments(expectation)})"
+    values = {name: _shown(record.get(name), name in audit.personal_fields, pseudonymize) for name in expectation.columns}
+    shown = values[column] if column in values else ", ".join(values.values())
+    named = ", ".join(f"{name} = {value}{_source_text(record, name, audit.personal_fields)}" for name, value in values.items())
+    message = (f"{expectation.rule_id}: {named} fails {expectation.type}({_arguments(expectation)})"
                + (f". {expectation.description}" if expectation.description else ""))
     evidence = audit.evidence(record, pseudonymize)
     evidence.update({"column": column, "value": shown, "expectation": expectation.type, "gx_severity": expectation.severity})

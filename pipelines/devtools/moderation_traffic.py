@@ -61,7 +61,7 @@ _COUNTRIES = ["DE", "GB", "FR", "BR", "IN", "JP", "MX", "CA"]
 _SOURCES = [("SOURCE_ARTICLE_16", 45), ("SOURCE_TRUSTED_FLAGGER", 10), ("SOURCE_TYPE_OTHER_NOTIFICATION", 5), ("SOURCE_VOLUNTARY", 40)]
 _FLAGGERS = ["Internet Watch Foundation", "INHOPE", "Anti-Defamation League", "Counter Extremism Project"]
 FAULTS = ("statement-incomplete", "reviewer-abroad", "reviewer-restricted", "reviewer-unapproved-site", "model-unreviewed",
-          "model-retired", "model-unnamed", "appeal-automated", "puid-repeated", "language-not-iso639-1")
+          "model-retired", "model-unnamed", "appeal-automated", "puid-repeated", "language-not-iso639-1", "actioned-before-decided")
 
 
 def _rfc3339(moment: datetime) -> str:
@@ -209,6 +209,9 @@ def _fault(rng: random.Random, record: dict[str, Any], fault: str, earlier: list
         record["puid"] = rng.choice(earlier)["puid"]
     elif fault == "language-not-iso639-1":  # for the quality suite, not the policy
         record["content_language"] = rng.choice(["english", "EN", "es-419"])
+    elif fault == "actioned-before-decided" and record.get("actioned_at"):  # for the suite: a back-dated action
+        decided = datetime.fromisoformat(record["decided_at"])
+        record["actioned_at"] = _rfc3339(decided - timedelta(minutes=rng.uniform(1, 90)))
 
 
 def _malformed(rng: random.Random, n: int) -> bytes:

@@ -2,6 +2,8 @@
 read by the shared record decoder like every audit's records.
 
 A decision's event time is ``decided_at``; ``decision_id`` names it in dead letters.
+Its four moments also come as ``<field>_ms``, which the quality suite orders
+(detected or notified <= decided <= actioned).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from pipelines.core.records import RawMessage
 
 __all__ = ["MODERATION_DECISION", "decision_columns", "parse_decisions", "decision_time_ms"]
 
-MODERATION_DECISION = RecordContract("moderation_decision", id_field="decision_id", time_field="decided_at")
+MODERATION_DECISION = RecordContract("moderation_decision", id_field="decision_id", time_field="decided_at",
+                                     instant_fields=("notice_received_at", "detected_at", "decided_at", "actioned_at"))
 
 _DEFAULT_CONFIG = DecoderConfig()
 

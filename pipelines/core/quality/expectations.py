@@ -30,8 +30,8 @@ from dateutil.parser import parse as dateutil_parse
 
 from pipelines.core.quality.conditions import RowCondition
 
-__all__ = ["GX_SEVERITIES", "RECORD_TYPES", "ORDER_TYPES", "AGGREGATE_TYPES", "is_null", "Expectation", "unexpected_indices",
-           "order_breaks", "map_success", "aggregate_observed", "aggregate_success", "record_failures", "type_classes"]
+__all__ = ["GX_SEVERITIES", "RECORD_TYPES", "ORDER_TYPES", "PAIR_TYPES", "AGGREGATE_TYPES", "is_null", "Expectation",
+           "unexpected_indices", "pair_unexpected", "order_breaks", "map_success", "aggregate_observed", "aggregate_success", "record_failures", "type_classes"]
 
 
 GX_SEVERITIES = ("critical", "warning", "info")
@@ -65,6 +65,16 @@ ORDER_TYPES = frozenset({
     "expect_column_values_to_be_increasing",
     "expect_column_values_to_be_decreasing",
 })
+
+
+# Column pair map expectations: a verdict per row, from two of its columns.
+PAIR_TYPES = frozenset({
+    "expect_column_pair_values_a_to_be_greater_than_b",
+})
+
+
+# GX's ``ignore_row_if`` for column pairs, and the pandas ``dropna(how=...)`` it means.
+PAIR_IGNORE_ROW_IF = {"both_values_are_missing": "all", "either_value_is_missing": "any", "neither": None}
 
 
 # Judged over a window of records.
@@ -104,6 +114,7 @@ _KWARGS: dict[str, tuple[set[str], set[str]]] = {
     "expect_table_row_count_to_be_between": ({"min_value", "max_value", "strict_min", "strict_max"}, set()),
     "expect_column_values_to_be_increasing": ({"strictly"}, set()),
     "expect_column_values_to_be_decreasing": ({"strictly"}, set()),
+    "expect_column_pair_values_a_to_be_greater_than_b": ({"column_A", "column_B", "or_equal", "ignore_row_if"}, {"column_A", "column_B"}),
 }
 
 
@@ -307,7 +318,14 @@ class Expectation:
     @property
     def per_record(self) -> bool:
         """Decided record by record (no tolerance), so each failure is a violation."""
-        return self.type in RECORD_TYPES and self.mostly >= 1.0
+        return (self.type in RECORD_TYPES or self.type in PAIR_TYPES) and self.mostly >= 1.0
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns a record's verdict reads: one, or a pair's A and B."""
+        if self.type in PAIR_TYPES:
+            return (self.kwargs["column_A"], self.kwargs["column_B"])
+        return (self.column_name,)
 
     @property
     def values_key(self) -> str:
@@ -504,6 +522,34 @@ def unexpected_indices(expectation: Expectation, values: Sequence[Any], dtype_va
     return [i for i, v in enumerate(values) if not (v is None or (type(v) is float and v != v)) and not expected(v)]
 
 
+def pair_unexpected(expectation: Expectation, a_values: Sequence[Any], b_values: Sequence[Any]) -> tuple[int, list[int]]:
+    """(rows considered, unexpected rows) for a column pair expectation, as
+    GX's pandas engine finds them: rows dropped as ``ignore_row_if`` says
+    (``dropna`` over the pair: by default only rows missing both), then A > B
+    (A >= B with ``or_equal``) as pandas compares; a missing value on one
+    side compares False, so that row is unexpected. Values with no order
+    between them (a string and a number) are unexpected too, where GX raises."""
+    how = PAIR_IGNORE_ROW_IF[expectation.kwargs.get("ignore_row_if") or "both_values_are_missing"]
+    or_equal = bool(expectation.kwargs.get("or_equal"))
+    considered = 0
+    unexpected = []
+    for index, (a, b) in enumerate(zip(a_values, b_values, strict=True)):
+        a_missing, b_missing = is_null(a), is_null(b)
+        if (how == "all" and a_missing and b_missing) or (how == "any" and (a_missing or b_missing)):
+            continue
+        considered += 1
+        if a_missing or b_missing:
+            unexpected.append(index)
+            continue
+        try:
+            holds = a >= b if or_equal else a > b
+        except TypeError:
+            holds = False
+        if not holds:
+            unexpected.append(index)
+    return considered, unexpected
+
+
 def _considered(expectation: Expectation, element_count: int, null_count: int) -> int:
     """Rows ``mostly`` is measured over: all of them for the null checks, else the non-null ones."""
     if expectation.type in ("expect_column_values_to_not_be_null", "expect_column_values_to_be_null"):
@@ -598,6 +644,16 @@ def record_failures(expectations: Sequence[Expectation], events: Sequence[Mappin
     failures: list[tuple[int, Expectation]] = []
     for expectation in expectations:
         expectation = expectation.resolved(parameters)
+        if expectation.type in PAIR_TYPES:
+            a_values, b_values = (column_values(name) for name in expectation.columns)
+            selected = None
+            if expectation.condition is not None:
+                condition = expectation.condition
+                selected = condition.selected_in_columns({name: column_values(name) for name in condition.columns}, len(events))
+                a_values, b_values = [a_values[i] for i in selected], [b_values[i] for i in selected]
+            _, unexpected = pair_unexpected(expectation, a_values, b_values)
+            failures.extend((index if selected is None else selected[index], expectation) for index in unexpected)
+            continue
         values = column_values(expectation.column_name)
         if expectation.condition is None:
             failures.extend((index, expectation) for index in unexpected_indices(expectation, values))

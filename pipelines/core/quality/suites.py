@@ -19,6 +19,8 @@ from pipelines.core.quality.expectations import (
     AGGREGATE_TYPES,
     GX_SEVERITIES,
     ORDER_TYPES,
+    PAIR_IGNORE_ROW_IF,
+    PAIR_TYPES,
     RECORD_TYPES,
     Expectation,
     _compile,
@@ -106,10 +108,11 @@ def _load_expectation(item: Any, index: int, line: int | None, suite_name: str, 
     if not isinstance(kind, str):
         problems.add(line_of(item), where, "missing 'type'")
         return None
-    if kind not in RECORD_TYPES and kind not in AGGREGATE_TYPES and kind not in ORDER_TYPES:
+    supported = RECORD_TYPES | AGGREGATE_TYPES | ORDER_TYPES | PAIR_TYPES
+    if kind not in supported:
         problems.add(line_of(item, "type") if "type" in item else line_of(item), where,
                      "this project cannot evaluate this expectation type on a stream (supported: "
-                     + ", ".join(sorted(RECORD_TYPES | AGGREGATE_TYPES | ORDER_TYPES)) + ")")
+                     + ", ".join(sorted(supported)) + ")")
         return None
     for key in item:
         if key not in ("type", "expectation_type", "kwargs", "meta", "severity", "id", "notes", "description", "rendered_content"):
@@ -120,14 +123,18 @@ def _load_expectation(item: Any, index: int, line: int | None, suite_name: str, 
         return None
     before = len(problems.items)
     allowed, required = _KWARGS[kind]
+    common = _COMMON_KWARGS - {"column"} if kind in PAIR_TYPES else _COMMON_KWARGS
     for key in kwargs:
-        if key not in allowed and key not in _COMMON_KWARGS:
-            problems.add(line_of(kwargs, key), where, f"unknown argument '{key}' (accepted: {', '.join(sorted(allowed | {'column', 'mostly'}))})")
+        if key not in allowed and key not in common:
+            shown = allowed | {"mostly"} | (set() if kind in PAIR_TYPES else {"column"})
+            problems.add(line_of(kwargs, key), where, f"unknown argument '{key}' (accepted: {', '.join(sorted(shown))})")
     condition = _row_condition(kwargs, where, problems, known_columns)
     for key in sorted(required - set(kwargs)):
         problems.add(line_of(kwargs) or line_of(item), where, f"missing argument '{key}'")
     column = kwargs.get("column")
-    if kind != "expect_table_row_count_to_be_between":
+    if kind in PAIR_TYPES:
+        column = _pair_columns(kwargs, where, problems, known_columns)
+    elif kind != "expect_table_row_count_to_be_between":
         if not isinstance(column, str):
             problems.add(line_of(kwargs, "column") if "column" in kwargs else line_of(item), where, "needs a 'column'")
         elif known_columns is not None and column not in known_columns:
@@ -161,6 +168,29 @@ def _load_expectation(item: Any, index: int, line: int | None, suite_name: str, 
     plain.pop("row_condition", None)
     plain.pop("condition_parser", None)
     return _compile(index, kind, rule_id, column, plain, severity, description, float(mostly), tuple(parameters), condition)
+
+
+def _pair_columns(kwargs: CommentedMap, where: str, problems: Problems, known_columns: set[str] | None) -> str | None:
+    """A pair's A and B checked; the pair's name ("A>B") stands for its column in default rule ids."""
+    names = []
+    for key in ("column_A", "column_B"):
+        name = kwargs.get(key)
+        if key not in kwargs:
+            continue  # named as a missing argument already
+        if not isinstance(name, str):
+            problems.add(line_of(kwargs, key), where, f"{key} must be a column name")
+        elif known_columns is not None and name not in known_columns:
+            problems.add(line_of(kwargs, key), where, f"{key} {name!r} is not a field of the records ({', '.join(sorted(known_columns))})")
+        else:
+            names.append(name)
+    ignore = kwargs.get("ignore_row_if", "both_values_are_missing")
+    if not isinstance(ignore, CommentedMap) and ignore not in PAIR_IGNORE_ROW_IF:
+        problems.add(line_of(kwargs, "ignore_row_if"), where,
+                     f"ignore_row_if {ignore!r} is not one of GX's {', '.join(PAIR_IGNORE_ROW_IF)}")
+    or_equal = kwargs.get("or_equal")
+    if not isinstance(or_equal, (bool, CommentedMap, type(None))):
+        problems.add(line_of(kwargs, "or_equal"), where, "or_equal must be true or false")
+    return ">".join(names) if len(names) == 2 else None
 
 
 def _row_condition(kwargs: CommentedMap, where: str, problems: Problems, known_columns: set[str] | None) -> RowCondition | None:

@@ -27,6 +27,7 @@ from xxhash import xxh3_64_intdigest as _xxh64
 from pipelines.core.quality.expectations import (
     AGGREGATE_TYPES,
     ORDER_TYPES,
+    PAIR_TYPES,
     Expectation,
     _column,
     _considered,
@@ -35,6 +36,7 @@ from pipelines.core.quality.expectations import (
     is_null,
     map_success,
     order_breaks,
+    pair_unexpected,
     unexpected_indices,
 )
 
@@ -231,6 +233,11 @@ def window_parts_of(expectations: Sequence[Expectation], events: Sequence[Mappin
         part = WindowPart(rows=len(group), max_event_ms=max(e["event_time_ms"] for e in group))
         for expectation in expectations:
             rows, _ = expectation.rows(group)
+            if expectation.type in PAIR_TYPES:
+                a_values, b_values = (_column(rows, name) for name in expectation.columns)
+                considered, unexpected = pair_unexpected(expectation.resolved(parameters), a_values, b_values)
+                part.counts[expectation.rule_id] = [considered, 0, len(unexpected)]
+                continue
             if expectation.column is None:
                 if expectation.condition is not None:  # the table's rows under a condition
                     part.values.setdefault(expectation.values_key, [None] * len(rows))

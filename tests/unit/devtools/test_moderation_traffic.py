@@ -41,4 +41,4 @@ def test_decisions_parse_and_break_each_rule_in_a_share():
     suite = load_suite(expectations_dir() / "moderation_decision.suite.json", columns=decision_columns())
     rows = [{c: d.get(c) for c in decision_columns()} for d in audited.events]
     failed = Counter(e.column for _, e in record_failures(suite.per_record, rows, {}))
-    assert set(failed) == {"content_language"}
+    assert set(failed) == {"content_language", "actioned_at_ms>decided_at_ms"}
