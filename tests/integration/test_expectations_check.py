@@ -20,3 +20,11 @@ def test_expectations_check_cli(tmp_path, capsys):
     assert main(["expectations", "check", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "missing argument 'value_set'" in err and "Traceback" not in err
+
+
+def test_expectations_check_knows_each_audits_records(capsys):
+    shipped = "expectations/moderation_decision.suite.json"
+    assert main(["expectations", "check", "--contract", "moderation_decision", shipped]) == 0
+    assert "valid for moderation_decision records" in capsys.readouterr().out
+    assert main(["expectations", "check", shipped]) == 2  # app events have no decision_id
+    assert "column 'decision_id' is not a field of the records" in capsys.readouterr().err
