@@ -24,6 +24,9 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     add_kafka_options(summarize)
     summarize.add_argument("--date", required=True, help="YYYY-MM-DD (UTC)")
     summarize.add_argument("--events-topic", action="append", default=None, help="topic of app events (repeatable; default app-events)")
+    summarize.add_argument("--moderation-topic", action="append", default=None,
+                           help="topic of moderation decisions (repeatable): read back and audited too, as `run` did, "
+                                "so the day's summary keeps its moderation section")
     summarize.add_argument("--summaries-dir", required=True, help="folder of summaries: the previous day is read from it, the day written to it")
     summarize.add_argument("--allowed-lateness", type=int, default=3600, metavar="SECONDS")
     add_audit_options(summarize)
@@ -45,16 +48,19 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
     except ValueError:
         print(f"flowaudit summarize: --date {args.date!r} is not YYYY-MM-DD", file=sys.stderr)
         return 2
-    settings = run_settings(args, allow_random_key=True)
+    moderation_topics = args.moderation_topic or []
+    settings = run_settings(args, allow_random_key=True, moderation=bool(moderation_topics))
     kafka = kafka_config(args)
     start_ms = int(day.timestamp() * 1000)
     stop_ms = int((day + timedelta(days=1)).timestamp() * 1000) + args.allowed_lateness * 1000
-    partitions = plan_time_range(kafka, args.events_topic, start_ms, stop_ms)
+    sources = [(audit, plan_time_range(kafka, topics, start_ms, stop_ms))
+               for audit, topics in zip(settings.audits, (args.events_topic, moderation_topics), strict=False)]
+    partitions = [spec for _, specs in sources for spec in specs]
     if sum(p.stop_offset - p.start_offset for p in partitions) == 0:
-        print(f"flowaudit summarize: no messages of {args.date} on {', '.join(args.events_topic)}", file=sys.stderr)
+        print(f"flowaudit summarize: no messages of {args.date} on {', '.join([*args.events_topic, *moderation_topics])}", file=sys.stderr)
         return 1
     pipeline = beam.Pipeline(options=pipeline_options(beam_args, streaming=False))
-    build_day_summary(pipeline, kafka, [(settings.audits[0], partitions)], args.date, args.summaries_dir, settings,
+    build_day_summary(pipeline, kafka, sources, args.date, args.summaries_dir, settings,
                       earlier_summaries=summary_days(args.summaries_dir))
     pipeline.run().wait_until_finish()
     written = Path(args.summaries_dir) / f"{args.date}.json"

@@ -39,7 +39,7 @@ def test_decisions_stream_beside_app_events_and_match_backtest(kafka, topics, pr
     counts = run_cli(["run", "--bootstrap-servers", kafka.bootstrap_servers, "--events-topic", topics["events"],
                       "--moderation-topic", moderation_topic, "--violations-topic", topics["violations"],
                       "--dead-letters-topic", topics["dead_letters"], "--group", "it-moderation", "--bounded",
-                      "--summaries-dir", str(stream_dir), "--no-expectations", f"--prism_location={prism_binary}"], capsys)
+                      "--summaries-dir", str(stream_dir), f"--prism_location={prism_binary}"], capsys)
     malformed = sum(m.malformed for m in events) + sum(m.malformed for m in decisions)
     assert counts["in"] == len(events) + len(decisions) == counts["parsed"] + counts["dead_letters"]
     assert counts["dead_letters"] == malformed
@@ -51,6 +51,9 @@ def test_decisions_stream_beside_app_events_and_match_backtest(kafka, topics, pr
     assert kinds["moderation"] > 0 and kinds["residency"] > 0
     moderation_rules = Counter(v["rule_id"] for v in published if v["kind"] == "moderation")
     assert set(moderation_rules) == {"statement-of-reasons", "us-reviewers", "model-provenance", "appeal-human-review"}
+    # Both suites ran: the decisions' quality faults (a language not ISO 639-1, an action before its decision).
+    decision_quality = Counter(v["rule_id"].split(":")[-1] for v in published if v["kind"] == "quality" and v["rule_id"].startswith("moderation"))
+    assert decision_quality["content_language"] > 0 and decision_quality["actioned_at_ms>decided_at_ms"] > 0, decision_quality
     assert len(consume_all(kafka, topics["dead_letters"])) == malformed
 
     days = sorted(p.stem for p in stream_dir.glob("*.json"))
@@ -77,10 +80,21 @@ def test_decisions_stream_beside_app_events_and_match_backtest(kafka, topics, pr
         dumps[name] = tmp_path / f"{name}.kafka.jsonl"
         assert main(["export", "--bootstrap-servers", kafka.bootstrap_servers, "--topic", topic, "--out", str(dumps[name])]) == 0
     replay = run_cli(["backtest", "--events", str(dumps["events"]), "--moderation-decisions", str(dumps["moderation"]),
-                      "--out", str(tmp_path / "replay"), "--no-expectations"], capsys)
+                      "--out", str(tmp_path / "replay")], capsys)
     assert (replay["parsed"], replay["dead_letters"]) == (counts["parsed"], counts["dead_letters"])
     assert sorted(v["violation_id"] for v in read_jsonl(tmp_path / "replay" / "violations.jsonl")) \
         == sorted(v["violation_id"] for v in published)
     for day in days:
         assert (stream_dir / f"{day}.json").read_bytes() == (tmp_path / "replay" / "summaries" / f"{day}.json").read_bytes(), day
     assert main(["verify", str(stream_dir)]) == 0
+
+    # summarize reads the busiest day back from both topics: the same bytes, moderation section and all.
+    import shutil
+
+    folder = tmp_path / "summarize"
+    folder.mkdir()
+    for earlier in (d for d in days if d < busiest):
+        shutil.copy(stream_dir / f"{earlier}.json", folder)
+    assert main(["summarize", "--date", busiest, "--bootstrap-servers", kafka.bootstrap_servers, "--events-topic", topics["events"],
+                 "--moderation-topic", moderation_topic, "--summaries-dir", str(folder), f"--prism_location={prism_binary}"]) == 0
+    assert (folder / f"{busiest}.json").read_bytes() == (stream_dir / f"{busiest}.json").read_bytes()
