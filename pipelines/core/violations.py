@@ -220,6 +220,11 @@ def describe_violation(violation: Mapping[str, Any]) -> str:
             what += f"  WITHDRAWN (revision {window.get('revision')})"
         elif window.get("revision"):
             what += f"  revised (revision {window['revision']})"
+    elif violation.get("server_id") is None and violation.get("destination") is None and violation.get("action") is None:
+        # About a record that is no data flow (a moderation decision): its id, categories and the actor's country.
+        categories = ",".join(violation.get("data_categories") or []) or "(no categories)"
+        actor = f"  actor in {violation['actor_country']}" if violation.get("actor_country") else ""
+        what = f"{_or_dash(violation.get('event_id'))}  {categories}{actor}"
     else:
         categories = ",".join(violation.get("data_categories") or []) or "(no categories)"
         what = (f"{_or_dash(violation.get('event_id'))}  {_server_label(violation.get('server_id'))} -> "

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,8 +28,9 @@ from kafka import TopicPartition
 
 from pipelines.core.days import day_of
 from pipelines.core.violations import decode_single_object, describe_violation, revision_of
-from pipelines.devtools.generator import Stretch, TrafficMix, generate_timeline, over_days
+from pipelines.devtools.generator import GeneratedMessage, Stretch, TrafficMix, generate_timeline, over_days
 from pipelines.devtools.localkafka import LocalKafka, default_broker, ensure_broker_jars, free_port, port_is_free
+from pipelines.devtools.moderation_traffic import ModerationMix, generate_decisions
 from pipelines.kafka.admin import KafkaConfig, committed_offsets, create_topics, end_offsets
 from pipelines.kafka.security import KafkaSecurity
 from pipelines.resources import repo_root
@@ -55,6 +57,9 @@ class DemoPlan:
     events_per_history_day: int = 10_000
     allowed_lateness_s: int = 3600
     watermark_lag_s: float = 30.0
+    # Moderation decisions beside the app events, on their own topic.
+    decisions_per_history_day: int = 1_500
+    decision_rate: float = 5.0
 
     def stretches(self, now: datetime) -> list[Stretch]:
         today = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -64,6 +69,20 @@ class DemoPlan:
     @property
     def live_events(self) -> int:
         return int(self.duration * self.rate)
+
+    @property
+    def live_decisions(self) -> int:
+        return int(self.duration * self.decision_rate)
+
+    def decisions(self, now: datetime, seed: int) -> Iterator[GeneratedMessage]:
+        """The history days' decisions spread over those days, then the live ones from ``now``."""
+        today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        history = self.decisions_per_history_day * self.history_days
+        if history:
+            yield from generate_decisions(history, seed=seed, start=today - timedelta(days=self.history_days),
+                                          mix=ModerationMix(decisions_per_second=self.decisions_per_history_day / 86_400))
+        yield from generate_decisions(self.live_decisions, seed=seed + 1, start=now, first=history,
+                                      mix=ModerationMix(decisions_per_second=self.decision_rate))
 
     def days_that_close(self, now: datetime) -> list[str]:
         """Days whose summary the stream writes during the demo: the
@@ -78,8 +97,10 @@ class DemoPlan:
 
 @dataclass
 class _Tally:
-    produced: int = 0
+    produced: int = 0  # app events
     produced_by_day: Counter = field(default_factory=Counter)
+    decisions: int = 0  # moderation decisions (their own producer thread counts them)
+    decisions_by_day: Counter = field(default_factory=Counter)
     violations: int = 0
     by_severity: Counter = field(default_factory=Counter)
     by_kind: Counter = field(default_factory=Counter)
@@ -111,6 +132,33 @@ def _produce(kafka: KafkaConfig, topic: str, plan: DemoPlan, now: datetime, tall
             producer.send(topic, key=message.key, value=message.value, timestamp_ms=message.timestamp_ms)
             tally.produced += 1
             tally.produced_by_day[day_of(message.timestamp_ms)] += 1
+        producer.flush()
+    except Exception as exc:  # noqa: BLE001 - reported by the main thread, which owns the exit
+        failure.append(exc)
+    finally:
+        producer.close(timeout=10)
+
+
+def _produce_decisions(kafka: KafkaConfig, topic: str, plan: DemoPlan, now: datetime, tally: _Tally, stop: threading.Event,
+                       failure: list[BaseException]) -> None:
+    """The history days' decisions at full speed, then live ones at the plan's decision rate."""
+    producer = kafka.producer(acks="all", linger_ms=20)
+    history = plan.decisions_per_history_day * plan.history_days
+    started = None
+    try:
+        for n, message in enumerate(plan.decisions(now, seed=int(now.timestamp()) + 7)):
+            if stop.is_set():
+                break
+            if n >= history:
+                if started is None:
+                    producer.flush()
+                    started = time.monotonic()
+                delay = started + (n - history) / plan.decision_rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            producer.send(topic, key=message.key, value=message.value, timestamp_ms=message.timestamp_ms)
+            tally.decisions += 1
+            tally.decisions_by_day[day_of(message.timestamp_ms)] += 1
         producer.flush()
     except Exception as exc:  # noqa: BLE001 - reported by the main thread, which owns the exit
         failure.append(exc)
@@ -184,13 +232,16 @@ class _Screen:
 
     def progress(self, tally: _Tally, audited: int, dead: int, days_closed: int) -> None:
         more = f" ({tally.not_shown} not shown)" if tally.not_shown else ""
-        print(f"[{self.elapsed():5.0f}s] produced {tally.produced:6d} | audited {audited:6d} | violations {tally.violations:6d}{more} | "
+        print(f"[{self.elapsed():5.0f}s] produced {tally.produced:6d} + {tally.decisions:5d} decisions | audited {audited:6d} | "
+              f"violations {tally.violations:6d}{more} | "
               f"dead letters {dead:5d} | days closed {days_closed}", flush=True)
 
 
 def _day_closed(summaries: Path, day: str, stamped: int) -> str:
     document = orjson.loads((summaries / f"{day}.json").read_bytes())
     totals = document["totals"]
+    moderation = document.get("moderation") or {}
+    decisions = f" (of them {moderation['decisions']} moderation decisions)" if moderation.get("decisions") else ""
     # A day is the day of an event's own event_time (of the message's
     # timestamp only for a dead letter with none readable): a quality fault
     # that stamps a far-future time puts its event in that future day.
@@ -199,7 +250,7 @@ def _day_closed(summaries: Path, day: str, stamped: int) -> str:
              f"; {-elsewhere} more from messages stamped on other days" if elsewhere < 0 else "")
     previous = document.get("previous_summary_date")
     chain = f"chained to {previous} (sha256 {document['previous_summary_sha256'][:12]}...)" if previous else "first of the chain"
-    return (f"== day {day} closed: {totals['events']} events audited + {totals['dead_letters']} dead letters "
+    return (f"== day {day} closed: {totals['events']} records audited{decisions} + {totals['dead_letters']} dead letters "
             f"(of {stamped} messages stamped that day{moved}); {totals['violations']} violations; {chain}\n"
             f"   report: {_relative(summaries / f'{day}.html')}")
 
@@ -214,12 +265,14 @@ def _relative(path: Path) -> str:
 
 def run_demo(duration: float = 60.0, rate: float = 200.0, beam_args: list[str] | None = None, quiet: bool = False,
              bootstrap_servers: str | None = None, security: KafkaSecurity | None = None, history_days: int = 3,
-             events_per_history_day: int = 10_000, out: str | None = None) -> int:
+             events_per_history_day: int = 10_000, decisions_per_history_day: int = 1_500, decision_rate: float = 5.0,
+             out: str | None = None) -> int:
     root = repo_root()
     if root is None:
         print("flowaudit demo runs from a source checkout (it starts the local Kafka of local/)", file=sys.stderr)
         return 2
-    plan = DemoPlan(duration=duration, rate=rate, history_days=history_days, events_per_history_day=events_per_history_day)
+    plan = DemoPlan(duration=duration, rate=rate, history_days=history_days, events_per_history_day=events_per_history_day,
+                    decisions_per_history_day=decisions_per_history_day, decision_rate=decision_rate)
     now = datetime.now(UTC)
     run_id = now.strftime("%Y%m%d-%H%M%S")
     folder = (Path(out) if out else root / "out" / f"demo-{run_id}").resolve()
@@ -260,7 +313,8 @@ def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Pa
     kafka = KafkaConfig(bootstrap_servers, client_id="flowaudit-demo", security=security)
     kafka.check_connection()
     summaries.mkdir(parents=True, exist_ok=True)
-    topics = {name: f"demo-{run_id}.{name}" for name in ("app-events", "violations", "dead-letters", "summaries")}
+    topics = {name: f"demo-{run_id}.{name}" for name in ("app-events", "moderation-decisions", "violations", "dead-letters", "summaries")}
+    read = [topics["app-events"], topics["moderation-decisions"]]
     create_topics(kafka, list(topics.values()), partitions=PARTITIONS)
     group = f"flowaudit-demo-{run_id}"
     print(f"topics: {', '.join(topics.values())} ({PARTITIONS} partitions each)")
@@ -270,7 +324,7 @@ def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Pa
         env["FLOWAUDIT_PSEUDONYM_KEY"] = secrets.token_hex(32)
     pipeline = _Pipeline(
         ["--bootstrap-servers", bootstrap_servers, *security.cli_args(), "--events-topic", topics["app-events"],
-         "--violations-topic", topics["violations"], "--dead-letters-topic", topics["dead-letters"], "--group", group,
+         "--moderation-topic", topics["moderation-decisions"], "--violations-topic", topics["violations"], "--dead-letters-topic", topics["dead-letters"], "--group", group,
          "--summary-topic", topics["summaries"], "--summaries-dir", str(summaries),
          "--allowed-lateness", str(plan.allowed_lateness_s), "--watermark-lag", str(plan.watermark_lag_s), *beam_args],
         env, folder / "pipeline.log", folder / "pipeline.counts", root)
@@ -284,6 +338,9 @@ def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Pa
               f"then {plan.live_events} live events from 40 app servers at {plan.rate:.0f}/s for {plan.duration:.0f} s")
     else:
         print(f"traffic: {plan.live_events} live events from 40 app servers at {plan.rate:.0f}/s for {plan.duration:.0f} s")
+    print(f"moderation: {plan.decisions_per_history_day * plan.history_days} decisions over the same past days, then "
+          f"{plan.live_decisions} live at {plan.decision_rate:.0f}/s (notices, trusted flaggers, own-initiative detection; "
+          "manual and automated; appeals and QA samples; a share breaking each moderation rule)")
     if closing:
         print(f"days that close during the demo: {', '.join(closing)} (a day closes when the watermark passes its end "
               f"plus {plan.allowed_lateness_s} s of allowed lateness); summaries in {_relative(summaries)}")
@@ -292,9 +349,12 @@ def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Pa
     tally = _Tally()
     stop = threading.Event()
     failure: list[BaseException] = []
-    producer = threading.Thread(target=_produce, args=(kafka, topics["app-events"], plan, now, tally, stop, failure),
-                                name="demo-producer", daemon=True)
-    producer.start()
+    producers = [threading.Thread(target=_produce, args=(kafka, topics["app-events"], plan, now, tally, stop, failure),
+                                  name="demo-producer", daemon=True),
+                 threading.Thread(target=_produce_decisions, args=(kafka, topics["moderation-decisions"], plan, now, tally, stop, failure),
+                                  name="demo-decisions", daemon=True)]
+    for producer in producers:
+        producer.start()
     screen = _Screen(quiet)
     consumer = kafka.consumer(auto_offset_reset="earliest")
     consumer.assign([TopicPartition(topics["violations"], p) for p in range(PARTITIONS)])
@@ -322,13 +382,14 @@ def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Pa
             for day in sorted(p.stem for p in summaries.glob("*.html")):
                 if day not in closed and (summaries / f"{day}.json").exists():
                     closed.append(day)
-                    print(_day_closed(summaries, day, tally.produced_by_day[day]), flush=True)
+                    print(_day_closed(summaries, day, tally.produced_by_day[day] + tally.decisions_by_day[day]), flush=True)
             if screen.elapsed() - last_progress >= PROGRESS_EVERY_S:
                 last_progress = screen.elapsed()
-                audited = sum(v or 0 for v in committed_offsets(kafka, group, [topics["app-events"]]).values())
+                audited = sum(v or 0 for v in committed_offsets(kafka, group, read).values())
                 dead = sum(end_offsets(kafka, [topics["dead-letters"]]).values())
                 screen.progress(tally, audited, dead, len(closed))
-                done = not producer.is_alive() and audited >= tally.produced
+                producing = any(p.is_alive() for p in producers)
+                done = not producing and audited >= tally.produced + tally.decisions
                 if done and caught_up_at is None:
                     caught_up_at = time.monotonic()
                 # Once every event is audited: the last violations to arrive,
@@ -340,7 +401,7 @@ def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Pa
                     print(f"the summaries of {', '.join(missing)} were not written within 120 s of the last event", file=sys.stderr)
                     outcome, status = "incomplete", 1
                     break
-                if not producer.is_alive() and caught_up_at is None and screen.elapsed() > plan.duration + 300:
+                if not producing and caught_up_at is None and screen.elapsed() > plan.duration + 300:
                     print("the audit did not catch up within 300 s of the last event", file=sys.stderr)
                     outcome, status = "incomplete", 1
                     break
@@ -350,10 +411,11 @@ def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Pa
     finally:
         stop.set()
         with stop_on_signals():  # a second Ctrl-C must not leave the audit running
-            producer.join(timeout=15)
+            for producer in producers:
+                producer.join(timeout=15)
             counts = pipeline.stop()
             consumer.close()
-            audited = sum(v or 0 for v in committed_offsets(kafka, group, [topics["app-events"]]).values())
+            audited = sum(v or 0 for v in committed_offsets(kafka, group, read).values())
             dead = sum(end_offsets(kafka, [topics["dead-letters"]]).values())
     return _report(outcome, status, tally, counts, audited, dead, closed, summaries, folder)
 
@@ -388,8 +450,9 @@ def _write_closed_days(path: Path, tally: _Tally, closed: list[str]) -> None:
 def _report(outcome: str, status: int, tally: _Tally, counts: dict | None, audited: int, dead: int, closed: list[str],
             summaries: Path, folder: Path) -> int:
     print("\n== totals ==")
-    print(f"events produced: {tally.produced}; audited and committed: {audited}"
-          + ("" if audited == tally.produced else f"  (NOT all audited: {tally.produced - audited} left)"))
+    produced = tally.produced + tally.decisions
+    print(f"produced: {tally.produced} app events + {tally.decisions} moderation decisions; audited and committed: {audited}"
+          + ("" if audited == produced else f"  (NOT all audited: {produced - audited} left)"))
     if counts and "in" in counts:
         balanced = counts["in"] == counts["parsed"] + counts["dead_letters"]
         print(f"the audit read {counts['in']} = {counts['parsed']} parsed + {counts['dead_letters']} dead letters"
@@ -403,7 +466,7 @@ def _report(outcome: str, status: int, tally: _Tally, counts: dict | None, audit
     revised = f"; {tally.revised} window verdicts revised by late events" if tally.revised else ""
     print(f"violations: {tally.violations} ({kinds}; {severities}){revised}; {tally.shown} shown above")
     print(f"dead letters: {dead}")
-    if outcome == "finished" and audited != tally.produced:
+    if outcome == "finished" and audited != produced:
         status = 1
     verified = _verify(summaries, closed, tally)
     if closed and not verified and status == 0:

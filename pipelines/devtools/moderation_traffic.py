@@ -69,14 +69,15 @@ def _rfc3339(moment: datetime) -> str:
 
 
 def generate_decisions(count: int, *, seed: int = 11, start: datetime | None = None, mix: ModerationMix = ModerationMix(),
-                       platform: str = "socialapp") -> Iterator[GeneratedMessage]:
-    """``count`` decisions, ``decided_at`` spaced by the mix's rate from ``start``."""
+                       platform: str = "socialapp", first: int = 0) -> Iterator[GeneratedMessage]:
+    """``count`` decisions, ``decided_at`` spaced by the mix's rate from
+    ``start``; numbered from ``first``, so runs that follow one another do not reuse ids."""
     rng = random.Random(seed)
     start = start or datetime(2026, 12, 1, tzinfo=UTC)
     step = 1.0 / mix.decisions_per_second
     decided: list[dict[str, Any]] = []  # earlier initial decisions, for appeals and QA samples
-    for n in range(count):
-        moment = start + timedelta(seconds=n * step + rng.random() * step)
+    for n in range(first, first + count):
+        moment = start + timedelta(seconds=(n - first) * step + rng.random() * step)
         if rng.random() < mix.malformed_share:
             yield GeneratedMessage(f"{platform}-m{n}".encode(), _malformed(rng, n), int(moment.timestamp() * 1000), True)
             continue

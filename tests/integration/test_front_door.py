@@ -173,25 +173,30 @@ def test_demo_runs_to_its_end_and_proves_the_days(kafka_bootstrap, prism_binary,
     reach the printer), days closed, chained and verified, totals balanced."""
     # Which past days close depends on the hour: yesterday's only once its end
     # plus the allowed lateness (1 h) is behind the live traffic's watermark.
-    plan = DemoPlan(duration=10, history_days=2, events_per_history_day=3000)
+    plan = DemoPlan(duration=10, history_days=2, events_per_history_day=3000, decisions_per_history_day=400)
     closing_at_least = set(plan.days_that_close(datetime.now(UTC)))
     demo = _start(["demo", "--bootstrap-servers", kafka_bootstrap, "--duration", "10", "--past-days", "2",
-                   "--past-events-per-day", "3000", "--out", "demo", f"--prism_location={prism_binary}"], tmp_path)
+                   "--past-events-per-day", "3000", "--past-decisions-per-day", "400", "--out", "demo",
+                   f"--prism_location={prism_binary}"], tmp_path)
     status, out, err = _finish(demo, 400)
     closing_at_most = set(plan.days_that_close(datetime.now(UTC)))
     assert status == 0, out[-3000:] + err[-3000:]
     assert "Traceback" not in out + err
     assert re.search(r" window \S+\.\.\S+  .*\d+ events\n", out), "a window-level violation was printed"
     assert re.search(r"US-RES-00\d .* -> ", out), "a residency violation was printed"
-    closed = re.findall(r"== day (\S+) closed: (\d+) events audited \+ (\d+) dead letters", out)
-    assert closed and closing_at_least <= {day for day, _, _ in closed} <= closing_at_most, (closing_at_least, closing_at_most, out[-3000:])
+    assert re.search(r"(statement-of-reasons|us-reviewers|model-provenance|appeal-human-review) +\S+  STATEMENT_CATEGORY_", out), \
+        "a moderation violation was printed"
+    closed = re.findall(r"== day (\S+) closed: (\d+) records audited \(of them (\d+) moderation decisions\) \+ (\d+) dead letters", out)
+    assert closed and closing_at_least <= {day for day, *_ in closed} <= closing_at_most, (closing_at_least, closing_at_most, out[-3000:])
     assert re.search(r"verify: (\d+) of \1 daily summaries hold", out), out[-2000:]
-    counts = re.search(r"events produced: (\d+); audited and committed: (\d+)\n", out)
-    assert counts and counts.group(1) == counts.group(2) == str(2 * 3000 + 10 * 200)
+    produced = 2 * 3000 + 10 * 200 + 2 * 400 + 10 * 5
+    counts = re.search(r"produced: (\d+) app events \+ (\d+) moderation decisions; audited and committed: (\d+)\n", out)
+    assert counts and (int(counts.group(1)), int(counts.group(2))) == (2 * 3000 + 10 * 200, 2 * 400 + 10 * 5), out[-2000:]
+    assert int(counts.group(3)) == produced
     read = re.search(r"the audit read (\d+) = (\d+) parsed \+ (\d+) dead letters\n", out)
-    assert read and int(read.group(1)) == int(read.group(2)) + int(read.group(3)) == 2 * 3000 + 10 * 200
+    assert read and int(read.group(1)) == int(read.group(2)) + int(read.group(3)) == produced
     assert out.rstrip().endswith("demo finished")
-    for day, _, _ in closed:
+    for day, *_ in closed:
         assert (tmp_path / "demo" / "summaries" / f"{day}.html").exists()
     verify = subprocess.run([*FLOWAUDIT, "verify", "demo/summaries", "--violations", "demo/violations.jsonl"], cwd=tmp_path,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)

@@ -13,6 +13,7 @@ import pytest
 
 from pipelines.cli.main import main
 from pipelines.devtools.generator import TrafficMix, generate
+from pipelines.devtools.moderation_traffic import ModerationMix, generate_decisions
 from tests.helpers import write_jsonl
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -29,7 +30,9 @@ def summary_day(tmp_path_factory):
     # A server that sends an empty id (schema-valid, a quality violation): the report must still name it.
     messages[:40] = [m._replace(value=orjson.dumps({**orjson.loads(m.value), "server_id": ""})) if m.value.startswith(b"{") and not m.malformed else m
                      for m in messages[:40]]
-    assert main(["backtest", "--events", str(write_jsonl(messages, out / "events.jsonl")), "--out", str(out)]) == 0
+    decisions = list(generate_decisions(400, seed=5, start=datetime(2026, 11, 25, 8, tzinfo=UTC), mix=ModerationMix(decisions_per_second=0.006)))
+    assert main(["backtest", "--events", str(write_jsonl(messages, out / "events.jsonl")),
+                 "--moderation-decisions", str(write_jsonl(decisions, out / "decisions.jsonl")), "--out", str(out)]) == 0
     html = sorted((out / "summaries").glob("*.html"))[0]
     return html, orjson.loads(html.with_suffix(".json").read_bytes())
 
@@ -42,7 +45,7 @@ def test_report_is_self_contained(summary_day):
     # (SVG's xmlns="http://www.w3.org/..." names a namespace; it is not a fetch.)
     for fetch in ('src="http', "src='http", 'href="http', "url(http", "@import", "@font-face"):
         assert fetch not in text, fetch
-    assert text.count("<svg") >= 3
+    assert text.count("<svg") >= 5
 
 
 def _pixels_of(pixels, colour: str) -> int:
@@ -65,6 +68,13 @@ def test_report_renders_in_chromium(summary_day, tmp_path):
     assert f"{document['totals']['violations']:,}" in dom
     assert document["violation_ids"]["merkle_root"] in dom
     assert "<td>(empty id)</td>" in dom, "a server with an empty id is named as such"
+    # The moderation audit's section, drawn by its bundle: figures, both charts, the rules it broke.
+    moderation = document["moderation"]
+    assert "<h2>Content moderation</h2>" in dom and f"{moderation['decisions']:,} decisions" in dom
+    section = dom[dom.index("<h2>Content moderation</h2>"):dom.index("<h2>Evidence</h2>")]
+    assert section.count("<svg") == 2
+    for rule in moderation["violations_by_rule"]:
+        assert f"<td>{rule}</td>" in section, rule
 
     from matplotlib.image import imread
 

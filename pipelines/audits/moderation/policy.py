@@ -155,7 +155,9 @@ class ModerationPolicy:
 
     def _appeals(self, record: Mapping[str, Any]) -> ModerationFinding | None:
         if record.get("stage") in self.appeal_stages and record.get("automated_decision") == "AUTOMATED_DECISION_FULLY":
-            return self._finding(APPEALS, f"a {record['stage'].lower().replace('_', '-')} decision was taken fully automatically",
+            stage = record["stage"].lower().replace("_", "-")
+            article = "an" if stage[0] in "aeiou" else "a"
+            return self._finding(APPEALS, f"{article} {stage} decision was taken fully automatically",
                                  "automated_decision", record["automated_decision"], "a person decides (Art. 20(6) DSA)")
         return None
 

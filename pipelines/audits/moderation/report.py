@@ -36,8 +36,8 @@ def _moderation_time(moderation: Mapping[str, Any]) -> str:
     axes.set_yticks(range(len(rows)), names)
     axes.set_xscale("log")
     axes.set_xlabel("seconds from notice or detection to action")
-    axes.legend(frameon=False, loc="lower right")
-    axes.set_title("Time to action by source")
+    axes.legend(frameon=False, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=3)
+    axes.set_title("Time to action by source", pad=24)
     axes.spines[["top", "right"]].set_visible(False)
     return drawing.svg(pyplot, figure)
 
@@ -58,8 +58,8 @@ def _moderation_categories(moderation: Mapping[str, Any]) -> str:
     axes.set_yticks(range(len(categories)), [f"{drawing.short(_category(c), 34)} ({by_category[c]['decisions']:,})" for c in categories])
     axes.set_xlabel("% of the category's decisions (appeals: of its appeals decided)")
     axes.set_xlim(0, 100)
-    axes.legend(frameon=False, loc="lower right")
-    axes.set_title("Automation and reversals by category")
+    axes.legend(frameon=False, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=3)
+    axes.set_title("Automation and reversals by category", pad=24)
     axes.spines[["top", "right"]].set_visible(False)
     return drawing.svg(pyplot, figure)
 
