@@ -21,9 +21,10 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
                                             "container file ending in .avro, or a topic dump from `flowaudit export` "
                                             "ending in .kafka.jsonl) and write violations.jsonl, "
                                             "dead_letters.jsonl and counts.json to the output directory.")
-    backtest.add_argument("--events", required=True, help="JSONL or .avro file of app events")
+    backtest.add_argument("--events", help="JSONL or .avro file of app events")
     backtest.add_argument("--moderation-decisions", metavar="FILE",
-                          help="also audit moderation decisions from this file (same formats), in the same run and summaries")
+                          help="audit moderation decisions from this file (same formats), with the app events in the same "
+                               "run and summaries, or alone")
     backtest.add_argument("--out", required=True, help="output directory")
     add_audit_options(backtest)
     backtest.set_defaults(func=execute)
@@ -38,13 +39,16 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.pipeline import build_file_audit
     from pipelines.trail.folder import summary_days
 
-    files = [Path(args.events)] + ([Path(args.moderation_decisions)] if args.moderation_decisions else [])
+    if not args.events and not args.moderation_decisions:
+        print("flowaudit backtest: give --events FILE, --moderation-decisions FILE, or both", file=sys.stderr)
+        return 2
+    files = [Path(name) for name in (args.events, args.moderation_decisions) if name]
     for path in files:
         problem = _unreadable(path)
         if problem:
             print(f"flowaudit backtest: {problem}", file=sys.stderr)
             return 2
-    settings = run_settings(args, allow_random_key=True, moderation=len(files) > 1)
+    settings = run_settings(args, allow_random_key=True, residency=bool(args.events), moderation=bool(args.moderation_decisions))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     # The in-process engine: a file replay is bounded and needs no binary.

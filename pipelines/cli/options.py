@@ -97,8 +97,9 @@ def kafka_config(args: argparse.Namespace, client_id: str = "flowaudit"):
     return config
 
 
-def run_settings(args: argparse.Namespace, *, allow_random_key: bool, moderation: bool = False) -> RunSettings:
-    """The audits a run needs: residency always, moderation when its decisions are read."""
+def run_settings(args: argparse.Namespace, *, allow_random_key: bool, moderation: bool = False, residency: bool = True) -> RunSettings:
+    """The audits a run needs: residency when app events are read (always, but for
+    a backtest of decisions alone), moderation when its decisions are read."""
     from pipelines.audits.residency.audit import ResidencyAudit
     from pipelines.audits.residency.events import DecoderConfig, event_columns
     from pipelines.audits.residency.policy import load_policy
@@ -127,9 +128,12 @@ def run_settings(args: argparse.Namespace, *, allow_random_key: bool, moderation
     schema_ids = getattr(args, "schema_id", None)
     decoder = DecoderConfig(confluent_schema_ids=frozenset(schema_ids) if schema_ids else None,
                             bare_avro=getattr(args, "bare_avro", False))
-    residency = ResidencyAudit(policy=policy, destinations=destinations, quality=quality, decoder=decoder, ip_ranges=ip_ranges,
-                               silent_gap_minutes=args.silent_gap_minutes)
-    audits: tuple[Audit, ...] = (residency, moderation_audit(args, lateness)) if moderation else (residency,)
+    audits: tuple[Audit, ...] = ()
+    if residency:
+        audits += (ResidencyAudit(policy=policy, destinations=destinations, quality=quality, decoder=decoder, ip_ranges=ip_ranges,
+                                  silent_gap_minutes=args.silent_gap_minutes),)
+    if moderation:
+        audits += (moderation_audit(args, lateness),)
     return RunSettings(audits=audits, pseudonym_key=key_from_environment(allow_random=allow_random_key),
                        allowed_lateness_seconds=lateness)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-__all__ = ["figure", "svg", "short", "percent"]
+__all__ = ["figure", "svg", "short", "percent", "human_bytes"]
 
 
 def figure(width: float, height: float) -> tuple[Any, tuple[Any, Any]]:
@@ -42,3 +42,13 @@ def short(name: str, limit: int = 18) -> str:
 def percent(share: Any) -> str:
     """A share as a percentage; none (or nothing to take it from, as a language without QA samples) is n/a."""
     return f"{share * 100:.1f}%" if isinstance(share, (int, float)) else "n/a"
+
+
+def human_bytes(count: int) -> str:
+    """A byte count as people read it (1.5 GiB)."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{count} B"

@@ -86,3 +86,31 @@ def test_backtest_without_expectations(tmp_path):
     violations = read_jsonl(tmp_path / "out" / "violations.jsonl")
     assert violations and {v["kind"] for v in violations} == {"residency"}
     assert list((tmp_path / "out" / "summaries").glob("*.json"))
+
+
+def test_backtest_of_moderation_decisions_alone(tmp_path):
+    from datetime import UTC, datetime
+
+    from pipelines.devtools.moderation_traffic import ModerationMix, generate_decisions
+
+    messages = list(generate_decisions(600, seed=5, start=datetime(2026, 11, 25, 8, tzinfo=UTC), mix=ModerationMix(decisions_per_second=0.006)))
+    decisions = write_jsonl(messages, tmp_path / "decisions.jsonl")
+    assert main(["backtest", "--moderation-decisions", str(decisions), "--out", str(tmp_path / "out")]) == 0
+    counts = orjson.loads((tmp_path / "out" / "counts.json").read_bytes())
+    assert counts["in"] == 600 == counts["parsed"] + counts["dead_letters"]
+    assert counts["dead_letters"] == sum(m.malformed for m in messages)
+    violations = read_jsonl(tmp_path / "out" / "violations.jsonl")
+    assert {v["kind"] for v in violations} == {"moderation", "quality"}
+    days = sorted((tmp_path / "out" / "summaries").glob("*.json"))
+    assert days
+    for day in days:
+        document = orjson.loads(day.read_bytes())
+        assert "moderation" in document and "flow_matrix" not in document
+        assert set(document["rules"]) == {"moderation_policy", "moderation_expectations"}
+        assert "<h2>Content moderation</h2>" in day.with_suffix(".html").read_text()
+    assert main(["verify", str(tmp_path / "out" / "summaries")]) == 0
+
+
+def test_backtest_needs_a_file(tmp_path, capsys):
+    assert main(["backtest", "--out", str(tmp_path / "out")]) == 2
+    assert "give --events FILE, --moderation-decisions FILE, or both" in capsys.readouterr().err

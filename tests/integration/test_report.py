@@ -85,7 +85,7 @@ def test_report_renders_in_chromium(summary_day, tmp_path):
 
     # Both series of the completeness chart are visible: the red bars of
     # missing sequence numbers are not hidden behind the blue event bars.
-    from pipelines.trail.report import EVENTS_COLOUR, MISSING_COLOUR
+    from pipelines.audits.residency.report import EVENTS_COLOUR, MISSING_COLOUR
 
     missing_servers = sum(1 for s in document["completeness"]["servers"] if s["seq_missing"])
     assert missing_servers >= 3

@@ -11,7 +11,9 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from pipelines.trail import charts as drawing
 
-__all__ = ["section"]
+__all__ = ["REPORT_ORDER", "section"]
+
+REPORT_ORDER = 20  # after the residency audit's flows
 
 
 _SOURCE_NAMES = {"SOURCE_ARTICLE_16": "notice (Art. 16)", "SOURCE_TRUSTED_FLAGGER": "trusted flagger",
