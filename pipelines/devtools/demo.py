@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -97,9 +97,9 @@ class DemoPlan:
 
 @dataclass
 class _Tally:
-    produced: int = 0  # app events
+    produced: int = 0  # app events (their producer thread counts them)
     produced_by_day: Counter = field(default_factory=Counter)
-    decisions: int = 0  # moderation decisions (their own producer thread counts them)
+    decisions: int = 0  # moderation decisions (theirs)
     decisions_by_day: Counter = field(default_factory=Counter)
     violations: int = 0
     by_severity: Counter = field(default_factory=Counter)
@@ -111,54 +111,52 @@ class _Tally:
     revised: int = 0  # window verdicts published again after late events
 
 
-def _produce(kafka: KafkaConfig, topic: str, plan: DemoPlan, now: datetime, tally: _Tally, stop: threading.Event,
-             failure: list[BaseException]) -> None:
-    """The replayed days as fast as the broker takes them, then live traffic
-    at the plan's rate (event time = now, as the servers would stamp it)."""
+@dataclass
+class _Stream:
+    """One topic's traffic: the history replayed at full speed, then live at ``rate``."""
+
+    topic: str
+    messages: Iterator[GeneratedMessage]
+    history: int
+    rate: float
+    sent: Callable[[int], None]  # counts one message, given its timestamp (ms)
+
+
+def _app_events(topic: str, plan: DemoPlan, now: datetime, tally: _Tally) -> _Stream:
+    """Event time = now for the live part, as the servers would stamp it."""
+    def sent(timestamp_ms: int) -> None:
+        tally.produced += 1
+        tally.produced_by_day[day_of(timestamp_ms)] += 1
+
+    messages = generate_timeline(plan.stretches(now), seed=int(now.timestamp()), mix=TrafficMix(events_per_second=plan.rate))
+    return _Stream(topic, messages, plan.events_per_history_day * plan.history_days, plan.rate, sent)
+
+
+def _decisions(topic: str, plan: DemoPlan, now: datetime, tally: _Tally) -> _Stream:
+    def sent(timestamp_ms: int) -> None:
+        tally.decisions += 1
+        tally.decisions_by_day[day_of(timestamp_ms)] += 1
+
+    return _Stream(topic, plan.decisions(now, seed=int(now.timestamp()) + 7), plan.decisions_per_history_day * plan.history_days,
+                   plan.decision_rate, sent)
+
+
+def _produce(kafka: KafkaConfig, stream: _Stream, stop: threading.Event, failure: list[BaseException]) -> None:
     producer = kafka.producer(acks="all", linger_ms=20)
-    history = plan.events_per_history_day * plan.history_days
     started = None
     try:
-        for n, message in enumerate(generate_timeline(plan.stretches(now), seed=int(now.timestamp()), mix=TrafficMix(events_per_second=plan.rate))):
+        for n, message in enumerate(stream.messages):
             if stop.is_set():
                 break
-            if n >= history:
+            if n >= stream.history:
                 if started is None:
                     producer.flush()
                     started = time.monotonic()
-                delay = started + (n - history) / plan.rate - time.monotonic()
+                delay = started + (n - stream.history) / stream.rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            producer.send(topic, key=message.key, value=message.value, timestamp_ms=message.timestamp_ms)
-            tally.produced += 1
-            tally.produced_by_day[day_of(message.timestamp_ms)] += 1
-        producer.flush()
-    except Exception as exc:  # noqa: BLE001 - reported by the main thread, which owns the exit
-        failure.append(exc)
-    finally:
-        producer.close(timeout=10)
-
-
-def _produce_decisions(kafka: KafkaConfig, topic: str, plan: DemoPlan, now: datetime, tally: _Tally, stop: threading.Event,
-                       failure: list[BaseException]) -> None:
-    """The history days' decisions at full speed, then live ones at the plan's decision rate."""
-    producer = kafka.producer(acks="all", linger_ms=20)
-    history = plan.decisions_per_history_day * plan.history_days
-    started = None
-    try:
-        for n, message in enumerate(plan.decisions(now, seed=int(now.timestamp()) + 7)):
-            if stop.is_set():
-                break
-            if n >= history:
-                if started is None:
-                    producer.flush()
-                    started = time.monotonic()
-                delay = started + (n - history) / plan.decision_rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            producer.send(topic, key=message.key, value=message.value, timestamp_ms=message.timestamp_ms)
-            tally.decisions += 1
-            tally.decisions_by_day[day_of(message.timestamp_ms)] += 1
+            producer.send(stream.topic, key=message.key, value=message.value, timestamp_ms=message.timestamp_ms)
+            stream.sent(message.timestamp_ms)
         producer.flush()
     except Exception as exc:  # noqa: BLE001 - reported by the main thread, which owns the exit
         failure.append(exc)
@@ -349,10 +347,8 @@ def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Pa
     tally = _Tally()
     stop = threading.Event()
     failure: list[BaseException] = []
-    producers = [threading.Thread(target=_produce, args=(kafka, topics["app-events"], plan, now, tally, stop, failure),
-                                  name="demo-producer", daemon=True),
-                 threading.Thread(target=_produce_decisions, args=(kafka, topics["moderation-decisions"], plan, now, tally, stop, failure),
-                                  name="demo-decisions", daemon=True)]
+    producers = [threading.Thread(target=_produce, args=(kafka, stream, stop, failure), name=f"demo-{stream.topic}", daemon=True)
+                 for stream in (_app_events(topics["app-events"], plan, now, tally), _decisions(topics["moderation-decisions"], plan, now, tally))]
     for producer in producers:
         producer.start()
     screen = _Screen(quiet)

@@ -7,7 +7,6 @@ conditions, and the same verdicts per record, per window and on a typed
 from __future__ import annotations
 
 import json
-import warnings
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from pipelines.core.quality.expectations import PAIR_TYPES, map_success, pair_un
 from pipelines.core.quality.suites import load_suite
 from pipelines.core.quality.windows import evaluate_window, window_parts_of
 from pipelines.errors import ConfigError
+from tests.unit.core.quality import test_gx_fidelity as fidelity
 
 gx = pytest.importorskip("great_expectations")
 pd = pytest.importorskip("pandas")
@@ -53,23 +53,11 @@ CASES: list[dict[str, Any]] = [
 
 
 def _frame(columns: dict[str, list[Any]], typed: bool = False):
-    data: dict[str, Any] = {"row_id": list(range(ROWS))}
-    for name, values in columns.items():
-        data[name] = pd.Series(values) if typed else pd.Series(values, dtype=object)
-    return pd.DataFrame(data)
+    return fidelity._frame(columns, typed)
 
 
 def _gx(frame, kwargs: dict[str, Any]):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        context = gx.get_context(mode="ephemeral")
-        batch = (context.data_sources.add_pandas("p").add_dataframe_asset("a").add_batch_definition_whole_dataframe("w")
-                 .get_batch(batch_parameters={"dataframe": frame}))
-        suite = gx.ExpectationSuite(name="one", expectations=[{"type": PAIR, "kwargs": kwargs}])
-        result = batch.validate(suite.expectations[0], result_format={"result_format": "COMPLETE",
-                                                                      "unexpected_index_column_names": ["row_id"]})
-    assert not result.exception_info.get("raised_exception"), result.exception_info
-    return result
+    return fidelity._gx(frame, {"type": PAIR, "kwargs": kwargs})
 
 
 def _load(tmp_path, kwargs: dict[str, Any], columns=None):
@@ -82,10 +70,6 @@ def _records(columns: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [{name: values[i] for name, values in columns.items()} | {"event_time_ms": 1_000 * i} for i in range(ROWS)]
 
 
-def _theirs(result) -> list[int]:
-    return sorted(int(row["row_id"]) for row in result.result.get("unexpected_index_list") or [])
-
-
 def test_pair_types_are_all_covered():
     assert {PAIR} == PAIR_TYPES
 
@@ -95,7 +79,7 @@ def test_pair_verdicts_are_gx_s_per_record_and_per_window(number, tmp_path):
     kwargs = CASES[number]
     expectation = _load(tmp_path, kwargs, columns=COLUMNS)
     result = _gx(_frame(COLUMNS), kwargs)
-    theirs = _theirs(result)
+    theirs = fidelity._theirs(result)
     records = _records(COLUMNS)
     if expectation.per_record:
         assert sorted(row for row, _ in record_failures([expectation], records, {})) == theirs, kwargs
@@ -117,7 +101,7 @@ def test_typed_columns_with_nan_give_the_same_verdicts(tmp_path):
     for kwargs in CASES[:6]:
         expectation = _load(tmp_path, kwargs)
         _, unexpected = pair_unexpected(expectation, numbers[kwargs["column_A"]], numbers[kwargs["column_B"]])
-        assert unexpected == _theirs(_gx(frame, kwargs)), kwargs
+        assert unexpected == fidelity._theirs(_gx(frame, kwargs)), kwargs
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
