@@ -8,6 +8,7 @@ which PyYAML's plain loader throws away.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,10 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from pipelines.errors import ConfigError
 
-__all__ = ["ConfigError", "Problems", "load_yaml", "line_of", "load_policy_document", "CommentedMap", "CommentedSeq"]
+__all__ = ["ConfigError", "Problems", "load_yaml", "line_of", "load_policy_document", "rule_severity", "code_list", "SEVERITIES",
+           "CommentedMap", "CommentedSeq"]
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
 
 
 @dataclass
@@ -108,3 +112,31 @@ def load_policy_document(path: Path, shape: str, top_keys: frozenset[str] | set[
         if key not in header and isinstance(doc.get("policy"), CommentedMap):
             problems.add(line_of(header), "policy", f"missing '{key}'")
     return doc, problems, header
+
+
+def rule_severity(node: CommentedMap, key: str, rule_id: str, problems: Problems, required: bool = False) -> str:
+    """A rule's severity under ``key`` (one of SEVERITIES), "" when absent or wrong (then named in ``problems``)."""
+    value = node.get(key)
+    if value is None:
+        if required:
+            problems.add(line_of(node), f"rule {rule_id}", f"missing '{key}'")
+        return ""
+    if value not in SEVERITIES:
+        problems.add(line_of(node, key), f"rule {rule_id}", f"{key} {value!r} is not one of {', '.join(SEVERITIES)}")
+        return ""
+    return str(value)
+
+
+def code_list(node: CommentedMap, key: str, rule_id: str, problems: Problems, valid: Callable[[Any], bool], what: str,
+              default: tuple[str, ...]) -> tuple[str, ...]:
+    """A rule's list of codes under ``key``, each ``valid``; ``default`` when absent."""
+    value = node.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, CommentedSeq):
+        problems.add(line_of(node, key), f"rule {rule_id}", f"{key}: expected a list of {what}")
+        return default
+    for index, item in enumerate(value):
+        if not valid(item):
+            problems.add(line_of(value, index), f"rule {rule_id}", f"{key}: {item!r} is not one of {what}")
+    return tuple(str(item) for item in value)

@@ -18,14 +18,22 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.audits.moderation.statement import statement_problems
-from pipelines.core.configfile import CommentedMap, CommentedSeq, Problems, line_of, load_policy_document, load_yaml
+from pipelines.core.configfile import (
+    CommentedMap,
+    CommentedSeq,
+    Problems,
+    code_list,
+    line_of,
+    load_policy_document,
+    load_yaml,
+    rule_severity,
+)
 from pipelines.core.countries import is_country
 from pipelines.errors import ConfigError
 from pipelines.resources import expectations_dir
 
 __all__ = ["ModerationPolicy", "ReviewedModel", "ModerationFinding", "load_moderation_policy", "RULE_IDS", "ConfigError"]
 
-SEVERITIES = ("info", "low", "medium", "high", "critical")
 STATEMENT, REVIEWERS, MODELS, APPEALS = "statement-of-reasons", "us-reviewers", "model-provenance", "appeal-human-review"
 RULE_IDS = (STATEMENT, REVIEWERS, MODELS, APPEALS)
 _RULE_KEYS = {
@@ -199,11 +207,11 @@ def load_moderation_policy(path: Path | str | None = None) -> ModerationPolicy:
         for key in node:
             if key not in _RULE_KEYS[rule_id]:
                 problems.add(line_of(node, key), f"rule {rule_id}", f"unknown key '{key}' (allowed: {', '.join(sorted(_RULE_KEYS[rule_id]))})")
-        severities[rule_id] = _severity(node, "severity", rule_id, problems, required=True)
+        severities[rule_id] = rule_severity(node, "severity", rule_id, problems, required=True)
     reviewers = rules.get(REVIEWERS) if isinstance(rules.get(REVIEWERS), CommentedMap) else CommentedMap()
     appeals = rules.get(APPEALS) if isinstance(rules.get(APPEALS), CommentedMap) else CommentedMap()
     organisations = _organisations(reviewers, problems)
-    stages = _codes(appeals, "stages", APPEALS, problems, lambda s: s in _STAGES, f"one of {', '.join(_STAGES)}", default=("APPEAL",))
+    stages = code_list(appeals, "stages", APPEALS, problems, lambda s: s in _STAGES, f"one of {', '.join(_STAGES)}", default=("APPEAL",))
     models_at = doc.get("models")
     registry: dict[str, ReviewedModel] = {}
     registry_bytes = b""
@@ -216,11 +224,11 @@ def load_moderation_policy(path: Path | str | None = None) -> ModerationPolicy:
             registry_bytes = registry_path.read_bytes()
         except ConfigError as exc:
             problems.items.extend(exc.problems)
-    restricted_severity = _severity(reviewers, "restricted_severity", REVIEWERS, problems) or "critical"
+    restricted_severity = rule_severity(reviewers, "restricted_severity", REVIEWERS, problems) or "critical"
     countries = "ISO 3166-1 alpha-2 codes"
-    subjects = _codes(reviewers, "subject_jurisdictions", REVIEWERS, problems, is_country, countries, default=("US",))
-    reviewer_countries = _codes(reviewers, "reviewer_countries", REVIEWERS, problems, is_country, countries, default=("US",))
-    restricted = _codes(reviewers, "restricted_countries", REVIEWERS, problems, is_country, countries, default=())
+    subjects = code_list(reviewers, "subject_jurisdictions", REVIEWERS, problems, is_country, countries, default=("US",))
+    reviewer_countries = code_list(reviewers, "reviewer_countries", REVIEWERS, problems, is_country, countries, default=("US",))
+    restricted = code_list(reviewers, "restricted_countries", REVIEWERS, problems, is_country, countries, default=())
     problems.raise_if_any()
     return ModerationPolicy(
         id=str(header["id"]), version=str(header["version"]), description=str(header.get("description", "")),
@@ -229,31 +237,6 @@ def load_moderation_policy(path: Path | str | None = None) -> ModerationPolicy:
         reviewer_countries=frozenset(reviewer_countries), organisations=organisations, restricted_countries=frozenset(restricted),
         appeal_stages=frozenset(stages), models=registry,
     )
-
-
-def _severity(node: CommentedMap, key: str, rule_id: str, problems: Problems, required: bool = False) -> str:
-    value = node.get(key)
-    if value is None:
-        if required:
-            problems.add(line_of(node), f"rule {rule_id}", f"missing '{key}'")
-        return ""
-    if value not in SEVERITIES:
-        problems.add(line_of(node, key), f"rule {rule_id}", f"{key} {value!r} is not one of {', '.join(SEVERITIES)}")
-        return ""
-    return str(value)
-
-
-def _codes(node: CommentedMap, key: str, rule_id: str, problems: Problems, valid, what: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    value = node.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, CommentedSeq):
-        problems.add(line_of(node, key), f"rule {rule_id}", f"{key}: expected a list of {what}")
-        return default
-    for index, item in enumerate(value):
-        if not valid(item):
-            problems.add(line_of(value, index), f"rule {rule_id}", f"{key}: {item!r} is not one of {what}")
-    return tuple(str(item) for item in value)
 
 
 def _organisations(node: CommentedMap, problems: Problems) -> dict[str, frozenset[str]]:
