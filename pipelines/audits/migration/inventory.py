@@ -84,15 +84,20 @@ def _new_sketch() -> hll_sketch:
 @dataclass
 class Subjects:
     """Distinct subjects of a cell: exact fingerprints with their records and
-    bytes up to ``EXACT_SUBJECTS``, then a HyperLogLog sketch."""
+    bytes up to ``EXACT_SUBJECTS``, then a HyperLogLog sketch.
+
+    The sketch is kept serialised (4 KiB): state cells and changelogs carry it
+    as it is, and no native object outlives a worker's interpreter."""
 
     exact: dict[int, list[int]] | None = field(default_factory=dict)  # fingerprint -> [records, bytes]
-    sketch: hll_sketch | None = None  # once past the bound
+    sketch: bytes | None = None  # the compact hll_sketch, once past the bound
 
     def add(self, fingerprint: int, size: int) -> None:
         if self.exact is None:
             assert self.sketch is not None
-            self.sketch.update(fingerprint)
+            sketch = hll_sketch.deserialize(self.sketch)
+            sketch.update(fingerprint)
+            self.sketch = sketch.serialize_compact()
             return
         held = self.exact.get(fingerprint)
         if held is not None:
@@ -101,10 +106,10 @@ class Subjects:
             return
         self.exact[fingerprint] = [1, size]
         if len(self.exact) > EXACT_SUBJECTS:
-            self.sketch = _new_sketch()
+            sketch = _new_sketch()
             for known in self.exact:
-                self.sketch.update(known)
-            self.exact = None
+                sketch.update(known)
+            self.sketch, self.exact = sketch.serialize_compact(), None
 
     def remove(self, fingerprint: int) -> tuple[int, int] | None:
         """(records, bytes) the subject had here, or None when the cell cannot tell (sketch)."""
@@ -121,14 +126,7 @@ class Subjects:
         if self.exact is not None:
             return len(self.exact)
         assert self.sketch is not None
-        return round(self.sketch.get_estimate())
-
-    def __getstate__(self) -> dict[str, Any]:  # state cells and changelogs carry the sketch's compact bytes
-        return {"exact": self.exact, "sketch": None if self.sketch is None else self.sketch.serialize_compact()}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.exact = state["exact"]
-        self.sketch = None if state["sketch"] is None else hll_sketch.deserialize(state["sketch"])
+        return round(hll_sketch.deserialize(self.sketch).get_estimate())
 
 
 @dataclass

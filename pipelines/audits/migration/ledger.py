@@ -277,21 +277,21 @@ class MigrationLedger:
                               "bytes": str(held["bytes"]), "subjects": str(held["subjects"]), "age_days": str(held["age_days"])})
 
     def _orphaned(self, day_end_ms: int) -> list[Finding]:
+        """Targets outside the approved stores still holding what they got from a
+        source before the source's copy was deleted (whatever the source holds since)."""
         findings = []
         cells = self.inventory.cells
-        for edge in sorted(self.inventory.edges):
+        for edge, last_transfer_ms in sorted(self.inventory.edges.items()):
             if self.policy.approved(edge.target):
                 continue
             source_gone = self._gone_at(edge.source, edge.category)
-            if source_gone is None:
+            if source_gone is None or last_transfer_ms > source_gone:
                 continue
-            still = [cell for key, cell in cells.items() if key.store == edge.source and key.category == edge.category
-                     and cell.holds_data and self._followed(key)]
-            held = [(key, cell) for key, cell in cells.items() if key.store == edge.target and key.category == edge.category
+            held = [cell for key, cell in cells.items() if key.store == edge.target and key.category == edge.category
                     and cell.holds_data and self._followed(key)]
-            if still or not held:
+            if not held:
                 continue
-            records = sum(cell.records for _, cell in held)
+            records = sum(cell.records for cell in held)
             findings.append(self._finding(ORPHANED, f"{edge.target}#{edge.category}", day_end_ms - 1,
                                           f"{edge.target} still holds {records} {edge.category} records copied from {edge.source}, "
                                           f"whose copy was deleted at {_iso(source_gone)}",
