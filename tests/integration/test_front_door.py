@@ -81,7 +81,7 @@ MISUSES = {
     "export, a file name backtest would not recognise": (["export", "--topic", "t", "--out", "t.txt"], r"must end in \.kafka\.jsonl"),
     "verify, a missing folder": (["verify", "nowhere"], r"nowhere: no such folder"),
     "bench, no events": (["bench", "--events", "0"], r"must be positive"),
-    "demo, a negative duration": (["demo", "--duration", "-1"], r"--duration and --rate must be positive"),
+    "demo, a negative duration": (["demo", "--duration", "-1"], r"--duration, --rate and --decision-rate must be positive"),
     "generate, no events": (["generate", "--events", "0", "--out", "x.jsonl"], r"--events and --days must be at least 1"),
     "generate, a missing folder": (["generate", "--out", "no/such/folder/x.jsonl"], r"no/such/folder \(--out\): no such folder"),
     "no verb": ([], r"the following arguments are required: VERB"),

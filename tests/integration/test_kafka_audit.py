@@ -154,7 +154,7 @@ def test_demo_runs_on_an_existing_broker(kafka_bootstrap, prism_binary, capsys, 
     assert main(["demo", "--duration", "4", "--rate", "100", "--past-days", "0", "--quiet", "--bootstrap-servers", kafka_bootstrap,
                  "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
-    assert "events produced: 400; audited and committed: 400" in out
+    assert "produced: 400 app events + 20 moderation decisions; audited and committed: 420" in out
     assert "violations: " in out
     assert "daily summaries: none closed during this run" in out
 
