@@ -8,7 +8,7 @@ which PyYAML's plain loader throws away.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,8 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from pipelines.errors import ConfigError
 
-__all__ = ["ConfigError", "Problems", "load_yaml", "line_of", "load_policy_document", "rule_severity", "code_list", "SEVERITIES",
+__all__ = ["ConfigError", "Problems", "load_yaml", "line_of", "load_policy_document", "named_rules", "rule_severity", "code_list",
+           "SEVERITIES",
            "CommentedMap", "CommentedSeq"]
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
@@ -140,3 +141,34 @@ def code_list(node: CommentedMap, key: str, rule_id: str, problems: Problems, va
         if not valid(item):
             problems.add(line_of(value, index), f"rule {rule_id}", f"{key}: {item!r} is not one of {what}")
     return tuple(str(item) for item in value)
+
+
+def named_rules(doc: CommentedMap, rule_keys: Mapping[str, set[str]], problems: Problems) -> tuple[dict[str, CommentedMap], dict[str, str]]:
+    """A policy's ``rules:``, a mapping of a fixed set of named rules (``rule_keys``:
+    rule id -> the keys it takes): every rule present, as a mapping, with known
+    keys and a severity. Returns the rules' nodes and severities; every problem
+    is named in ``problems``."""
+    order = ", ".join(rule_keys)
+    rules = doc.get("rules")
+    if not isinstance(rules, CommentedMap):
+        problems.add(line_of(doc, "rules") if "rules" in doc else None, "rules", f"expected a mapping of the rules {order}")
+        rules = CommentedMap()
+    for rule_id in rules:
+        if rule_id not in rule_keys:
+            problems.add(line_of(rules, rule_id), f"rule {rule_id}", f"unknown rule (the rules are {order})")
+    nodes: dict[str, CommentedMap] = {}
+    severities: dict[str, str] = {}
+    for rule_id, allowed in rule_keys.items():
+        node = rules.get(rule_id)
+        if node is None:
+            problems.add(line_of(rules), f"rule {rule_id}", "missing (every rule is configured; give it severity info to keep it quiet)")
+            continue
+        if not isinstance(node, CommentedMap):
+            problems.add(line_of(rules, rule_id), f"rule {rule_id}", "expected a mapping")
+            continue
+        for key in node:
+            if key not in allowed:
+                problems.add(line_of(node, key), f"rule {rule_id}", f"unknown key '{key}' (allowed: {', '.join(sorted(allowed))})")
+        nodes[rule_id] = node
+        severities[rule_id] = rule_severity(node, "severity", rule_id, problems, required=True)
+    return nodes, severities

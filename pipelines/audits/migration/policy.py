@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.audits.migration.inventory import StoreId
-from pipelines.core.configfile import CommentedMap, CommentedSeq, Problems, code_list, line_of, load_policy_document, rule_severity
+from pipelines.core.configfile import (
+    CommentedMap,
+    CommentedSeq,
+    Problems,
+    code_list,
+    line_of,
+    load_policy_document,
+    named_rules,
+    rule_severity,
+)
 from pipelines.core.countries import is_country
 from pipelines.errors import ConfigError
 from pipelines.resources import expectations_dir
@@ -73,28 +82,10 @@ def load_migration_policy(path: Path | str | None = None) -> MigrationPolicy:
             problems.add(line_of(approved, key), "approved", f"unknown key '{key}' (allowed: stores, subject_jurisdictions)")
     subjects = code_list(approved, "subject_jurisdictions", "approved", problems, is_country, "ISO 3166-1 alpha-2 codes", default=("US",))
     stores = _stores(approved, problems)
-    rules = doc.get("rules")
-    if not isinstance(rules, CommentedMap):
-        problems.add(line_of(doc, "rules") if "rules" in doc else None, "rules", f"expected a mapping of the rules {', '.join(RULE_IDS)}")
-        rules = CommentedMap()
-    for rule_id in rules:
-        if rule_id not in _RULE_KEYS:
-            problems.add(line_of(rules, rule_id), f"rule {rule_id}", f"unknown rule (the rules are {', '.join(RULE_IDS)})")
-    severities: dict[str, str] = {}
-    descriptions: dict[str, str] = {}
-    for rule_id in RULE_IDS:
-        node = rules.get(rule_id)
-        if not isinstance(node, CommentedMap):
-            problems.add(line_of(rules, rule_id) if rule_id in rules else line_of(rules), f"rule {rule_id}",
-                         "missing (every rule is configured; give it severity info to keep it quiet)" if node is None else "expected a mapping")
-            continue
-        for key in node:
-            if key not in _RULE_KEYS[rule_id]:
-                problems.add(line_of(node, key), f"rule {rule_id}", f"unknown key '{key}' (allowed: {', '.join(sorted(_RULE_KEYS[rule_id]))})")
-        severities[rule_id] = rule_severity(node, "severity", rule_id, problems, required=True)
-        descriptions[rule_id] = str(node.get("description") or "")
-    unverified = rules.get(UNVERIFIED) if isinstance(rules.get(UNVERIFIED), CommentedMap) else CommentedMap()
-    drift = rules.get(DRIFT) if isinstance(rules.get(DRIFT), CommentedMap) else CommentedMap()
+    rules, severities = named_rules(doc, _RULE_KEYS, problems)
+    descriptions = {rule_id: str(node.get("description") or "") for rule_id, node in rules.items()}
+    unverified = rules.get(UNVERIFIED, CommentedMap())
+    drift = rules.get(DRIFT, CommentedMap())
     tolerance_records = drift.get("tolerance_records", 0)
     if isinstance(tolerance_records, bool) or not isinstance(tolerance_records, int) or tolerance_records < 0:
         problems.add(line_of(drift, "tolerance_records"), f"rule {DRIFT}", "tolerance_records: expected a whole number, 0 or more")

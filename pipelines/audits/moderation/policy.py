@@ -26,6 +26,7 @@ from pipelines.core.configfile import (
     line_of,
     load_policy_document,
     load_yaml,
+    named_rules,
     rule_severity,
 )
 from pipelines.core.countries import is_country
@@ -188,28 +189,9 @@ def load_moderation_policy(path: Path | str | None = None) -> ModerationPolicy:
     ConfigError naming every problem (file, line, rule)."""
     path = Path(path) if path else default_moderation_policy_path()
     doc, problems, header = load_policy_document(path, "a moderation policy is a mapping with 'policy', 'models' and 'rules'", _TOP_KEYS)
-    rules = doc.get("rules")
-    if not isinstance(rules, CommentedMap):
-        problems.add(line_of(doc, "rules") if "rules" in doc else None, "rules", f"expected a mapping of the rules {', '.join(RULE_IDS)}")
-        rules = CommentedMap()
-    for rule_id in rules:
-        if rule_id not in _RULE_KEYS:
-            problems.add(line_of(rules, rule_id), f"rule {rule_id}", f"unknown rule (the rules are {', '.join(RULE_IDS)})")
-    severities: dict[str, str] = {}
-    for rule_id in RULE_IDS:
-        node = rules.get(rule_id)
-        if node is None:
-            problems.add(line_of(rules), f"rule {rule_id}", "missing (every rule is configured; give it severity info to keep it quiet)")
-            continue
-        if not isinstance(node, CommentedMap):
-            problems.add(line_of(rules, rule_id), f"rule {rule_id}", "expected a mapping")
-            continue
-        for key in node:
-            if key not in _RULE_KEYS[rule_id]:
-                problems.add(line_of(node, key), f"rule {rule_id}", f"unknown key '{key}' (allowed: {', '.join(sorted(_RULE_KEYS[rule_id]))})")
-        severities[rule_id] = rule_severity(node, "severity", rule_id, problems, required=True)
-    reviewers = rules.get(REVIEWERS) if isinstance(rules.get(REVIEWERS), CommentedMap) else CommentedMap()
-    appeals = rules.get(APPEALS) if isinstance(rules.get(APPEALS), CommentedMap) else CommentedMap()
+    rules, severities = named_rules(doc, _RULE_KEYS, problems)
+    reviewers = rules.get(REVIEWERS, CommentedMap())
+    appeals = rules.get(APPEALS, CommentedMap())
     organisations = _organisations(reviewers, problems)
     stages = code_list(appeals, "stages", APPEALS, problems, lambda s: s in _STAGES, f"one of {', '.join(_STAGES)}", default=("APPEAL",))
     models_at = doc.get("models")
