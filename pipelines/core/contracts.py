@@ -213,12 +213,9 @@ def instant_ms(text: Any) -> int | None:
     if type(text) is not str:
         return None
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
+        return _rfc3339_ms(text, "", None)
+    except Invalid:
         return None
-    if moment.tzinfo is None:
-        return None
-    return int(moment.timestamp() * 1000)
 
 
 def _rfc3339_ms(text: str, field: str, event_id: str | None) -> int:

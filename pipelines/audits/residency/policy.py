@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from pipelines.audits.residency.ipranges import GLOBAL_REGION, UNKNOWN, region_countries
 from pipelines.audits.residency.tagging import PROVIDERS, DestinationTag, OriginTag
-from pipelines.core.configfile import CommentedMap, CommentedSeq, Problems, line_of, load_policy_document
+from pipelines.core.configfile import SEVERITIES, CommentedMap, CommentedSeq, Problems, line_of, load_policy_document
 from pipelines.core.countries import is_country
 from pipelines.errors import ConfigError
 from pipelines.resources import default_policy_path
@@ -27,7 +27,6 @@ from pipelines.resources import default_policy_path
 __all__ = ["Policy", "Rule", "Finding", "load_policy", "ACTIONS", "SEVERITIES", "ConfigError"]
 
 ACTIONS = ("read", "write", "store", "transfer", "delete", "access", "export")
-SEVERITIES = ("info", "low", "medium", "high", "critical")
 _RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _CATEGORY_PATTERN = re.compile(r"^[a-z0-9_*?]+(\.[a-z0-9_*?]+)*$")
 
