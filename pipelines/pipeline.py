@@ -3,13 +3,18 @@ r"""The audit pipeline, as in the design diagram.
   an audit's topics --> Read --> Parse --> Tag --> CheckRules --> CheckQuality --> PublishAndCommit (violations, dead letters, offsets)
                                                                               \-> SplitWindowParts --> JudgeWindows --> PublishWindowViolations
                                                                               \-> SplitDayParts ----+-> CloseDays --> PublishSummaries
-                                                                       window violations' days ----/
+                                                                       window violations' days ----/             \-> PublishDayViolations
 
 Read, Parse, Tag and CheckRules are the audit's own (``core.audit.Audit``;
 the residency audit calls them ReadAppEvents, ParseAppEvents,
 TagOriginDestination, CheckResidency); every other step is shared. Several
 audits run side by side, each over its own topics; their window violations
-and day parts meet in one chain of daily summaries.
+and day parts meet in one chain of daily summaries. An audit may also follow
+another's checked records (``Audit.observes``: the migration audit's
+inventory follows the tagged app events) from their day parts, and may carry
+state from one closed day to the next (``Audit.carries_state``): CloseDays
+closes its days in date order, and the violations a day's end brings join
+the day's summary and are published like window verdicts.
 
 On one machine the first row runs once per SDK worker process, each over
 its share of the partitions (``build_kafka_audit``).
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import apache_beam as beam
 
@@ -33,10 +39,10 @@ from pipelines.kafka.reader import ReaderSettings, ReadFromKafkaPartitions
 from pipelines.runtime.runners import worker_hints
 from pipelines.steps.audit import CheckQuality, CheckRules, ParseRecords, TagRecords
 from pipelines.steps.coders import register_batch_coders
-from pipelines.steps.days import CloseDays, SplitDayParts, WindowViolationDays
+from pipelines.steps.days import DAY_VIOLATIONS, CloseDays, SplitDayParts, WindowViolationDays
 from pipelines.steps.windows import JudgeWindows, SplitWindowParts
 
-__all__ = ["Checked", "check_records", "judge_and_close", "build_kafka_audit", "build_file_audit", "build_day_summary"]
+__all__ = ["Checked", "Judged", "check_records", "judge_and_close", "build_kafka_audit", "build_file_audit", "build_day_summary"]
 
 
 @dataclass(frozen=True)
@@ -62,12 +68,24 @@ def check_records(batches: beam.PCollection, audit: Audit, pseudonym_key: bytes,
     return Checked(audit, checked, branch, hints)
 
 
+class Judged(NamedTuple):
+    """What the shared steps after the checks give; None where there is nothing of the kind."""
+
+    windows: beam.PCollection | None  # lists of window violations
+    summaries: beam.PCollection | None  # (date, summary file bytes), chained
+    day_violations: beam.PCollection | None  # lists of violations days' ends brought (audits that carry state)
+
+    def later_violations(self, label: str) -> beam.PCollection | None:
+        """Window and day-end violations together, for the files of a backtest."""
+        both = [c for c in (self.windows, self.day_violations) if c is not None]
+        return _flatten(both, label) if both else None
+
+
 def judge_and_close(checked: Sequence[Checked], settings: RunSettings, *, summaries: bool = True,
                     earlier: Mapping[str, str] | None = None, resume: bool = False, only_day: str | None = None,
-                    hints: Mapping[str, str] | None = None) -> tuple[beam.PCollection | None, beam.PCollection | None]:
-    """The shared steps after the checks: window verdicts (lists of window
-    violations, or None without window-level expectations) and, with
-    ``summaries``, the chained daily summaries as (date, file bytes)."""
+                    hints: Mapping[str, str] | None = None) -> Judged:
+    """The shared steps after the checks: window verdicts and, with
+    ``summaries``, the chained daily summaries and the violations of days' ends."""
     hints = dict(hints or {})
     windows: dict[str, beam.PCollection] = {}
     for audit in settings.audits:
@@ -79,8 +97,9 @@ def judge_and_close(checked: Sequence[Checked], settings: RunSettings, *, summar
                                | f"JudgeWindows[{audit.name}]" >> JudgeWindows(audit.quality).with_resource_hints(**hints))
     all_windows = _flatten(list(windows.values()), "AllWindowViolations") if windows else None
     if not summaries:
-        return all_windows, None
-    day_parts = [c.batches | f"SplitDayParts[{c.audit.name}]{c.branch}" >> SplitDayParts(c.audit).with_resource_hints(**(c.hints or {}))
+        return Judged(all_windows, None, None)
+    day_parts = [c.batches | f"SplitDayParts[{c.audit.name}]{c.branch}"
+                 >> SplitDayParts(c.audit, tuple(a for a in settings.audits if a.observes == c.audit.name)).with_resource_hints(**(c.hints or {}))
                  for c in checked]
     for audit in settings.audits:
         if audit.name in windows:
@@ -90,7 +109,8 @@ def judge_and_close(checked: Sequence[Checked], settings: RunSettings, *, summar
         parts = parts | f"Only{only_day}" >> beam.Filter(lambda day_part: day_part[0] == only_day)
     closed = parts | "CloseDays" >> CloseDays(settings.audits, settings.rules_identity(), settings.allowed_lateness_seconds,
                                               earlier, resume=resume).with_resource_hints(**hints)
-    return all_windows, closed
+    carried = any(audit.carries_state for audit in settings.audits)
+    return Judged(all_windows, closed.summaries, closed[DAY_VIOLATIONS] if carried else None)
 
 
 def _flatten(collections: list[beam.PCollection], label: str) -> beam.PCollection:
@@ -128,12 +148,14 @@ def build_kafka_audit(pipeline: beam.Pipeline, kafka: KafkaConfig, sources: Sequ
     # The steps after the branches meet are light: they share the first
     # branch's worker process (the default environment).
     first = worker_hints(0, worker_processes)
-    windows, summaries = judge_and_close(checked, settings, summaries=bool(summary_topic or summaries_dir),
-                                         earlier=earlier_summaries, resume=True, hints=first)
-    if windows is not None:
-        windows | "PublishWindowViolations" >> PublishWindowViolations(kafka, outputs).with_resource_hints(**first)
-    if summaries is not None:
-        summaries | "PublishSummaries" >> PublishSummaries(kafka, summary_topic, summaries_dir).with_resource_hints(**first)
+    judged = judge_and_close(checked, settings, summaries=bool(summary_topic or summaries_dir),
+                             earlier=earlier_summaries, resume=True, hints=first)
+    if judged.windows is not None:
+        judged.windows | "PublishWindowViolations" >> PublishWindowViolations(kafka, outputs).with_resource_hints(**first)
+    if judged.day_violations is not None:
+        judged.day_violations | "PublishDayViolations" >> PublishWindowViolations(kafka, outputs).with_resource_hints(**first)
+    if judged.summaries is not None:
+        judged.summaries | "PublishSummaries" >> PublishSummaries(kafka, summary_topic, summaries_dir).with_resource_hints(**first)
     return published
 
 
@@ -146,11 +168,12 @@ def build_file_audit(pipeline: beam.Pipeline, sources: Sequence[tuple[Audit, str
     for audit, path in sources:
         batches = pipeline | f"{audit.steps.read}FromFile" >> ReadEventFile(path)
         checked.append(check_records(batches, audit, settings.pseudonym_key))
-    windows, summaries = judge_and_close(checked, settings, earlier=earlier_summaries)
+    judged = judge_and_close(checked, settings, earlier=earlier_summaries)
     audited = _flatten([c.batches for c in checked], "AllChecked")
-    files = {"audited": audited} if windows is None else {"audited": audited, "windows": windows}
+    later = judged.later_violations("WindowAndDayViolations")
+    files = {"audited": audited} if later is None else {"audited": audited, "windows": later}
     files | "WriteAuditFiles" >> WriteAuditFiles(out_dir)
-    summaries | "WriteSummaries" >> WriteSummaries(f"{out_dir}/summaries")
+    judged.summaries | "WriteSummaries" >> WriteSummaries(f"{out_dir}/summaries")
 
 
 def build_day_summary(pipeline: beam.Pipeline, kafka: KafkaConfig, sources: Sequence[tuple[Audit, Sequence[PartitionSpec]]],
@@ -162,5 +185,5 @@ def build_day_summary(pipeline: beam.Pipeline, kafka: KafkaConfig, sources: Sequ
     for audit, partitions in sources:
         batches = pipeline | audit.steps.read >> ReadFromKafkaPartitions(kafka, partitions)
         checked.append(check_records(batches, audit, settings.pseudonym_key))
-    _, summaries = judge_and_close(checked, settings, earlier=earlier_summaries, only_day=day)
-    summaries | "WriteSummary" >> WriteSummaries(folder)
+    judged = judge_and_close(checked, settings, earlier=earlier_summaries, only_day=day)
+    judged.summaries | "WriteSummary" >> WriteSummaries(folder)

@@ -25,6 +25,10 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     backtest.add_argument("--moderation-decisions", metavar="FILE",
                           help="audit moderation decisions from this file (same formats), with the app events in the same "
                                "run and summaries, or alone")
+    backtest.add_argument("--lifecycle", metavar="FILE",
+                          help="audit the migration from this file of lifecycle records (dataset lifecycle changes, store "
+                               "snapshots, deletion requests and receipts; same formats), its store inventory kept from "
+                               "the app events of --events")
     backtest.add_argument("--out", required=True, help="output directory")
     add_audit_options(backtest)
     backtest.set_defaults(func=execute)
@@ -39,16 +43,17 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.pipeline import build_file_audit
     from pipelines.trail.folder import summary_days
 
-    if not args.events and not args.moderation_decisions:
-        print("flowaudit backtest: give --events FILE, --moderation-decisions FILE, or both", file=sys.stderr)
+    if not args.events and not args.moderation_decisions and not args.lifecycle:
+        print("flowaudit backtest: give --events FILE, --moderation-decisions FILE, --lifecycle FILE, or several", file=sys.stderr)
         return 2
-    files = [Path(name) for name in (args.events, args.moderation_decisions) if name]
+    files = [Path(name) for name in (args.events, args.moderation_decisions, args.lifecycle) if name]
     for path in files:
         problem = _unreadable(path)
         if problem:
             print(f"flowaudit backtest: {problem}", file=sys.stderr)
             return 2
-    settings = run_settings(args, allow_random_key=True, residency=bool(args.events), moderation=bool(args.moderation_decisions))
+    settings = run_settings(args, allow_random_key=True, residency=bool(args.events), moderation=bool(args.moderation_decisions),
+                            migration=bool(args.lifecycle))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     # The in-process engine: a file replay is bounded and needs no binary.

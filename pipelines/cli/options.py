@@ -31,6 +31,9 @@ def add_audit_options(parser: argparse.ArgumentParser) -> None:
                         help="a server with no event for this long is reported silent in the daily summary (default 30)")
     parser.add_argument("--moderation-policy", help="moderation policy YAML, with its registry of reviewed models "
                         "(default: the shipped US moderation policy); used when moderation decisions are audited")
+    parser.add_argument("--migration-policy", help="migration policy YAML: whose data, which stores are approved, the "
+                        "rules' severities and the drift tolerance (default: the shipped US migration policy); used when "
+                        "lifecycle records are audited")
     parser.add_argument("--moderation-expectations", help="Great Expectations suite JSON for moderation decisions "
                         "(default: the shipped one; --no-expectations leaves it out too)")
 
@@ -97,9 +100,11 @@ def kafka_config(args: argparse.Namespace, client_id: str = "flowaudit"):
     return config
 
 
-def run_settings(args: argparse.Namespace, *, allow_random_key: bool, moderation: bool = False, residency: bool = True) -> RunSettings:
+def run_settings(args: argparse.Namespace, *, allow_random_key: bool, moderation: bool = False, residency: bool = True,
+                 migration: bool = False) -> RunSettings:
     """The audits a run needs: residency when app events are read (always, but for
-    a backtest of decisions alone), moderation when its decisions are read."""
+    a backtest of decisions alone), moderation when its decisions are read,
+    migration when lifecycle records are (its inventory follows the app events)."""
     from pipelines.audits.residency.audit import ResidencyAudit
     from pipelines.audits.residency.events import DecoderConfig, event_columns
     from pipelines.audits.residency.policy import load_policy
@@ -134,7 +139,13 @@ def run_settings(args: argparse.Namespace, *, allow_random_key: bool, moderation
                                   silent_gap_minutes=args.silent_gap_minutes),)
     if moderation:
         audits += (moderation_audit(args, lateness),)
-    return RunSettings(audits=audits, pseudonym_key=key_from_environment(allow_random=allow_random_key),
+    key = key_from_environment(allow_random=allow_random_key)
+    if migration:
+        from pipelines.audits.migration.audit import MigrationAudit
+        from pipelines.audits.migration.policy import load_migration_policy
+
+        audits += (MigrationAudit(policy=load_migration_policy(args.migration_policy), pseudonym_key=key),)
+    return RunSettings(audits=audits, pseudonym_key=key,
                        allowed_lateness_seconds=lateness)
 
 

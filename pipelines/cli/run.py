@@ -30,6 +30,9 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     run.add_argument("--moderation-topic", action="append", default=None,
                      help="topic of moderation decisions (repeatable): audited in the same pipeline, its violations, "
                           "dead letters and summaries with the app events'")
+    run.add_argument("--lifecycle-topic", action="append", default=None,
+                     help="topic of lifecycle records (repeatable): the migration audit, whose store inventory follows "
+                          "the app events; needs --summary-topic or --summaries-dir (its rules judge each day's end)")
     run.add_argument("--violations-topic", default="flowaudit.violations")
     run.add_argument("--dead-letters-topic", default="flowaudit.dead-letters")
     run.add_argument("--group", default="flowaudit", help="consumer group whose offsets are committed")
@@ -70,13 +73,16 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     _check_run_options(args)
     moderation_topics = args.moderation_topic or []
-    settings = run_settings(args, allow_random_key=False, moderation=bool(moderation_topics))
+    lifecycle_topics = args.lifecycle_topic or []
+    settings = run_settings(args, allow_random_key=False, moderation=bool(moderation_topics), migration=bool(lifecycle_topics))
     kafka = kafka_config(args)
     bounded = args.bounded or args.max_records is not None
-    sources = [(audit, plan_partitions(kafka, topics, args.group, start=args.start, bounded=bounded, max_records=args.max_records))
-               for audit, topics in zip(settings.audits, (args.events_topic, moderation_topics), strict=False)]
+    topics_of = {"residency": args.events_topic, "moderation": moderation_topics, "migration": lifecycle_topics}
+    sources = [(audit, plan_partitions(kafka, topics_of[audit.name], args.group, start=args.start, bounded=bounded,
+                                       max_records=args.max_records))
+               for audit in settings.audits]
     partitions = [spec for _, specs in sources for spec in specs]
-    read_topics = [*args.events_topic, *moderation_topics]
+    read_topics = [*args.events_topic, *moderation_topics, *lifecycle_topics]
     require_topics(kafka, {"--violations-topic": args.violations_topic, "--dead-letters-topic": args.dead_letters_topic,
                            "--summary-topic": args.summary_topic})
     options = pipeline_options(beam_args, streaming=not bounded)
@@ -127,6 +133,8 @@ def _check_run_options(args: argparse.Namespace) -> None:
         ("--allowed-lateness", args.allowed_lateness, args.allowed_lateness >= 0, "0 or more seconds"),
         ("--silent-gap-minutes", args.silent_gap_minutes, args.silent_gap_minutes >= 1, "at least 1"),
     ) if not ok]
+    if args.lifecycle_topic and not (args.summary_topic or args.summaries_dir):
+        problems.append("--lifecycle-topic needs --summary-topic or --summaries-dir: the migration rules judge each day's end")
     if problems:
         raise InputError("refused options: " + "; ".join(problems))
 

@@ -73,6 +73,10 @@ class DaySection(ABC):
     @abstractmethod
     def add_records(self, records: Sequence[Mapping[str, Any]], day_start_ms: int) -> None: ...
 
+    def add_observed(self, changes: Any, day_start_ms: int) -> None:
+        """What the audit keeps of another audit's records (``Audit.observe``)."""
+        raise NotImplementedError(f"{type(self).__name__} observes no other audit's records")
+
     @abstractmethod
     def merge(self, other: DaySection) -> None: ...
 
@@ -94,11 +98,38 @@ class Audit(ABC):
     # Record fields whose values appear in outputs only as keyed pseudonyms.
     personal_fields: ClassVar[tuple[str, ...]]
     quality: QualitySettings | None
+    # Another audit whose checked records this one also follows (by name), from
+    # their day parts: the migration audit's inventory follows the residency
+    # audit's tagged app events. Its ``observe`` turns them into what its day
+    # section keeps (``DaySection.add_observed``).
+    observes: ClassVar[str | None] = None
+    # Whether the audit carries state from one closed day to the next
+    # (``opening_state``, ``close_day``): then days are closed for it in date
+    # order, and the findings of a day's end join that day's violations.
+    carries_state: ClassVar[bool] = False
 
     def prepare(self) -> None:
         """Build on a worker what the audit's steps need before the first
         batch (lookup tables); the steps' setup calls it."""
         return None
+
+    def record_id(self, record: Mapping[str, Any]) -> str:
+        """What names a record in summaries' lists of late records."""
+        return record[self.id_field]
+
+    def observe(self, records: Sequence[Mapping[str, Any]]) -> Any:
+        """What a day section keeps of the observed audit's records (see ``observes``)."""
+        raise NotImplementedError(f"the {self.name} audit observes no other audit")
+
+    def opening_state(self) -> Any:
+        """The state an audit that ``carries_state`` starts from (before its first day)."""
+        raise NotImplementedError(f"the {self.name} audit carries no state")
+
+    def close_day(self, day: str, section: DaySection, state: Any) -> list[dict[str, Any]]:
+        """Fold a closed day (its whole section) into ``state``, in place, and
+        give the violations its end brings; the section learns what its
+        summary needs. Called once per day, in date order."""
+        raise NotImplementedError(f"the {self.name} audit carries no state")
 
     @abstractmethod
     def event_time_ms(self, message: RawMessage) -> int | None:

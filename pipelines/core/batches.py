@@ -7,6 +7,7 @@ audit's own (parsing, tags, rules) is its bundle's: ``core.audit.Audit``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from pipelines.core.audit import Audit
@@ -70,8 +71,9 @@ def _by_day(items, day_of_item) -> dict[str, list]:
     return groups
 
 
-def day_parts(batch: AuditedBatch, audit: Audit) -> dict[str, DayPart]:
-    """The batch's share of each UTC day's summary (by event time)."""
+def day_parts(batch: AuditedBatch, audit: Audit, observers: Sequence[Audit] = ()) -> dict[str, DayPart]:
+    """The batch's share of each UTC day's summary (by event time); the audits
+    that follow ``audit``'s records (``observers``) take their share of them too."""
     days: dict[str, DayPart] = {}
 
     def day(name: str) -> DayPart:
@@ -79,6 +81,8 @@ def day_parts(batch: AuditedBatch, audit: Audit) -> dict[str, DayPart]:
 
     for name, events in _by_day(batch.events, lambda e: day_of(e["event_time_ms"])).items():
         day(name).add_records(audit, events)
+        for observer in observers:
+            day(name).add_observed(observer, events)
     for name, violations in _by_day(batch.violations, lambda v: day_of(v["event_time_ms"])).items():
         day(name).add_violations(audit.name, violations)
     for name, letters in _by_day(batch.dead_letters, lambda d: dead_letter_day(d) or UNDATED).items():

@@ -9,7 +9,7 @@ section from its ``DaySection``."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -88,20 +88,28 @@ class DayPart:
     windows: dict[str, set[int]] = field(default_factory=dict)  # audit name -> quality windows (start ms) with records
     event_ids: set[str] = field(default_factory=set, repr=False)  # a sample, kept to list late events
 
+    def section_of(self, audit: Audit) -> DaySection:
+        section = self.sections.get(audit.name)
+        if section is None:
+            section = self.sections[audit.name] = audit.day_section()
+        return section
+
     def add_records(self, audit: Audit, records: Sequence[Mapping[str, Any]]) -> None:
         for record in records:
             if len(self.event_ids) >= LATE_IDS_PER_PART:
                 break
-            self.event_ids.add(record[audit.id_field])
+            self.event_ids.add(audit.record_id(record))
         self.events += len(records)
         self.records[audit.name] += len(records)
-        section = self.sections.get(audit.name)
-        if section is None:
-            section = self.sections[audit.name] = audit.day_section()
-        section.add_records(records, day_start_ms(self.day))
+        self.section_of(audit).add_records(records, day_start_ms(self.day))
         if audit.quality is not None:
             window_ms = audit.quality.window_ms
             self.windows.setdefault(audit.name, set()).update(r["event_time_ms"] - r["event_time_ms"] % window_ms for r in records)
+
+    def add_observed(self, observer: Audit, records: Sequence[Mapping[str, Any]]) -> None:
+        """Another audit's records, as ``observer`` follows them (``Audit.observes``):
+        they count as that audit's records, not the observer's."""
+        self.section_of(observer).add_observed(observer.observe(records), day_start_ms(self.day))
 
     def add_violations(self, audit_name: str, violations: Iterable[Mapping[str, Any]]) -> None:
         day_start = day_start_ms(self.day)
@@ -137,29 +145,40 @@ class DayPart:
         for letter in letters:
             self.dead_letters[letter["error_kind"]] += 1
 
-    def add_late(self, other: DayPart) -> None:
-        """Record ``other`` (a part of an already summarised day) as late."""
+    def add_late(self, other: DayPart, carried: Collection[str] = ()) -> None:
+        """Record ``other`` (a part of an already summarised day) as late. The
+        sections of audits that carry state from day to day (``carried``) are
+        kept whole: the next closed day folds them in (a late write still
+        rests somewhere)."""
         self.late_events[other.day] += other.events
         self.late_event_ids = sorted(set(self.late_event_ids) | set(other.event_ids))[:LATE_IDS_LISTED]
         self.late_violation_ids |= set(other.violations)
+        self._merge_sections({name: section for name, section in other.sections.items() if name in carried})
 
-    def take_late(self, holder: DayPart) -> None:
-        """Adopt the late events ``holder`` collected since the last summary."""
+    def _take_late_counts(self, holder: DayPart) -> None:
         self.late_events.update(holder.late_events)
         self.late_event_ids = sorted(set(self.late_event_ids) | set(holder.late_event_ids))[:LATE_IDS_LISTED]
         self.late_violation_ids |= holder.late_violation_ids
 
-    def merge(self, other: DayPart) -> DayPart:
-        assert other.day == self.day, (self.day, other.day)
-        self.events += other.events
-        self.take_late(other)
-        self.records.update(other.records)
-        for name, section in other.sections.items():
+    def take_late(self, holder: DayPart) -> None:
+        """Adopt the late events ``holder`` collected since the last summary."""
+        self._take_late_counts(holder)
+        self._merge_sections(holder.sections)
+
+    def _merge_sections(self, sections: Mapping[str, DaySection]) -> None:
+        for name, section in sections.items():
             mine = self.sections.get(name)
             if mine is None:
                 self.sections[name] = section
             else:
                 mine.merge(section)
+
+    def merge(self, other: DayPart) -> DayPart:
+        assert other.day == self.day, (self.day, other.day)
+        self.events += other.events
+        self._take_late_counts(other)
+        self.records.update(other.records)
+        self._merge_sections(other.sections)
         for violation_id, revision in other.revisions.items():
             self._revise(violation_id, revision, other.violations.get(violation_id))
         for violation_id, details in other.violations.items():

@@ -21,18 +21,21 @@ from pipelines.core.days import DAY_MS, DayPart, day_of, day_start_ms
 from pipelines.core.records import AuditedBatch
 from pipelines.trail.chain import chain
 
-__all__ = ["SplitDayParts", "WindowViolationDays", "CloseDays", "day_end_ms"]
+__all__ = ["SplitDayParts", "WindowViolationDays", "CloseDays", "DAY_VIOLATIONS", "day_end_ms"]
+
+DAY_VIOLATIONS = "day_violations"  # CloseDays' second output: lists of the violations days' ends brought
 
 
 class _DayPartsFn(beam.DoFn):
-    def __init__(self, audit: Audit):
+    def __init__(self, audit: Audit, observers: tuple[Audit, ...]):
         self._audit = audit
+        self._observers = observers
 
     def setup(self) -> None:
         self._undated = Metrics.counter("flowaudit", "dead_letters_undated")
 
     def process(self, batch: AuditedBatch):
-        for day, part in day_parts(batch, self._audit).items():
+        for day, part in day_parts(batch, self._audit, self._observers).items():
             if day == UNDATED:
                 self._undated.inc(sum(part.dead_letters.values()))
                 continue
@@ -40,14 +43,16 @@ class _DayPartsFn(beam.DoFn):
 
 
 class SplitDayParts(beam.PTransform):
-    """Audited batches -> (day, DayPart): each batch's share of every UTC day it touches."""
+    """Audited batches -> (day, DayPart): each batch's share of every UTC day
+    it touches, with the share of the audits that follow its records."""
 
-    def __init__(self, audit: Audit):
+    def __init__(self, audit: Audit, observers: tuple[Audit, ...] = ()):
         super().__init__()
         self._audit = audit
+        self._observers = observers
 
     def expand(self, batches):
-        return batches | "DayParts" >> beam.ParDo(_DayPartsFn(self._audit))
+        return batches | "DayParts" >> beam.ParDo(_DayPartsFn(self._audit, self._observers))
 
 
 def _window_violation_parts(violations: list[dict], audit_name: str) -> list[tuple[str, DayPart]]:
@@ -95,15 +100,24 @@ class _CloseDaysFn(beam.DoFn):
     Resuming a stream (``resume``), days up to the newest of them are
     summarised already, and the first day closed chains to it; otherwise
     (a replay of past days) each day is summarised anew, the first chained
-    to the newest earlier summary."""
+    to the newest earlier summary.
+
+    Audits that carry state from day to day (``Audit.carries_state``) keep it
+    here, beside the chain, and close each day in date order: the violations
+    a day's end brings join that day's summary and root, and leave on the
+    ``DAY_VIOLATIONS`` output to be published like the others. The state is
+    read and written only when days close, never per part."""
 
     PARTS = BagStateSpec("parts", PickleCoder())
     CHAIN = ReadModifyWriteStateSpec("chain", PickleCoder())
+    CARRIED = ReadModifyWriteStateSpec("carried", PickleCoder())
     CLOSE = TimerSpec("close", TimeDomain.WATERMARK)
 
     def __init__(self, lateness_ms: int, audits: tuple[Audit, ...], rules: dict, earlier: Mapping[str, str], resume: bool):
         self._lateness_ms = lateness_ms
         self._audits = audits
+        self._carriers = tuple(audit for audit in audits if audit.carries_state)
+        self._carried_names = frozenset(audit.name for audit in self._carriers)
         self._rules = rules
         self._earlier = dict(earlier)
         self._resume = resume
@@ -113,6 +127,7 @@ class _CloseDaysFn(beam.DoFn):
         # A window's verdict reaches its day with violations and no events.
         self._late_violations = Metrics.counter("flowaudit", "late_violations")
         self._days = Metrics.counter("flowaudit", "days_summarised")
+        self._brought = Metrics.counter("flowaudit", "violations")  # of days' ends; the checks count the others
 
     def _state(self, chain_state) -> _ChainState:
         state = chain_state.read()
@@ -135,7 +150,7 @@ class _CloseDaysFn(beam.DoFn):
         state = self._state(chain_state)
         if state.last_day is not None and day <= state.last_day:
             state.late = state.late or DayPart("late")
-            state.late.add_late(part)
+            state.late.add_late(part, self._carried_names)
             self._late.inc(part.events)
             self._late_violations.inc(len(part.violations))
         else:
@@ -147,8 +162,10 @@ class _CloseDaysFn(beam.DoFn):
 
     @on_timer(CLOSE)
     def close_days(self, fired=beam.DoFn.TimestampParam, parts=beam.DoFn.StateParam(PARTS),
-                   chain_state=beam.DoFn.StateParam(CHAIN), close=beam.DoFn.TimerParam(CLOSE)):
+                   chain_state=beam.DoFn.StateParam(CHAIN), carried_state=beam.DoFn.StateParam(CARRIED),
+                   close=beam.DoFn.TimerParam(CLOSE)):
         state = self._state(chain_state)
+        carried = (carried_state.read() or {audit.name: audit.opening_state() for audit in self._carriers}) if self._carriers else {}
         fired_ms = fired.micros // 1000
         due = sorted(d for d in state.pending if day_end_ms(d) + self._lateness_ms <= fired_ms)
         merged: dict[str, DayPart] = {}
@@ -166,6 +183,12 @@ class _CloseDaysFn(beam.DoFn):
             if state.late is not None:
                 whole.take_late(state.late)
                 state.late = None
+            for audit in self._carriers:
+                brought = audit.close_day(day, whole.section_of(audit), carried[audit.name])
+                whole.add_violations(audit.name, brought)
+                if brought:
+                    self._brought.inc(len(brought))
+                    yield beam.pvalue.TaggedOutput(DAY_VIOLATIONS, brought)
             document = whole.finish(self._audits, self._rules)
             data = chain([document], self._previous(state, day))[0]
             state.last_day, state.last_sha256 = day, hashlib.sha256(data).hexdigest()
@@ -173,6 +196,8 @@ class _CloseDaysFn(beam.DoFn):
             self._days.inc()
             yield day, data
         chain_state.write(state)
+        if self._carriers:
+            carried_state.write(carried)
         if state.pending:
             close.set(Timestamp(micros=(day_end_ms(min(state.pending)) + self._lateness_ms) * 1000))
 
@@ -180,8 +205,9 @@ class _CloseDaysFn(beam.DoFn):
 class CloseDays(beam.PTransform):
     """(day, DayPart) -> (date, summary file bytes), in date order, each
     emitted once the watermark passes the end of its day plus the allowed
-    lateness. All days go through one key so the chain is sequential; what
-    crosses into it is one small part per batch and day."""
+    lateness; the ``DAY_VIOLATIONS`` output has the lists of violations the
+    days' ends brought. All days go through one key so the chain is
+    sequential; what crosses into it is one small part per batch and day."""
 
     def __init__(self, audits: tuple[Audit, ...], rules: dict, lateness_seconds: int,
                  earlier: Mapping[str, str] | None = None, *, resume: bool = False):
@@ -192,5 +218,5 @@ class CloseDays(beam.PTransform):
         return (
             parts
             | "OneChain" >> beam.Map(lambda day_part: ("summaries", day_part))
-            | "CloseDays" >> beam.ParDo(self._fn)
+            | "CloseDays" >> beam.ParDo(self._fn).with_outputs(DAY_VIOLATIONS, main="summaries")
         )

@@ -33,10 +33,11 @@ def _flow_heatmap(document: Mapping[str, Any]) -> str:
         name = f"{f['provider']}/{f['region']}"
         if name in destinations:
             grid[origins.index(f["origin"])][destinations.index(name)] += f["events"]
-    pyplot, (figure, axes) = drawing.figure(min(11, 2 + 0.42 * len(destinations)), 1.2 + 0.32 * len(origins))
+    pyplot, (figure, axes) = drawing.figure(min(11, 2 + 0.42 * len(destinations)), 2.4 + 0.32 * len(origins))
     from matplotlib.colors import LogNorm
     from numpy import ma
 
+    # The height leaves room for the slanted destination names however few origins there are (one row collapsed the axes).
     # Log colours: one US row would otherwise wash out every other origin.
     image = axes.imshow(ma.masked_equal(grid, 0), cmap="Blues", aspect="auto", norm=LogNorm(vmin=1))
     axes.set_xticks(range(len(destinations)), [drawing.short(d, 28) for d in destinations], rotation=60, ha="right")
