@@ -113,4 +113,4 @@ def test_backtest_of_moderation_decisions_alone(tmp_path):
 
 def test_backtest_needs_a_file(tmp_path, capsys):
     assert main(["backtest", "--out", str(tmp_path / "out")]) == 2
-    assert "give --events FILE, --moderation-decisions FILE, or both" in capsys.readouterr().err
+    assert "give --events FILE, --moderation-decisions FILE, --lifecycle FILE, or several" in capsys.readouterr().err

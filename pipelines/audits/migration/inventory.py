@@ -160,8 +160,14 @@ class Cell:
     def holds_data(self) -> bool:
         return self.records > 0
 
+    def subject_count(self) -> int:
+        """Distinct subjects: exact, or the sketch's estimate capped by the
+        records (every subject left has one at least), since a sketch never
+        forgets the subjects whose records were deleted."""
+        return self.subjects.count() if self.subjects.is_exact else min(self.subjects.count(), self.records)
+
     def snapshot(self) -> dict[str, Any]:
-        return {"records": self.records, "bytes": self.bytes, "subjects": self.subjects.count(),
+        return {"records": self.records, "bytes": self.bytes, "subjects": self.subject_count(),
                 "subjects_exact": self.subjects.is_exact, "approximate": self.approximate,
                 "first_seen_ms": self.first_seen_ms, "last_write_ms": self.last_write_ms, "last_delete_ms": self.last_delete_ms}
 

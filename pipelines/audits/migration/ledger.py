@@ -260,7 +260,7 @@ class MigrationLedger:
             held["categories"].append(key.category)
             held["records"] += cell.records
             held["bytes"] += cell.bytes
-            held["subjects"] = max(held["subjects"], cell.subjects.count())  # categories share subjects: the largest is a lower bound
+            held["subjects"] = max(held["subjects"], cell.subject_count())  # categories share subjects: the largest is a lower bound
             held["subjects_exact"] = held["subjects_exact"] and cell.subjects.is_exact
             if cell.first_seen_ms is not None:
                 held["since_ms"] = cell.first_seen_ms if held["since_ms"] is None else min(held["since_ms"], cell.first_seen_ms)

@@ -45,7 +45,7 @@ def _closing_ms(day: str) -> int:
 def _close(stream: test_stream.TestStream, check, earlier=None, resume=False) -> None:
     with test_pipeline.TestPipeline(options=PipelineOptions(streaming=True)) as pipeline:
         summaries = (pipeline | stream
-                     | CloseDays((AUDIT,), {"policy": "test"}, LATENESS_S, earlier, resume=resume))
+                     | CloseDays((AUDIT,), {"policy": "test"}, LATENESS_S, earlier, resume=resume)).summaries
         assert_that(summaries, check)
 
 

@@ -125,3 +125,23 @@ def test_ops_at_the_same_moment_sort_whatever_they_carry():
     assert len(orders) == 1
     cell = fold(same).cells[LEGACY_CELL]
     assert cell.records == 0  # writes land before a deletion of the same millisecond
+
+
+def test_past_the_bound_subjects_never_exceed_the_records_left():
+    """A sketch cannot forget the subjects whose records were deleted: the
+    count it gives is capped by the records left, one each at least."""
+    many = EXACT_SUBJECTS * 2
+    ops = [event("store", f"u{i}", i) for i in range(many)] + [event("delete", f"u{i}", 10**6 + i) for i in range(many - 100)]
+    cell = fold(ops).cells[LEGACY_CELL]
+    assert cell.records == 100 and cell.subject_count() == 100 and cell.subjects.count() > 400
+
+
+def test_an_op_log_keeps_every_op_in_32_bytes():
+    from pipelines.audits.migration.inventory import OpLog, inventory_ops
+
+    ops = inventory_ops([event("store", f"u{i}", i) for i in range(1000)] + [event("delete", "u3", 5000)], fingerprint)
+    log = OpLog(ops[:600])
+    log.merge(OpLog(ops[600:]))
+    restored = pickle.loads(pickle.dumps(log))
+    assert sorted(restored) == sorted(ops) and len(restored) == len(ops)
+    assert len(pickle.dumps(log)) < 40 * len(ops)
