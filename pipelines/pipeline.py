@@ -32,6 +32,7 @@ from typing import NamedTuple
 import apache_beam as beam
 
 from pipelines.core.audit import Audit, RunSettings
+from pipelines.core.checkpoint import Resume
 from pipelines.files.steps import ReadEventFile, WriteAuditFiles, WriteSummaries
 from pipelines.kafka.admin import KafkaConfig, PartitionSpec
 from pipelines.kafka.publish import OutputTopics, PublishAndCommit, PublishSummaries, PublishWindowViolations
@@ -39,7 +40,7 @@ from pipelines.kafka.reader import ReaderSettings, ReadFromKafkaPartitions
 from pipelines.runtime.runners import worker_hints
 from pipelines.steps.audit import CheckQuality, CheckRules, ParseRecords, TagRecords
 from pipelines.steps.coders import register_batch_coders
-from pipelines.steps.days import DAY_VIOLATIONS, CloseDays, SplitDayParts, WindowViolationDays
+from pipelines.steps.days import DAY_VIOLATIONS, STATE_WRITES, CloseDays, SplitDayParts, WindowViolationDays
 from pipelines.steps.windows import JudgeWindows, SplitWindowParts
 
 __all__ = ["Checked", "Judged", "check_records", "judge_and_close", "build_kafka_audit", "build_file_audit", "build_day_summary"]
@@ -74,6 +75,7 @@ class Judged(NamedTuple):
     windows: beam.PCollection | None  # lists of window violations
     summaries: beam.PCollection | None  # (date, summary file bytes), chained
     day_violations: beam.PCollection | None  # lists of violations days' ends brought (audits that carry state)
+    state_writes: beam.PCollection | None = None  # StateWrites, with checkpointing
 
     def later_violations(self, label: str) -> beam.PCollection | None:
         """Window and day-end violations together, for the files of a backtest."""
@@ -83,9 +85,11 @@ class Judged(NamedTuple):
 
 def judge_and_close(checked: Sequence[Checked], settings: RunSettings, *, summaries: bool = True,
                     earlier: Mapping[str, str] | None = None, resume: bool = False, only_day: str | None = None,
-                    hints: Mapping[str, str] | None = None) -> Judged:
+                    hints: Mapping[str, str] | None = None, checkpointing: bool = False, restored: Resume | None = None) -> Judged:
     """The shared steps after the checks: window verdicts and, with
-    ``summaries``, the chained daily summaries and the violations of days' ends."""
+    ``summaries``, the chained daily summaries and the violations of days'
+    ends; with ``checkpointing``, what each closing of days writes to the
+    state topic (``restored``: what a restarted stream read back from it)."""
     hints = dict(hints or {})
     windows: dict[str, beam.PCollection] = {}
     for audit in settings.audits:
@@ -99,18 +103,21 @@ def judge_and_close(checked: Sequence[Checked], settings: RunSettings, *, summar
     if not summaries:
         return Judged(all_windows, None, None)
     day_parts = [c.batches | f"SplitDayParts[{c.audit.name}]{c.branch}"
-                 >> SplitDayParts(c.audit, tuple(a for a in settings.audits if a.observes == c.audit.name)).with_resource_hints(**(c.hints or {}))
+                 >> SplitDayParts(c.audit, tuple(a for a in settings.audits if a.observes == c.audit.name),
+                                  restored).with_resource_hints(**(c.hints or {}))
                  for c in checked]
     for audit in settings.audits:
         if audit.name in windows:
-            day_parts.append(windows[audit.name] | f"WindowViolationDays[{audit.name}]" >> WindowViolationDays(audit))
+            day_parts.append(windows[audit.name] | f"WindowViolationDays[{audit.name}]" >> WindowViolationDays(audit, restored))
     parts = _flatten(day_parts, "AllDayParts")
     if only_day is not None:
         parts = parts | f"Only{only_day}" >> beam.Filter(lambda day_part: day_part[0] == only_day)
     closed = parts | "CloseDays" >> CloseDays(settings.audits, settings.rules_identity(), settings.allowed_lateness_seconds,
-                                              earlier, resume=resume).with_resource_hints(**hints)
+                                              earlier, resume=resume, checkpointing=checkpointing,
+                                              restored=restored).with_resource_hints(**hints)
     carried = any(audit.carries_state for audit in settings.audits)
-    return Judged(all_windows, closed.summaries, closed[DAY_VIOLATIONS] if carried else None)
+    return Judged(all_windows, closed.summaries, closed[DAY_VIOLATIONS] if carried else None,
+                  closed[STATE_WRITES] if checkpointing else None)
 
 
 def _flatten(collections: list[beam.PCollection], label: str) -> beam.PCollection:
@@ -121,13 +128,15 @@ def build_kafka_audit(pipeline: beam.Pipeline, kafka: KafkaConfig, sources: Sequ
                       outputs: OutputTopics, group: str, settings: RunSettings,
                       reader: ReaderSettings | None = None, summary_topic: str | None = None,
                       summaries_dir: str | None = None, earlier_summaries: Mapping[str, str] | None = None,
-                      worker_processes: int = 1) -> list[beam.PCollection]:
+                      worker_processes: int = 1, state_topic: str | None = None, restored: Resume | None = None) -> list[beam.PCollection]:
     """The streaming audit. With ``worker_processes`` > 1 each audit's
     partitions are dealt into that many branches, each audited end to end
     (read to commit) in an SDK worker process of its own; only the small
     window and day parts meet again, in the steps that judge windows and
     close days. ``earlier_summaries``: the summaries already written (date
-    -> SHA-256); the run resumes the chain after the newest."""
+    -> SHA-256); the run resumes the chain after the newest. ``state_topic``:
+    each closing of days is checkpointed there, with the carried state;
+    ``restored``: what it held at start (the chain resumes from it)."""
     register_batch_coders()
     reader = reader or ReaderSettings()
     checked, published = [], []
@@ -149,12 +158,16 @@ def build_kafka_audit(pipeline: beam.Pipeline, kafka: KafkaConfig, sources: Sequ
     # branch's worker process (the default environment).
     first = worker_hints(0, worker_processes)
     judged = judge_and_close(checked, settings, summaries=bool(summary_topic or summaries_dir),
-                             earlier=earlier_summaries, resume=True, hints=first)
+                             earlier=earlier_summaries, resume=True, hints=first, checkpointing=state_topic is not None,
+                             restored=restored)
     if judged.windows is not None:
         judged.windows | "PublishWindowViolations" >> PublishWindowViolations(kafka, outputs).with_resource_hints(**first)
     if judged.day_violations is not None:
         judged.day_violations | "PublishDayViolations" >> PublishWindowViolations(kafka, outputs).with_resource_hints(**first)
-    if judged.summaries is not None:
+    if judged.state_writes is not None:
+        judged.state_writes | "PublishSummaries" >> PublishSummaries(kafka, summary_topic, summaries_dir, state_topic,
+                                                                     group).with_resource_hints(**first)
+    elif judged.summaries is not None:
         judged.summaries | "PublishSummaries" >> PublishSummaries(kafka, summary_topic, summaries_dir).with_resource_hints(**first)
     return published
 

@@ -36,6 +36,9 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     bench.add_argument("--records", type=int, default=200_000, help="records to generate (default 200000)")
     bench.add_argument("--expectations", help="suite JSON (default: the shipped suite)")
     bench.add_argument("--skip-gx", action="store_true", help="measure only the project's validator")
+    bench.add_argument("--migration", action="store_true",
+                       help="the migration audit's state for --events app events over --stores stores in one day: bytes and peak RSS")
+    bench.add_argument("--stores", type=int, default=10_000, help="stores of the --migration bench (default 10000)")
     bench.set_defaults(func=execute)
 
 
@@ -44,6 +47,12 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
         from pipelines.devtools.bench.validator_speed import main_quality
 
         return main_quality(args.records, args.expectations, args.skip_gx)
+    if args.migration:
+        from pipelines.devtools.bench.migration_memory import main_migration
+
+        if args.events < 1 or args.stores < 1:
+            raise InputError("--events and --stores must be positive")
+        return main_migration(args.events, args.stores)
     from pipelines.devtools.bench.pipeline_throughput import EventsBench, main_events
 
     if args.events < 1 or args.partitions < 1 or args.rate <= 0:

@@ -47,6 +47,10 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
                      help="a caught-up partition with no record for this long is idle: its watermark then "
                           "follows the wall clock, so windows and days close when traffic stops (default 10)")
     run.add_argument("--summary-topic", help="topic for the daily summaries (Avro, key = date); off unless given")
+    run.add_argument("--state-topic", help="compacted topic where each closing of days is checkpointed (the chain's end, "
+                     "how far each partition was counted, and the migration inventory's changes, in one Kafka "
+                     "transaction); a restarted run reads it back and goes on from the last closed day, reading the open "
+                     "days again; needed with --lifecycle-topic")
     run.add_argument("--summaries-dir", help="also write summaries/DATE.json and DATE.html here; the newest file seeds the chain")
     run.add_argument("--allowed-lateness", type=int, default=3600, metavar="SECONDS",
                      help="how long after a day ends its summary waits for late events, and how long "
@@ -81,10 +85,18 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
     sources = [(audit, plan_partitions(kafka, topics_of[audit.name], args.group, start=args.start, bounded=bounded,
                                        max_records=args.max_records))
                for audit in settings.audits]
-    partitions = [spec for _, specs in sources for spec in specs]
     read_topics = [*args.events_topic, *moderation_topics, *lifecycle_topics]
     require_topics(kafka, {"--violations-topic": args.violations_topic, "--dead-letters-topic": args.dead_letters_topic,
-                           "--summary-topic": args.summary_topic})
+                           "--summary-topic": args.summary_topic, "--state-topic": args.state_topic})
+    earlier = summary_days(args.summaries_dir)
+    restored = None
+    if args.state_topic:
+        from pipelines.kafka.statestore import restore
+
+        restored = restore(kafka, args.state_topic, args.group, settings.audits)
+        if restored is not None:
+            sources, earlier = _resumed(sources, earlier, restored)
+    partitions = [spec for _, specs in sources for spec in specs]
     options = pipeline_options(beam_args, streaming=not bounded)
     workers = local_worker_processes(options, args.sdk_workers, len(partitions))
     if workers > 1:
@@ -103,8 +115,7 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
                                                                    single_process=is_single_process(options),
                                                                    drain_marker=str(drain) if drain else None),
                       summary_topic=args.summary_topic, summaries_dir=args.summaries_dir,
-                      earlier_summaries=summary_days(args.summaries_dir),
-                      worker_processes=workers)
+                      earlier_summaries=earlier, worker_processes=workers, state_topic=args.state_topic, restored=restored)
     log.info("auditing %d partitions of %s (%s, %d worker process%s)", len(partitions), ", ".join(read_topics),
               "bounded" if bounded else "streaming", workers, "" if workers == 1 else "es")
     result = pipeline.run()
@@ -135,6 +146,34 @@ def _check_run_options(args: argparse.Namespace) -> None:
     ) if not ok]
     if args.lifecycle_topic and not (args.summary_topic or args.summaries_dir):
         problems.append("--lifecycle-topic needs --summary-topic or --summaries-dir: the migration rules judge each day's end")
+    if args.lifecycle_topic and not args.state_topic:
+        problems.append("--lifecycle-topic needs --state-topic: the migration inventory must outlive this process")
+    if args.state_topic and not (args.summary_topic or args.summaries_dir):
+        problems.append("--state-topic checkpoints closed days: it needs --summary-topic or --summaries-dir")
     if problems:
         raise InputError("refused options: " + "; ".join(problems))
 
+
+
+def _resumed(sources, earlier: dict[str, str], restored):
+    """Each partition read again from where the checkpoint says the open days
+    begin (never after the committed offset), and the chain resumed from the
+    checkpoint's day: a summary written after it is written again, the same."""
+    from dataclasses import replace
+
+    from pipelines.core.checkpoint import resume_offset
+
+    checkpoint = restored.checkpoint
+    resumed = []
+    for audit, specs in sources:
+        moved = []
+        for spec in specs:
+            start = resume_offset((spec.topic, spec.partition), spec.start_offset, checkpoint)
+            if start is not None and start != spec.start_offset:
+                log.info("%s[%d]: reading again from offset %d (committed %d): the days after %s were open", spec.topic,
+                         spec.partition, start, spec.start_offset, checkpoint.day)
+            moved.append(replace(spec, start_offset=min(start, spec.start_offset) if start is not None else spec.start_offset))
+        resumed.append((audit, moved))
+    kept = {day: sha for day, sha in earlier.items() if day < checkpoint.day}
+    kept[checkpoint.day] = checkpoint.summary_sha256
+    return resumed, kept

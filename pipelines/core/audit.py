@@ -131,6 +131,15 @@ class Audit(ABC):
         summary needs. Called once per day, in date order."""
         raise NotImplementedError(f"the {self.name} audit carries no state")
 
+    def state_entries(self, state: Any) -> dict[str, bytes]:
+        """The carried state as changelog entries (key -> value), each small,
+        so a closed day writes only the entries it changed."""
+        raise NotImplementedError(f"the {self.name} audit carries no state")
+
+    def restore_state(self, entries: Mapping[str, bytes]) -> Any:
+        """The state the latest values of ``state_entries``' keys describe."""
+        raise NotImplementedError(f"the {self.name} audit carries no state")
+
     @abstractmethod
     def event_time_ms(self, message: RawMessage) -> int | None:
         """The event time of a raw message, if it can be read cheaply: the

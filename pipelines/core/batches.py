@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from pipelines.core.audit import Audit
+from pipelines.core.checkpoint import Resume
 from pipelines.core.days import DayPart, day_of, dead_letter_day
 from pipelines.core.pseudonym import Pseudonymizer
 from pipelines.core.quality.expectations import record_failures
@@ -71,20 +72,40 @@ def _by_day(items, day_of_item) -> dict[str, list]:
     return groups
 
 
-def day_parts(batch: AuditedBatch, audit: Audit, observers: Sequence[Audit] = ()) -> dict[str, DayPart]:
+def day_parts(batch: AuditedBatch, audit: Audit, observers: Sequence[Audit] = (), resume: Resume | None = None) -> dict[str, DayPart]:
     """The batch's share of each UTC day's summary (by event time); the audits
-    that follow ``audit``'s records (``observers``) take their share of them too."""
+    that follow ``audit``'s records (``observers``) take their share of them
+    too. After a restart (``resume``), what a closed summary already counted
+    is left out."""
     days: dict[str, DayPart] = {}
 
     def day(name: str) -> DayPart:
         return days.get(name) or days.setdefault(name, DayPart(name))
 
+    def counted(source: tuple[str, int, int], name: str) -> bool:
+        return resume is not None and resume.counted_before((source[0], source[1]), source[2], name)
+
     for name, events in _by_day(batch.events, lambda e: day_of(e["event_time_ms"])).items():
+        events = [e for e in events if not counted(e["_source"][:3], name)] if resume is not None else events
+        if not events:
+            continue
         day(name).add_records(audit, events)
+        day(name).note_sources(e["_source"][:3] for e in events)
         for observer in observers:
             day(name).add_observed(observer, events)
     for name, violations in _by_day(batch.violations, lambda v: day_of(v["event_time_ms"])).items():
-        day(name).add_violations(audit.name, violations)
+        if resume is not None:
+            violations = [v for v in violations if v["source"] is None or not counted(_where(v["source"]), name)]
+        if violations:
+            day(name).add_violations(audit.name, violations)
     for name, letters in _by_day(batch.dead_letters, lambda d: dead_letter_day(d) or UNDATED).items():
-        day(name).add_dead_letters(letters)
+        if resume is not None and name != UNDATED:
+            letters = [d for d in letters if not counted(_where(d["source"]), name)]
+        if letters:
+            day(name).add_dead_letters(letters)
+            day(name).note_sources(_where(d["source"]) for d in letters)
     return days
+
+
+def _where(source: dict) -> tuple[str, int, int]:
+    return source["topic"], source["partition"], source["offset"]

@@ -87,6 +87,19 @@ class DayPart:
     sections: dict[str, DaySection] = field(default_factory=dict)  # audit name -> its share
     windows: dict[str, set[int]] = field(default_factory=dict)  # audit name -> quality windows (start ms) with records
     event_ids: set[str] = field(default_factory=set, repr=False)  # a sample, kept to list late events
+    # (topic, partition) -> (lowest, highest) offset of the records and dead
+    # letters in the part: where a restarted stream must read from again.
+    sources: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict, repr=False)
+
+    def note_sources(self, sources: Iterable[tuple[str, int, int]]) -> None:
+        for topic, partition, offset in sources:
+            known = self.sources.get((topic, partition))
+            self.sources[(topic, partition)] = (offset, offset) if known is None else (min(known[0], offset), max(known[1], offset))
+
+    def _merge_sources(self, other: DayPart) -> None:
+        for where, (low, high) in other.sources.items():
+            known = self.sources.get(where)
+            self.sources[where] = (low, high) if known is None else (min(known[0], low), max(known[1], high))
 
     def section_of(self, audit: Audit) -> DaySection:
         section = self.sections.get(audit.name)
@@ -176,6 +189,7 @@ class DayPart:
     def merge(self, other: DayPart) -> DayPart:
         assert other.day == self.day, (self.day, other.day)
         self.events += other.events
+        self._merge_sources(other)
         self._take_late_counts(other)
         self.records.update(other.records)
         self._merge_sections(other.sections)

@@ -30,11 +30,14 @@ from pipelines.core.days import day_of
 from pipelines.core.violations import decode_single_object, describe_violation, revision_of
 from pipelines.devtools.generator import GeneratedMessage, Stretch, TrafficMix, generate_timeline, over_days
 from pipelines.devtools.localkafka import LocalKafka, default_broker, ensure_broker_jars, free_port, port_is_free
+from pipelines.devtools.migration_traffic import STORES as LEGACY_STORES
+from pipelines.devtools.migration_traffic import MigrationStory, generate_migration
 from pipelines.devtools.moderation_traffic import ModerationMix, generate_decisions
 from pipelines.kafka.admin import KafkaConfig, committed_offsets, create_topics, end_offsets
 from pipelines.kafka.security import KafkaSecurity
 from pipelines.resources import repo_root
 from pipelines.runtime.processes import StopRequested, session_processes, stop_on_signals, stop_process_tree
+from pipelines.trail.charts import human_bytes
 from pipelines.trail.verify import verify_directory
 
 __all__ = ["DemoPlan", "run_demo"]
@@ -60,6 +63,20 @@ class DemoPlan:
     # Moderation decisions beside the app events, on their own topic.
     decisions_per_history_day: int = 1_500
     decision_rate: float = 5.0
+
+    def migration_story(self) -> MigrationStory | None:
+        """Over the past days, four legacy stores drained to OCI US (app events
+        and lifecycle records, one of each fault); None without past days."""
+        if not self.history_days:
+            return None
+        return MigrationStory(days=self.history_days, subjects=300, app_writes_per_day=200, filled_days_before=0)
+
+    def migration(self, now: datetime) -> tuple[list[GeneratedMessage], list[GeneratedMessage]]:
+        story = self.migration_story()
+        if story is None:
+            return [], []
+        today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return generate_migration(story, start=today - timedelta(days=self.history_days))
 
     def stretches(self, now: datetime) -> list[Stretch]:
         today = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -100,6 +117,8 @@ class _Tally:
     produced: int = 0  # app events (their producer thread counts them)
     produced_by_day: Counter = field(default_factory=Counter)
     decisions: int = 0  # moderation decisions (theirs)
+    lifecycle: int = 0  # migration lifecycle records (theirs)
+    lifecycle_by_day: Counter = field(default_factory=Counter)
     decisions_by_day: Counter = field(default_factory=Counter)
     violations: int = 0
     by_severity: Counter = field(default_factory=Counter)
@@ -139,6 +158,23 @@ def _decisions(topic: str, plan: DemoPlan, now: datetime, tally: _Tally) -> _Str
 
     return _Stream(topic, plan.decisions(now, seed=int(now.timestamp()) + 7), plan.decisions_per_history_day * plan.history_days,
                    plan.decision_rate, sent)
+
+
+def _migration(topics: dict[str, str], plan: DemoPlan, now: datetime, tally: _Tally) -> list[_Stream]:
+    """The migration story: its app events join the app-events topic (all in
+    past days: sent at full speed), its lifecycle records go to their own."""
+    events, lifecycle = plan.migration(now)
+
+    def event_sent(timestamp_ms: int) -> None:
+        tally.produced += 1
+        tally.produced_by_day[day_of(timestamp_ms)] += 1
+
+    def record_sent(timestamp_ms: int) -> None:
+        tally.lifecycle += 1
+        tally.lifecycle_by_day[day_of(timestamp_ms)] += 1
+
+    return [_Stream(topics["app-events"], iter(events), len(events), 1.0, event_sent),
+            _Stream(topics["lifecycle"], iter(lifecycle), len(lifecycle), 1.0, record_sent)]
 
 
 def _produce(kafka: KafkaConfig, stream: _Stream, stop: threading.Event, failure: list[BaseException]) -> None:
@@ -250,7 +286,32 @@ def _day_closed(summaries: Path, day: str, stamped: int) -> str:
     chain = f"chained to {previous} (sha256 {document['previous_summary_sha256'][:12]}...)" if previous else "first of the chain"
     return (f"== day {day} closed: {totals['events']} records audited{decisions} + {totals['dead_letters']} dead letters "
             f"(of {stamped} messages stamped that day{moved}); {totals['violations']} violations; {chain}\n"
-            f"   report: {_relative(summaries / f'{day}.html')}")
+            + _where_data_rests(document) + f"   report: {_relative(summaries / f'{day}.html')}")
+
+
+def _where_data_rests(document: dict) -> str:
+    """The migration audit's line of a closed day, if it ran."""
+    migration = document.get("migration")
+    if migration is None:
+        return ""
+    today = migration["burn_down"][-1] if migration["burn_down"] else {"stores": 0, "records": 0, "bytes": 0, "subjects": 0}
+    overdue = ", ".join(migration["deletion_requests"]["overdue_today"]) or "none"
+    found = ", ".join(f"{rule} {count}" for rule, count in migration["violations_by_rule"].items()) or "none"
+    legacy = ", ".join(f"{name} {records}" for name, records in _legacy_records(migration).items())
+    return (f"   where US data rests: {today['stores']} stores outside the approved ones hold {today['records']} records "
+            f"({human_bytes(today['bytes'])}, ~{today['subjects']} subjects); of them the legacy stores being drained: {legacy}\n"
+            f"   deletion requests open {migration['deletion_requests']['open']}, overdue today: {overdue}; migration findings: {found}\n")
+
+
+def _legacy_records(migration: dict) -> dict[str, int]:
+    """Records left in the migration story's legacy stores (the other stores
+    outside OCI US got their copies from the traffic's residency faults)."""
+    left = {name: 0 for name, *_ in LEGACY_STORES.values()}
+    for copy in migration["residual_copies"]:
+        name = copy["store"].rsplit("/", 1)[-1].split(".")[0]
+        if name in left:
+            left[name] += copy["records"]
+    return left
 
 
 def _relative(path: Path) -> str:
@@ -312,17 +373,22 @@ def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Pa
     kafka.check_connection()
     summaries.mkdir(parents=True, exist_ok=True)
     topics = {name: f"demo-{run_id}.{name}" for name in ("app-events", "moderation-decisions", "violations", "dead-letters", "summaries")}
-    read = [topics["app-events"], topics["moderation-decisions"]]
     create_topics(kafka, list(topics.values()), partitions=PARTITIONS)
+    # Lifecycle records are few: one partition. The state topic keeps the latest value per key (compacted).
+    topics["lifecycle"], topics["state"] = f"demo-{run_id}.lifecycle", f"demo-{run_id}.state"
+    create_topics(kafka, [topics["lifecycle"]], partitions=1)
+    create_topics(kafka, [topics["state"]], partitions=1, topic_configs={"cleanup.policy": "compact"})
+    read = [topics["app-events"], topics["moderation-decisions"], topics["lifecycle"]]
     group = f"flowaudit-demo-{run_id}"
-    print(f"topics: {', '.join(topics.values())} ({PARTITIONS} partitions each)")
+    print(f"topics: {', '.join(topics.values())} ({PARTITIONS} partitions each, lifecycle and state 1; state compacted)")
     env = dict(os.environ)
     if not env.get("FLOWAUDIT_PSEUDONYM_KEY") and not env.get("FLOWAUDIT_PSEUDONYM_KEY_FILE"):
         print("pseudonyms: a random key for this run (no FLOWAUDIT_PSEUDONYM_KEY set)")
         env["FLOWAUDIT_PSEUDONYM_KEY"] = secrets.token_hex(32)
     pipeline = _Pipeline(
         ["--bootstrap-servers", bootstrap_servers, *security.cli_args(), "--events-topic", topics["app-events"],
-         "--moderation-topic", topics["moderation-decisions"], "--violations-topic", topics["violations"], "--dead-letters-topic", topics["dead-letters"], "--group", group,
+         "--moderation-topic", topics["moderation-decisions"], "--lifecycle-topic", topics["lifecycle"], "--state-topic", topics["state"],
+         "--violations-topic", topics["violations"], "--dead-letters-topic", topics["dead-letters"], "--group", group,
          "--summary-topic", topics["summaries"], "--summaries-dir", str(summaries),
          "--allowed-lateness", str(plan.allowed_lateness_s), "--watermark-lag", str(plan.watermark_lag_s), *beam_args],
         env, folder / "pipeline.log", folder / "pipeline.counts", root)
@@ -339,6 +405,10 @@ def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Pa
     print(f"moderation: {plan.decisions_per_history_day * plan.history_days} decisions over the same past days, then "
           f"{plan.live_decisions} live at {plan.decision_rate:.0f}/s (notices, trusted flaggers, own-initiative detection; "
           "manual and automated; appeals and QA samples; a share breaking each moderation rule)")
+    if plan.migration_story() is not None:
+        print("migration: over the same past days four legacy stores outside OCI US (a MySQL, an S3 bucket, a GCP export, a "
+              "backup) drained to OCI by transfers and deletions, with lifecycle records (requests, NIST SP 800-88 receipts, "
+              "snapshots, a DROP) and one of each fault: overdue, unverified, drift, orphaned copy, resurrection")
     if closing:
         print(f"days that close during the demo: {', '.join(closing)} (a day closes when the watermark passes its end "
               f"plus {plan.allowed_lateness_s} s of allowed lateness); summaries in {_relative(summaries)}")
@@ -348,7 +418,8 @@ def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Pa
     stop = threading.Event()
     failure: list[BaseException] = []
     producers = [threading.Thread(target=_produce, args=(kafka, stream, stop, failure), name=f"demo-{stream.topic}", daemon=True)
-                 for stream in (_app_events(topics["app-events"], plan, now, tally), _decisions(topics["moderation-decisions"], plan, now, tally))]
+                 for stream in (_app_events(topics["app-events"], plan, now, tally), _decisions(topics["moderation-decisions"], plan, now, tally),
+                                *_migration(topics, plan, now, tally))]
     for producer in producers:
         producer.start()
     screen = _Screen(quiet)
@@ -378,14 +449,15 @@ def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Pa
             for day in sorted(p.stem for p in summaries.glob("*.html")):
                 if day not in closed and (summaries / f"{day}.json").exists():
                     closed.append(day)
-                    print(_day_closed(summaries, day, tally.produced_by_day[day] + tally.decisions_by_day[day]), flush=True)
+                    stamped = tally.produced_by_day[day] + tally.decisions_by_day[day] + tally.lifecycle_by_day[day]
+                    print(_day_closed(summaries, day, stamped), flush=True)
             if screen.elapsed() - last_progress >= PROGRESS_EVERY_S:
                 last_progress = screen.elapsed()
                 audited = sum(v or 0 for v in committed_offsets(kafka, group, read).values())
                 dead = sum(end_offsets(kafka, [topics["dead-letters"]]).values())
                 screen.progress(tally, audited, dead, len(closed))
                 producing = any(p.is_alive() for p in producers)
-                done = not producing and audited >= tally.produced + tally.decisions
+                done = not producing and audited >= tally.produced + tally.decisions + tally.lifecycle
                 if done and caught_up_at is None:
                     caught_up_at = time.monotonic()
                 # Once every event is audited: the last violations to arrive,
@@ -446,8 +518,9 @@ def _write_closed_days(path: Path, tally: _Tally, closed: list[str]) -> None:
 def _report(outcome: str, status: int, tally: _Tally, counts: dict | None, audited: int, dead: int, closed: list[str],
             summaries: Path, folder: Path) -> int:
     print("\n== totals ==")
-    produced = tally.produced + tally.decisions
-    print(f"produced: {tally.produced} app events + {tally.decisions} moderation decisions; audited and committed: {audited}"
+    produced = tally.produced + tally.decisions + tally.lifecycle
+    lifecycle = f" + {tally.lifecycle} lifecycle records" if tally.lifecycle else ""
+    print(f"produced: {tally.produced} app events + {tally.decisions} moderation decisions{lifecycle}; audited and committed: {audited}"
           + ("" if audited == produced else f"  (NOT all audited: {produced - audited} left)"))
     if counts and "in" in counts:
         balanced = counts["in"] == counts["parsed"] + counts["dead_letters"]
@@ -464,11 +537,25 @@ def _report(outcome: str, status: int, tally: _Tally, counts: dict | None, audit
     print(f"dead letters: {dead}")
     if outcome == "finished" and audited != produced:
         status = 1
+    _burn_down(summaries, closed)
     verified = _verify(summaries, closed, tally)
     if closed and not verified and status == 0:
         status = 1
     print(f"outputs: {_relative(folder)} (summaries/, violations.jsonl of the closed days, pipeline.log)")
     return status
+
+
+def _burn_down(summaries: Path, closed: list[str]) -> None:
+    """The migration's burn-down as the newest closed summary carries it."""
+    for day in reversed(closed):
+        migration = orjson.loads((summaries / f"{day}.json").read_bytes()).get("migration")
+        if migration and migration["burn_down"]:
+            points = " -> ".join(f"{p['date'][5:]} {p['stores']} stores/{p['records']} records" for p in migration["burn_down"])
+            print(f"burn-down of US data outside approved stores: {points}")
+            legacy = " -> ".join(f"{d[5:]} {sum(_legacy_records(orjson.loads((summaries / f'{d}.json').read_bytes())['migration']).values())}"
+                                 for d in closed)
+            print(f"   records left in the four legacy stores being drained: {legacy}")
+            return
 
 
 def _verify(summaries: Path, closed: list[str], tally: _Tally) -> bool:

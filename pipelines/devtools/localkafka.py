@@ -39,7 +39,9 @@ __all__ = ["LocalKafka", "LocalSecurity", "ensure_broker_jars", "default_broker"
 
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 
-DEFAULT_TOPICS = ("app-events", "flowaudit.violations", "flowaudit.dead-letters")
+DEFAULT_TOPICS = ("app-events", "lifecycle", "flowaudit.violations", "flowaudit.dead-letters")
+# Where `run --state-topic` checkpoints closed days: compacted, one partition (one writer, read back whole).
+STATE_TOPIC = "flowaudit.state"
 
 
 def _local_dir() -> Path:
@@ -366,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if pid else 1
         elif args.command == "topics":
             create_topics(KafkaConfig(broker.bootstrap), DEFAULT_TOPICS, args.partitions)
-            print(f"topics ready: {', '.join(DEFAULT_TOPICS)} ({args.partitions} partitions)")
+            create_topics(KafkaConfig(broker.bootstrap), [STATE_TOPIC], 1, topic_configs={"cleanup.policy": "compact"})
+            print(f"topics ready: {', '.join(DEFAULT_TOPICS)} ({args.partitions} partitions), {STATE_TOPIC} (1 partition, compacted)")
     except BrokerError as exc:
         print(f"local/kafka: {exc}", file=sys.stderr)
         return 1

@@ -58,6 +58,7 @@ class MigrationStory:
     days: int = 4
     subjects: int = 600  # US users whose data the legacy stores hold at the start
     app_writes_per_day: int = 400
+    filled_days_before: int = 30  # how long before the story the legacy stores were filled (0: in its first hour)
 
 
 def _iso(moment: datetime) -> str:
@@ -100,7 +101,7 @@ def generate_migration(story: MigrationStory = MigrationStory(), *, seed: int = 
         return {"store_namespace": namespace, "store_name": name}
 
     # Before the story: every subject's data in the MySQL, the bucket and the backup; half copied on to the export.
-    seeded = start - timedelta(days=30)
+    seeded = start - timedelta(days=story.filled_days_before)
     mysql_server = (STORES["mysql"][0], STORES["mysql"][1])
     for n, user in enumerate(users):
         moment = seeded + timedelta(seconds=n * 7)
@@ -109,7 +110,7 @@ def generate_migration(story: MigrationStory = MigrationStory(), *, seed: int = 
             app_event(moment, app_server, "store", user, categories, ip, host)
         if n % 2 == 0:
             app_event(moment + timedelta(seconds=3), mysql_server, "transfer", user, ["pii.contact"], None, STORES["export"][2])
-    stamp = (start - timedelta(days=30)).isoformat()[:10]
+    stamp = seeded.isoformat()[:10]
     record("deletion_request", start + timedelta(hours=1), request_id="del-export", scope="STORE", **store_fields("export"),
            deadline=_iso(start + timedelta(days=2, hours=12)), reason="migration: no copy outside OCI US", requested_by="platform-migration")
     record("deletion_request", start + timedelta(hours=1), request_id="del-backup", scope="STORE", **store_fields("backup"),

@@ -15,6 +15,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from kafka import TopicPartition
 
+from pipelines.core.checkpoint import CHECKPOINT_KEY, StateWrite
 from pipelines.core.dead_letters import bounded_dead_letter
 from pipelines.core.records import AuditedBatch
 from pipelines.core.violations import encode_records, encode_single_object, encode_violations
@@ -202,22 +203,50 @@ class PublishWindowViolations(beam.PTransform):
 
 class _PublishSummaries(beam.DoFn):
     """Each finished day: the Avro envelope on the summary topic (key = date),
-    and DATE.json / DATE.html in a folder when one is given."""
+    and DATE.json / DATE.html in a folder when one is given.
 
-    def __init__(self, config: KafkaConfig, topic: str | None, folder: str | None):
+    With a state topic the input is ``StateWrite``s: their summaries first,
+    then, in one transaction, the carried state's changes and the
+    checkpoint. A crash in between leaves the checkpoint behind the
+    summaries, never ahead: the restarted run closes those days again, to
+    the same bytes."""
+
+    def __init__(self, config: KafkaConfig, topic: str | None, folder: str | None, state_topic: str | None = None,
+                 group: str | None = None):
         self._config = config
         self._topic = topic
         self._folder = folder
+        self._state_topic = state_topic
+        self._group = group
 
     def setup(self) -> None:
         self._producer = open_producer(self._config.client, self._config.settings(), PRODUCER_OPTIONS) if self._topic else None
+        self._store = None
+        if self._state_topic is not None:
+            from pipelines.kafka.statestore import StateStore
+
+            assert self._group is not None
+            self._store = StateStore(self._config, self._state_topic, self._group)
 
     def teardown(self) -> None:
         if getattr(self, "_producer", None) is not None:
             self._producer.close()
+        if getattr(self, "_store", None) is not None:
+            self._store.close()
 
-    def process(self, dated: tuple[str, bytes]):
-        day, data = dated
+    def process(self, item):
+        if isinstance(item, StateWrite):
+            for day, data in item.summaries:
+                self._publish(day, data)
+                yield day
+            assert self._store is not None, "state writes reach PublishSummaries only with a state topic"
+            self._store.write({**item.changes, CHECKPOINT_KEY: item.checkpoint.to_json()})
+            return
+        day, data = item
+        self._publish(day, data)
+        yield day
+
+    def _publish(self, day: str, data: bytes) -> None:
         if self._folder:
             write_summary(self._folder, day, data)
         if self._producer is not None:
@@ -227,13 +256,15 @@ class _PublishSummaries(beam.DoFn):
                 self._producer.flush(FLUSH_TIMEOUT_S)
             except DeliveryError as exc:  # a summary is never dropped quietly: failing here fails the bundle
                 raise RuntimeError(f"daily summary {day}: {exc}") from None
-        yield day
 
 
 class PublishSummaries(beam.PTransform):
-    def __init__(self, config: KafkaConfig, topic: str | None, folder: str | None):
+    """(date, summary bytes), or with ``state_topic`` StateWrites -> the dates published."""
+
+    def __init__(self, config: KafkaConfig, topic: str | None, folder: str | None, state_topic: str | None = None,
+                 group: str | None = None):
         super().__init__()
-        self._fn = _PublishSummaries(config, topic, folder)
+        self._fn = _PublishSummaries(config, topic, folder, state_topic, group)
 
     def expand(self, summaries):
         return summaries | "ProduceAndWrite" >> beam.ParDo(self._fn)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder
@@ -17,25 +18,28 @@ from apache_beam.utils.timestamp import Timestamp
 
 from pipelines.core.audit import Audit
 from pipelines.core.batches import UNDATED, day_parts
+from pipelines.core.checkpoint import Checkpoint, Resume, StateWrite, audit_key
 from pipelines.core.days import DAY_MS, DayPart, day_of, day_start_ms
 from pipelines.core.records import AuditedBatch
 from pipelines.trail.chain import chain
 
-__all__ = ["SplitDayParts", "WindowViolationDays", "CloseDays", "DAY_VIOLATIONS", "day_end_ms"]
+__all__ = ["SplitDayParts", "WindowViolationDays", "CloseDays", "DAY_VIOLATIONS", "STATE_WRITES", "day_end_ms"]
 
 DAY_VIOLATIONS = "day_violations"  # CloseDays' second output: lists of the violations days' ends brought
+STATE_WRITES = "state_writes"  # its third, with a state topic: a StateWrite per closing of days
 
 
 class _DayPartsFn(beam.DoFn):
-    def __init__(self, audit: Audit, observers: tuple[Audit, ...]):
+    def __init__(self, audit: Audit, observers: tuple[Audit, ...], restored: Resume | None):
         self._audit = audit
         self._observers = observers
+        self._restored = restored
 
     def setup(self) -> None:
         self._undated = Metrics.counter("flowaudit", "dead_letters_undated")
 
     def process(self, batch: AuditedBatch):
-        for day, part in day_parts(batch, self._audit, self._observers).items():
+        for day, part in day_parts(batch, self._audit, self._observers, self._restored).items():
             if day == UNDATED:
                 self._undated.inc(sum(part.dead_letters.values()))
                 continue
@@ -46,19 +50,24 @@ class SplitDayParts(beam.PTransform):
     """Audited batches -> (day, DayPart): each batch's share of every UTC day
     it touches, with the share of the audits that follow its records."""
 
-    def __init__(self, audit: Audit, observers: tuple[Audit, ...] = ()):
+    def __init__(self, audit: Audit, observers: tuple[Audit, ...] = (), restored: Resume | None = None):
         super().__init__()
         self._audit = audit
         self._observers = observers
+        self._restored = restored
 
     def expand(self, batches):
-        return batches | "DayParts" >> beam.ParDo(_DayPartsFn(self._audit, self._observers))
+        return batches | "DayParts" >> beam.ParDo(_DayPartsFn(self._audit, self._observers, self._restored))
 
 
-def _window_violation_parts(violations: list[dict], audit_name: str) -> list[tuple[str, DayPart]]:
+def _window_violation_parts(violations: list[dict], audit_name: str, closed_through: str | None) -> list[tuple[str, DayPart]]:
     by_day: dict[str, DayPart] = {}
     for violation in violations:
         day = day_of(violation["event_time_ms"])
+        if closed_through is not None and day <= closed_through:
+            # After a restart: a window of a closed day judged again from the
+            # records read back is not its verdict (published before), nor late.
+            continue
         by_day.setdefault(day, DayPart(day)).add_violations(audit_name, [violation])
     return list(by_day.items())
 
@@ -66,14 +75,15 @@ def _window_violation_parts(violations: list[dict], audit_name: str) -> list[tup
 class WindowViolationDays(beam.PTransform):
     """An audit's lists of window violations -> (day, DayPart) of the days they fall in."""
 
-    def __init__(self, audit: Audit):
+    def __init__(self, audit: Audit, restored: Resume | None = None):
         super().__init__()
         self._audit_name = audit.name
+        self._closed_through = restored.checkpoint.day if restored is not None else None
 
     def expand(self, windows):
         return (
             windows
-            | "DayParts" >> beam.FlatMap(_window_violation_parts, self._audit_name)
+            | "DayParts" >> beam.FlatMap(_window_violation_parts, self._audit_name, self._closed_through)
             | "Unwindowed" >> beam.WindowInto(beam.window.GlobalWindows())
         )
 
@@ -84,6 +94,26 @@ class _ChainState:
     last_day: str | None = None
     last_sha256: str | None = None
     late: DayPart | None = None
+    # (topic, partition) -> highest offset the closed summaries (and the late
+    # part waiting for the next one) account for: a checkpoint's "accounted".
+    accounted: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def account(self, part: DayPart) -> None:
+        for where, (_, high) in part.sources.items():
+            self.accounted[where] = max(high, self.accounted.get(where, high))
+
+
+@dataclass
+class _Carried:
+    """The state audits carry from day to day, and the digests of the
+    changelog entries last written for it (a closing writes only changes)."""
+
+    states: dict[str, Any]
+    digests: dict[str, bytes] = field(default_factory=dict)
+
+
+def _digest(value: bytes) -> bytes:
+    return hashlib.blake2b(value, digest_size=16).digest()
 
 
 def day_end_ms(day: str) -> int:
@@ -106,14 +136,23 @@ class _CloseDaysFn(beam.DoFn):
     here, beside the chain, and close each day in date order: the violations
     a day's end brings join that day's summary and root, and leave on the
     ``DAY_VIOLATIONS`` output to be published like the others. The state is
-    read and written only when days close, never per part."""
+    read and written only when days close, never per part.
+
+    With ``checkpointing`` (a stream with a state topic), each closing of
+    days also emits a ``StateWrite`` on ``STATE_WRITES``: the summaries, the
+    carried state's changed changelog entries and the checkpoint
+    (``core.checkpoint``). ``restored``: what a restarted stream read back
+    from that topic; its chain, accounts and carried state start here."""
 
     PARTS = BagStateSpec("parts", PickleCoder())
     CHAIN = ReadModifyWriteStateSpec("chain", PickleCoder())
     CARRIED = ReadModifyWriteStateSpec("carried", PickleCoder())
     CLOSE = TimerSpec("close", TimeDomain.WATERMARK)
 
-    def __init__(self, lateness_ms: int, audits: tuple[Audit, ...], rules: dict, earlier: Mapping[str, str], resume: bool):
+    def __init__(self, lateness_ms: int, audits: tuple[Audit, ...], rules: dict, earlier: Mapping[str, str], resume: bool,
+                 checkpointing: bool = False, restored: Resume | None = None):
+        self._checkpointing = checkpointing
+        self._restored = restored
         self._lateness_ms = lateness_ms
         self._audits = audits
         self._carriers = tuple(audit for audit in audits if audit.carries_state)
@@ -133,7 +172,11 @@ class _CloseDaysFn(beam.DoFn):
         state = chain_state.read()
         if state is None:
             state = _ChainState()
-            if self._resume and self._earlier:
+            if self._restored is not None:
+                checkpoint = self._restored.checkpoint
+                state.last_day, state.last_sha256 = checkpoint.day, checkpoint.summary_sha256
+                state.accounted = dict(checkpoint.accounted)
+            elif self._resume and self._earlier:
                 state.last_day = max(self._earlier)
                 state.last_sha256 = self._earlier[state.last_day]
         return state
@@ -151,6 +194,7 @@ class _CloseDaysFn(beam.DoFn):
         if state.last_day is not None and day <= state.last_day:
             state.late = state.late or DayPart("late")
             state.late.add_late(part, self._carried_names)
+            state.account(part)
             self._late.inc(part.events)
             self._late_violations.inc(len(part.violations))
         else:
@@ -160,12 +204,36 @@ class _CloseDaysFn(beam.DoFn):
         if state.pending:
             close.set(Timestamp(micros=(day_end_ms(min(state.pending)) + self._lateness_ms) * 1000))
 
+    def _opening(self) -> _Carried:
+        restored = self._restored
+        carried = _Carried({audit.name: (restored.carried[audit.name] if restored is not None and audit.name in restored.carried
+                                         else audit.opening_state()) for audit in self._carriers})
+        if restored is not None:
+            carried.digests = {key: _digest(value) for key, value in restored.entries.items()}
+        return carried
+
+    def _state_write(self, state: _ChainState, carried: _Carried, closed: list[tuple[str, bytes]],
+                     waiting: list[tuple[str, DayPart]]) -> StateWrite:
+        entries = {audit_key(audit.name, key): value for audit in self._carriers
+                   for key, value in audit.state_entries(carried.states[audit.name]).items()}
+        digests = {key: _digest(value) for key, value in entries.items()}
+        changes: dict[str, bytes | None] = {key: value for key, value in entries.items() if carried.digests.get(key) != digests[key]}
+        changes.update({key: None for key in carried.digests if key not in entries})
+        carried.digests = digests
+        pending_from: dict[tuple[str, int], int] = {}
+        for _, part in waiting:
+            for where, (low, _) in part.sources.items():
+                pending_from[where] = min(low, pending_from.get(where, low))
+        assert state.last_day is not None and state.last_sha256 is not None
+        checkpoint = Checkpoint(state.last_day, state.last_sha256, tuple(day for day, _ in closed), dict(state.accounted), pending_from)
+        return StateWrite(closed, changes, checkpoint)
+
     @on_timer(CLOSE)
     def close_days(self, fired=beam.DoFn.TimestampParam, parts=beam.DoFn.StateParam(PARTS),
                    chain_state=beam.DoFn.StateParam(CHAIN), carried_state=beam.DoFn.StateParam(CARRIED),
                    close=beam.DoFn.TimerParam(CLOSE)):
         state = self._state(chain_state)
-        carried = (carried_state.read() or {audit.name: audit.opening_state() for audit in self._carriers}) if self._carriers else {}
+        carried = carried_state.read() or self._opening()
         fired_ms = fired.micros // 1000
         due = sorted(d for d in state.pending if day_end_ms(d) + self._lateness_ms <= fired_ms)
         merged: dict[str, DayPart] = {}
@@ -178,13 +246,15 @@ class _CloseDaysFn(beam.DoFn):
         parts.clear()
         for item in keep:
             parts.add(item)
+        closed: list[tuple[str, bytes]] = []
         for day in due:
             whole = merged[day]
             if state.late is not None:
                 whole.take_late(state.late)
                 state.late = None
+            state.account(whole)
             for audit in self._carriers:
-                brought = audit.close_day(day, whole.section_of(audit), carried[audit.name])
+                brought = audit.close_day(day, whole.section_of(audit), carried.states[audit.name])
                 whole.add_violations(audit.name, brought)
                 if brought:
                     self._brought.inc(len(brought))
@@ -194,7 +264,10 @@ class _CloseDaysFn(beam.DoFn):
             state.last_day, state.last_sha256 = day, hashlib.sha256(data).hexdigest()
             state.pending.discard(day)
             self._days.inc()
+            closed.append((day, data))
             yield day, data
+        if self._checkpointing and closed:
+            yield beam.pvalue.TaggedOutput(STATE_WRITES, self._state_write(state, carried, closed, keep))
         chain_state.write(state)
         if self._carriers:
             carried_state.write(carried)
@@ -210,13 +283,14 @@ class CloseDays(beam.PTransform):
     sequential; what crosses into it is one small part per batch and day."""
 
     def __init__(self, audits: tuple[Audit, ...], rules: dict, lateness_seconds: int,
-                 earlier: Mapping[str, str] | None = None, *, resume: bool = False):
+                 earlier: Mapping[str, str] | None = None, *, resume: bool = False, checkpointing: bool = False,
+                 restored: Resume | None = None):
         super().__init__()
-        self._fn = _CloseDaysFn(lateness_seconds * 1000, audits, rules, earlier or {}, resume)
+        self._fn = _CloseDaysFn(lateness_seconds * 1000, audits, rules, earlier or {}, resume, checkpointing, restored)
 
     def expand(self, parts):
         return (
             parts
             | "OneChain" >> beam.Map(lambda day_part: ("summaries", day_part))
-            | "CloseDays" >> beam.ParDo(self._fn).with_outputs(DAY_VIOLATIONS, main="summaries")
+            | "CloseDays" >> beam.ParDo(self._fn).with_outputs(DAY_VIOLATIONS, STATE_WRITES, main="summaries")
         )

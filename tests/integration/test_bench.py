@@ -35,3 +35,14 @@ def test_bench_prints_floor_pipeline_ratio_rss_and_latency(kafka_bootstrap, pris
     # A second run finds the loaded topic and does not load it again.
     bench = EventsBench(events=3000, partitions=3, seed=seed, bootstrap_servers=kafka_bootstrap)
     assert _load(KafkaConfig(kafka_bootstrap), f"bench-3000-p3-s{seed}.events", bench) == 0.0
+
+
+def test_migration_bench_prints_state_sizes_and_rss(capsys):
+    assert main(["bench", "--migration", "--events", "20000", "--stores", "200"]) == 0
+    out = capsys.readouterr().out
+    figures = orjson.loads(out.strip().splitlines()[-1])
+    assert figures["inventory_ops"] == 20_000 and figures["cells"] == 400
+    assert figures["section_bytes_per_op"] < 60  # 32-byte rows plus each group's key
+    assert figures["ledger_entries"] >= figures["cells"]
+    assert set(figures["peak_rss_mb"]) == {"start", "after_feeding_the_day", "after_pickling_it", "after_closing_it", "after_its_changelog"}
+    assert "peak RSS:" in out

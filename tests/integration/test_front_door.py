@@ -189,10 +189,16 @@ def test_demo_runs_to_its_end_and_proves_the_days(kafka_bootstrap, prism_binary,
     closed = re.findall(r"== day (\S+) closed: (\d+) records audited \(of them (\d+) moderation decisions\) \+ (\d+) dead letters", out)
     assert closed and closing_at_least <= {day for day, *_ in closed} <= closing_at_most, (closing_at_least, closing_at_most, out[-3000:])
     assert re.search(r"verify: (\d+) of \1 daily summaries hold", out), out[-2000:]
-    produced = 2 * 3000 + 10 * 200 + 2 * 400 + 10 * 5
-    counts = re.search(r"produced: (\d+) app events \+ (\d+) moderation decisions; audited and committed: (\d+)\n", out)
-    assert counts and (int(counts.group(1)), int(counts.group(2))) == (2 * 3000 + 10 * 200, 2 * 400 + 10 * 5), out[-2000:]
-    assert int(counts.group(3)) == produced
+    story_events, story_records = (len(messages) for messages in plan.migration(datetime.now(UTC)))
+    produced = 2 * 3000 + 10 * 200 + story_events + 2 * 400 + 10 * 5 + story_records
+    counts = re.search(r"produced: (\d+) app events \+ (\d+) moderation decisions \+ (\d+) lifecycle records; audited and committed: (\d+)\n",
+                       out)
+    assert counts and [int(n) for n in counts.groups()[:3]] == [2 * 3000 + 10 * 200 + story_events, 2 * 400 + 10 * 5, story_records], \
+        out[-2000:]
+    assert int(counts.group(4)) == produced
+    # The migration story's days: where US data rests, and its burn-down at the end.
+    assert re.search(r"   where US data rests: \d+ stores outside the approved ones hold \d+ records", out), out[-3000:]
+    assert re.search(r"burn-down of US data outside approved stores: \d\d-\d\d \d+ stores/\d+ records", out), out[-3000:]
     read = re.search(r"the audit read (\d+) = (\d+) parsed \+ (\d+) dead letters\n", out)
     assert read and int(read.group(1)) == int(read.group(2)) + int(read.group(3)) == produced
     assert out.rstrip().endswith("demo finished")

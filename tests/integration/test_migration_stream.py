@@ -5,16 +5,25 @@ topics' dumps."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import pytest
 
 from pipelines.cli.main import main
+from pipelines.core.checkpoint import Checkpoint
 from pipelines.core.violations import decode_single_object
 from pipelines.devtools.migration_traffic import generate_migration
+from pipelines.errors import InputError
 from pipelines.kafka.admin import committed_offsets, create_topics, end_offsets, produce_messages
-from tests.helpers import consume_all, read_jsonl, run_cli
+from pipelines.kafka.statestore import read_state
+from tests.helpers import REPO, consume_all, read_jsonl, run_cli, wait_for
 from tests.integration.test_migration_backtest import EXPECTED, RESIDUAL, migration_findings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prism]
@@ -22,14 +31,16 @@ pytestmark = [pytest.mark.kafka, pytest.mark.prism]
 
 def test_the_story_streams_and_matches_backtest(kafka, topics, prism_binary, pseudonym_key, tmp_path, capsys):
     lifecycle_topic = topics["events"].replace(".events", ".lifecycle")
+    state_topic = topics["events"].replace(".events", ".state")
     create_topics(kafka, [lifecycle_topic], partitions=1)
+    create_topics(kafka, [state_topic], partitions=1, topic_configs={"cleanup.policy": "compact"})
     events, lifecycle = generate_migration()
     produce_messages(kafka, topics["events"], events)
     produce_messages(kafka, lifecycle_topic, lifecycle)
 
     stream_dir = tmp_path / "stream"
     counts = run_cli(["run", "--bootstrap-servers", kafka.bootstrap_servers, "--events-topic", topics["events"],
-                      "--lifecycle-topic", lifecycle_topic, "--violations-topic", topics["violations"],
+                      "--lifecycle-topic", lifecycle_topic, "--state-topic", state_topic, "--violations-topic", topics["violations"],
                       "--dead-letters-topic", topics["dead_letters"], "--group", "it-migration", "--bounded",
                       "--summaries-dir", str(stream_dir), f"--prism_location={prism_binary}"], capsys)
     assert counts["in"] == counts["parsed"] == len(events) + len(lifecycle)
@@ -59,3 +70,88 @@ def test_the_story_streams_and_matches_backtest(kafka, topics, prism_binary, pse
     for day in EXPECTED:
         assert (stream_dir / f"{day}.json").read_bytes() == (tmp_path / "replay" / "summaries" / f"{day}.json").read_bytes(), day
     assert main(["verify", str(stream_dir)]) == 0
+
+
+def _start(kafka, topics, lifecycle_topic: str, state_topic: str, summaries: Path, prism_binary: str, log_path: Path,
+           idle_after: str) -> subprocess.Popen:
+    """The audit streaming in a process group of its own, so kill -9 takes its SDK workers and Prism with it."""
+    log = open(log_path, "ab")
+    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "--bootstrap-servers", kafka.bootstrap_servers,
+                             "--events-topic", topics["events"], "--lifecycle-topic", lifecycle_topic, "--state-topic", state_topic,
+                             "--violations-topic", topics["violations"], "--dead-letters-topic", topics["dead_letters"],
+                             "--group", "it-migration-kill", "--summaries-dir", str(summaries), "--idle-after", idle_after,
+                             f"--prism_location={prism_binary}"], stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                            env={"FLOWAUDIT_PSEUDONYM_KEY": "k", "PATH": "/usr/bin:/bin"}, start_new_session=True)
+
+
+def _kill_all(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=30)
+
+
+def _checkpointed_day(kafka, state_topic: str) -> str | None:
+    try:
+        latest = read_state(kafka, state_topic, timeout_s=10)
+    except InputError:  # a transaction still open: not readable yet
+        return None
+    return orjson.loads(latest["checkpoint"])["day"] if "checkpoint" in latest else None
+
+
+def test_killed_mid_story_and_restarted_gives_the_uninterrupted_days(kafka, topics, prism_binary, tmp_path, capsys, monkeypatch):
+    """The story streams until two days are closed and checkpointed and the
+    third is half read; kill -9 takes the pipeline, its workers and Prism;
+    the rest of the story arrives; a new run reads the state topic back
+    (the inventory, the chain's end, where each partition's open days
+    begin) and finishes. Every day's summary is byte for byte the one the
+    backtest of the topics gives, and so are the migration violations."""
+    monkeypatch.setenv("FLOWAUDIT_PSEUDONYM_KEY", "k")
+    lifecycle_topic = topics["events"].replace(".events", ".lifecycle")
+    state_topic = topics["events"].replace(".events", ".state")
+    create_topics(kafka, [lifecycle_topic], partitions=1)
+    create_topics(kafka, [state_topic], partitions=1, topic_configs={"cleanup.policy": "compact"})
+    events, lifecycle = generate_migration()
+    events = [m._replace(key=orjson.loads(m.value)["event_id"].encode()) for m in events]  # every partition gets some
+    cut = int(datetime(2026, 11, 22, tzinfo=UTC).timestamp() * 1000)
+    produce_messages(kafka, topics["events"], [m for m in events if m.timestamp_ms < cut])
+    produce_messages(kafka, lifecycle_topic, [m for m in lifecycle if m.timestamp_ms < cut])
+
+    stream_dir, log = tmp_path / "stream", tmp_path / "run.log"
+    # The watermark follows the events' times only: 2026-11-21 stays open, its records read.
+    process = _start(kafka, topics, lifecycle_topic, state_topic, stream_dir, prism_binary, log, idle_after="3600")
+    try:
+        wait_for(lambda: _checkpointed_day(kafka, state_topic) == "2026-11-20", process, log, "2026-11-20 checkpointed", timeout=240)
+        _kill_all(process)
+        assert not (stream_dir / "2026-11-21.json").exists()
+        # Records of the open day were read and committed before the kill: they must be read again.
+        checkpoint = Checkpoint.from_json(read_state(kafka, state_topic)["checkpoint"], "state topic")
+        committed = committed_offsets(kafka, "it-migration-kill", [topics["events"]])
+        read_again = {tp.partition: committed[tp] - checkpoint.pending_from[(tp.topic, tp.partition)] for tp in committed}
+        assert all(count > 0 for count in read_again.values()), read_again
+        produce_messages(kafka, topics["events"], [m for m in events if m.timestamp_ms >= cut])
+        produce_messages(kafka, lifecycle_topic, [m for m in lifecycle if m.timestamp_ms >= cut])
+        process = _start(kafka, topics, lifecycle_topic, state_topic, stream_dir, prism_binary, log, idle_after="2")
+        wait_for(lambda: (stream_dir / "2026-11-23.json").exists(), process, log, "the last day summarised", timeout=300)
+    finally:
+        _kill_all(process)
+
+    dumps = {}
+    for name, topic in (("events", topics["events"]), ("lifecycle", lifecycle_topic)):
+        dumps[name] = tmp_path / f"{name}.kafka.jsonl"
+        assert main(["export", "--bootstrap-servers", kafka.bootstrap_servers, "--topic", topic, "--out", str(dumps[name])]) == 0
+    run_cli(["backtest", "--events", str(dumps["events"]), "--lifecycle", str(dumps["lifecycle"]), "--out", str(tmp_path / "replay")], capsys)
+    for day in EXPECTED:
+        assert (stream_dir / f"{day}.json").read_bytes() == (tmp_path / "replay" / "summaries" / f"{day}.json").read_bytes(), day
+    published = [decode_single_object(r.value, "violation") for r in consume_all(kafka, topics["violations"])]
+    replayed = read_jsonl(tmp_path / "replay" / "violations.jsonl")
+    assert {v["violation_id"] for v in published if v["kind"] == "migration"} == {v["violation_id"] for v in replayed if v["kind"] == "migration"}
+    assert {v["violation_id"] for v in published if v["kind"] == "residency"} == {v["violation_id"] for v in replayed if v["kind"] == "residency"}
+    assert main(["verify", str(stream_dir)]) == 0
+    section = orjson.loads((stream_dir / "2026-11-23.json").read_bytes())["migration"]
+    with capsys.disabled():
+        print(f"\nkilled after 2026-11-20 was checkpointed, {sum(read_again.values())} records of 2026-11-21 read and committed "
+              f"(per partition {read_again}); after the restart: burn-down "
+              f"{[(p['date'], p['stores'], p['records']) for p in section['burn_down']]}, "
+              f"{Counter(v['kind'] for v in published)} published (repeats included)")

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipelines.audits.migration.changelog import ledger_entries, ledger_from_entries
 from pipelines.audits.migration.inventory import Op, inventory_ops
 from pipelines.audits.migration.ledger import MigrationLedger
 from pipelines.audits.migration.lifecycle import LIFECYCLE_CONTRACTS, lifecycle_time_ms, parse_lifecycle
@@ -88,6 +89,13 @@ class MigrationAudit(Audit):
         # A finding dated before the day (a deadline of a day without data, a
         # late receipt) is the closing day's: it counts in its first hour.
         return [migration_violation(finding, day, self.policy, not_before_ms=start) for finding in outcome.findings]
+
+    def state_entries(self, state: Any) -> dict[str, bytes]:
+        assert isinstance(state, MigrationLedger)
+        return ledger_entries(state)
+
+    def restore_state(self, entries: Mapping[str, bytes]) -> MigrationLedger:
+        return ledger_from_entries(self.policy, entries)
 
     def evidence(self, record: Mapping[str, Any], pseudonymize: Pseudonymizer) -> dict[str, str]:
         return lifecycle_evidence(record, pseudonymize)

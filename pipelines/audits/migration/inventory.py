@@ -25,6 +25,7 @@ the same whichever partition or file line they came from.
 
 from __future__ import annotations
 
+import heapq
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -223,6 +224,23 @@ class OpLog:
             for index, subject in enumerate(subjects):
                 time_ms, kind, size = numbers[3 * index:3 * index + 3]
                 yield Op(time_ms, kind, key, size, subject, source)
+
+    def in_order(self) -> Iterator[Op]:
+        """The ops in ``Op`` order (event time first), made one at a time: each
+        group is sorted in place, then the groups are merged lazily, so no
+        list of every op is ever built (the day's close stays near the size
+        of the arrays)."""
+        for numbers, subjects in self._groups.values():
+            rows = sorted((numbers[3 * i], numbers[3 * i + 1], numbers[3 * i + 2], subjects[i]) for i in range(len(subjects)))
+            for index, (time_ms, kind, size, subject) in enumerate(rows):
+                numbers[3 * index:3 * index + 3] = array("q", (time_ms, kind, size))
+                subjects[index] = subject
+        return heapq.merge(*(self._group_ops(key, source, numbers, subjects) for (key, source), (numbers, subjects) in self._groups.items()))
+
+    @staticmethod
+    def _group_ops(key: CellKey, source: str, numbers: array, subjects: array) -> Iterator[Op]:
+        for index, subject in enumerate(subjects):
+            yield Op(numbers[3 * index], numbers[3 * index + 1], key, numbers[3 * index + 2], subject, source)
 
     def __getstate__(self) -> dict[tuple[CellKey, str], tuple[bytes, bytes]]:
         return {where: (numbers.tobytes(), subjects.tobytes()) for where, (numbers, subjects) in self._groups.items()}

@@ -19,11 +19,12 @@ never of when they arrived, so a backtest and a stream agree.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import heapq
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.audits.migration.inventory import ADD, DELETE, Cell, CellKey, Inventory, Op, StoreId
+from pipelines.audits.migration.inventory import ADD, DELETE, Cell, CellKey, Inventory, Op, OpLog, StoreId
 from pipelines.audits.migration.policy import DRIFT, ORPHANED, OVERDUE, RESIDUAL, RESURRECTION, UNVERIFIED, MigrationPolicy
 
 __all__ = ["Finding", "DayOutcome", "MigrationLedger", "BURN_DOWN_DAYS"]
@@ -104,9 +105,11 @@ class MigrationLedger:
         day_end_ms = day_start_ms + DAY_MS
         findings: list[Finding] = []
         resurrected: dict[tuple[str, str], list[int]] = {}  # (store, category) -> [writes, first ms]
-        timeline: list[tuple[int, int, Any]] = [(op.time_ms, 1, op) for op in ops]
-        timeline += [(r["event_time_ms"], 0, r) for r in records]  # at the same ms a store's change lands before its writes
-        for _, _, item in sorted(timeline, key=_order):
+        # Ops in Op order are in _order too; an OpLog gives them lazily, in order.
+        ordered_ops = ops.in_order() if isinstance(ops, OpLog) else iter(sorted(ops))
+        changes: list[tuple[int, int, Any]] = sorted(((r["event_time_ms"], 0, r) for r in records), key=_order)  # before writes of the same ms
+        timeline: Iterator[tuple[int, int, Any]] = heapq.merge(changes, ((op.time_ms, 1, op) for op in ordered_ops), key=_order)
+        for _, _, item in timeline:
             if isinstance(item, Op):
                 self._apply_op(item, resurrected)
             else:
