@@ -75,6 +75,18 @@ def wait_for(condition, process: subprocess.Popen, log_path: Path, what: str, ti
     pytest.fail(f"no {what} within {timeout:.0f} s:\n" + log_path.read_text(errors="replace")[-4000:])
 
 
+def kill_all(process: subprocess.Popen) -> None:
+    """kill -9 a process started in a session of its own and everything it started (SDK workers, Prism), as a dying machine would."""
+    import os
+    import signal
+
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=30)
+
+
 def stop(process: subprocess.Popen) -> None:
     process.terminate()
     try:

@@ -30,7 +30,7 @@ from fastavro import schemaless_reader
 
 from pipelines.core import schemas
 from pipelines.core.dead_letters import dead_letter
-from pipelines.core.records import RawMessage
+from pipelines.core.records import AuditedBatch, MessageBatch, RawMessage
 
 __all__ = ["DecoderConfig", "ParseOutcome", "Invalid", "SchemaField", "RecordContract", "RecordValidator", "RecordDecoder",
            "record_columns", "instant_ms", "decoder_for", "parse_with", "event_time_with", "parse_all"]
@@ -69,6 +69,11 @@ class DecoderConfig:
 class ParseOutcome:
     events: list[dict[str, Any]]
     dead_letters: list[dict[str, Any]]
+
+    def of(self, batch: MessageBatch) -> AuditedBatch:
+        """The audited batch of ``batch``'s messages: these records and dead letters."""
+        return AuditedBatch(topic=batch.topic, partition=batch.partition, first_offset=batch.first_offset, next_offset=batch.next_offset,
+                            parsed=len(self.events), events=self.events, dead_letters=self.dead_letters)
 
 
 class Invalid(Exception):

@@ -7,8 +7,6 @@ repeat violations, but only as identical ids."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +20,7 @@ from pipelines.cli.main import main
 from pipelines.core.violations import decode_single_object
 from pipelines.devtools.generator import generate
 from pipelines.kafka.admin import committed_offsets, end_offsets, produce_messages
-from tests.helpers import REPO, SteadyProducer, consume_all, read_jsonl, run_cli, set_topic_config, wait_for, write_jsonl
+from tests.helpers import REPO, SteadyProducer, consume_all, kill_all, read_jsonl, run_cli, set_topic_config, wait_for, write_jsonl
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prism, pytest.mark.faults]
 
@@ -39,13 +37,6 @@ def _start(kafka, topics, group: str, prism_binary: str, log_path: Path, connect
                             env={"FLOWAUDIT_PSEUDONYM_KEY": "k", "PATH": "/usr/bin:/bin"}, start_new_session=True)
 
 
-def _kill_all(process: subprocess.Popen) -> None:
-    """kill -9 the pipeline and everything it started (SDK workers, Prism), as a dying machine would."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=30)
 
 
 def _committed(kafka, group: str, topic: str) -> int:
@@ -137,7 +128,7 @@ def refused_writes_hold_offsets_back(kafka, topics, prism_binary, tmp_path, caps
         wait_for(lambda: _committed(kafka, "it-faults", topics["events"]) == 2000, process, log,
                  "all 2,000 committed once the topic took writes again", timeout=180)
     finally:
-        _kill_all(process)
+        kill_all(process)
     violations, _ = _accounting(kafka, topics, messages, tmp_path, capsys, windows_exact=False)
     return {"held_back": held_back, "refusal_warnings": refusals, "repeated_violations": sum(violations.values()) - len(violations)}
 
@@ -191,14 +182,14 @@ def test_killed_mid_stream_and_restarted_loses_nothing(kafka, topics, prism_bina
         wait_for(lambda: _committed(kafka, "it-faults", topics["events"]) >= 500, process, log, "first commits")
         # Mid-stream: more events arrive as the process dies.
         produce_messages(kafka, topics["events"], messages[1500:2200])
-        _kill_all(process)
+        kill_all(process)
         killed_at = _committed(kafka, "it-faults", topics["events"])
         assert killed_at < 3000
         produce_messages(kafka, topics["events"], messages[2200:])
         process = _start(kafka, topics, "it-faults", prism_binary, log)
         wait_for(lambda: _committed(kafka, "it-faults", topics["events"]) == 3000, process, log, "all 3,000 offsets committed", timeout=120)
     finally:
-        _kill_all(process)
+        kill_all(process)
     violations, dead = _accounting(kafka, topics, messages, tmp_path, capsys, windows_exact=False)
     # Replays after the kill repeat outputs only as identical ids / offsets.
     print(f"killed with {killed_at} of 3000 committed; {sum(violations.values()) - len(violations)} repeated violations, "
@@ -220,7 +211,7 @@ def test_poison_messages_are_dead_lettered_once_and_the_stream_moves_on(kafka, t
         wait_for(lambda: _committed(kafka, "it-faults", topics["events"]) == len(messages), process, log,
                  "every offset past the poison committed", timeout=120)
     finally:
-        _kill_all(process)
+        kill_all(process)
     _, dead = _accounting(kafka, topics, messages, tmp_path, capsys, windows_exact=False)
     assert all(count == 1 for count in dead.values())
     assert main(["violations", "tail", "--bootstrap-servers", kafka.bootstrap_servers, "--topic", topics["violations"],
@@ -255,7 +246,7 @@ def test_broker_stopped_and_started_again_mid_stream(tmp_path, prism_binary, cap
         assert librdkafka_lines < 200
     finally:
         if process is not None:
-            _kill_all(process)
+            kill_all(process)
         broker.stop()
 
 
@@ -308,7 +299,7 @@ def test_broker_outages_ten_times_mid_stream(tmp_path, prism_binary, capsys, mon
                   f"broker's return): {results}; stuck fetchers reopened: {len(stalls)} {stalls}")
     finally:
         if process is not None:
-            _kill_all(process)
+            kill_all(process)
         broker.stop()
 
 
@@ -338,7 +329,7 @@ def test_violations_topic_deleted_mid_run_holds_offsets_until_it_is_back(kafka, 
         wait_for(lambda: _committed(kafka, "it-faults", topics["events"]) == 2000, process, log,
                  "all 2,000 committed once the topic was back", timeout=180)
     finally:
-        _kill_all(process)
+        kill_all(process)
     # Every violation of an event not committed when the topic went is on the new topic.
     backtest = run_cli(["backtest", "--events", str(write_jsonl(messages, tmp_path / "events.jsonl")), "--out", str(tmp_path / "bt")], capsys)
     assert backtest["in"] == 2000

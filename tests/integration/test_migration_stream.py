@@ -5,8 +5,6 @@ topics' dumps."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 from collections import Counter
@@ -23,7 +21,7 @@ from pipelines.devtools.migration_traffic import generate_migration
 from pipelines.errors import InputError
 from pipelines.kafka.admin import committed_offsets, create_topics, end_offsets, produce_messages
 from pipelines.kafka.statestore import read_state
-from tests.helpers import REPO, consume_all, read_jsonl, run_cli, wait_for
+from tests.helpers import REPO, consume_all, kill_all, read_jsonl, run_cli, wait_for
 from tests.integration.test_migration_backtest import EXPECTED, RESIDUAL, migration_findings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prism]
@@ -84,12 +82,6 @@ def _start(kafka, topics, lifecycle_topic: str, state_topic: str, summaries: Pat
                             env={"FLOWAUDIT_PSEUDONYM_KEY": "k", "PATH": "/usr/bin:/bin"}, start_new_session=True)
 
 
-def _kill_all(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=30)
 
 
 def _checkpointed_day(kafka, state_topic: str) -> str | None:
@@ -123,7 +115,7 @@ def test_killed_mid_story_and_restarted_gives_the_uninterrupted_days(kafka, topi
     process = _start(kafka, topics, lifecycle_topic, state_topic, stream_dir, prism_binary, log, idle_after="3600")
     try:
         wait_for(lambda: _checkpointed_day(kafka, state_topic) == "2026-11-20", process, log, "2026-11-20 checkpointed", timeout=240)
-        _kill_all(process)
+        kill_all(process)
         assert not (stream_dir / "2026-11-21.json").exists()
         # Records of the open day were read and committed before the kill: they must be read again.
         checkpoint = Checkpoint.from_json(read_state(kafka, state_topic)["checkpoint"], "state topic")
@@ -135,7 +127,7 @@ def test_killed_mid_story_and_restarted_gives_the_uninterrupted_days(kafka, topi
         process = _start(kafka, topics, lifecycle_topic, state_topic, stream_dir, prism_binary, log, idle_after="2")
         wait_for(lambda: (stream_dir / "2026-11-23.json").exists(), process, log, "the last day summarised", timeout=300)
     finally:
-        _kill_all(process)
+        kill_all(process)
 
     dumps = {}
     for name, topic in (("events", topics["events"]), ("lifecycle", lifecycle_topic)):

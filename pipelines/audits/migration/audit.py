@@ -61,10 +61,7 @@ class MigrationAudit(Audit):
         return lifecycle_time_ms(message, self.decoder)
 
     def parse(self, batch: MessageBatch) -> AuditedBatch:
-        outcome = parse_lifecycle(batch.messages, self.decoder)
-        return AuditedBatch(topic=batch.topic, partition=batch.partition, first_offset=batch.first_offset,
-                            next_offset=batch.next_offset, parsed=len(outcome.events), events=outcome.events,
-                            dead_letters=outcome.dead_letters)
+        return parse_lifecycle(batch.messages, self.decoder).of(batch)
 
     def check(self, batch: AuditedBatch, pseudonymize: Pseudonymizer) -> AuditedBatch:
         # Its rules judge a day's end, over the inventory and every record of

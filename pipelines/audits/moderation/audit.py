@@ -24,10 +24,7 @@ __all__ = ["ModerationAudit", "parse_decision_batch", "check_decision_batch"]
 
 
 def parse_decision_batch(batch: MessageBatch, config: DecoderConfig) -> AuditedBatch:
-    outcome = parse_decisions(batch.messages, config)
-    return AuditedBatch(topic=batch.topic, partition=batch.partition, first_offset=batch.first_offset,
-                        next_offset=batch.next_offset, parsed=len(outcome.events), events=outcome.events,
-                        dead_letters=outcome.dead_letters)
+    return parse_decisions(batch.messages, config).of(batch)
 
 
 def check_decision_batch(batch: AuditedBatch, policy: ModerationPolicy, pseudonymize: Pseudonymizer) -> AuditedBatch:

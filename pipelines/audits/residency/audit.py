@@ -26,16 +26,7 @@ __all__ = ["ResidencyAudit", "parse_batch", "tag_batch", "check_batch"]
 
 
 def parse_batch(batch: MessageBatch, config: DecoderConfig) -> AuditedBatch:
-    outcome = parse_messages(batch.messages, config)
-    return AuditedBatch(
-        topic=batch.topic,
-        partition=batch.partition,
-        first_offset=batch.first_offset,
-        next_offset=batch.next_offset,
-        parsed=len(outcome.events),
-        events=outcome.events,
-        dead_letters=outcome.dead_letters,
-    )
+    return parse_messages(batch.messages, config).of(batch)
 
 
 def tag_batch(batch: AuditedBatch, tagger: Tagger) -> AuditedBatch:
