@@ -7,7 +7,7 @@ the SHA-256 of its summary (what the next day chains to), and per source
 partition the highest offset a closed summary accounts for (``accounted``)
 and the lowest offset of a record still waiting in an open day
 (``pending_from``). All of it goes to a compacted topic in one Kafka
-transaction, with the summaries of the days closed.
+transaction, once the summaries of the days closed are written.
 
 A restart reads the topic's latest committed values back: the carried
 state as it was when the day closed, the chain's end, and where to read
@@ -19,21 +19,19 @@ they are published again (violation ids are stable) but not counted again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from pipelines.core.days import DayPart, day_of
 from pipelines.errors import InputError
 
-__all__ = ["CHECKPOINT_KEY", "CHECKPOINT_FORMAT", "SUMMARY_PREFIX", "Checkpoint", "Resume", "StateWrite", "Partition",
-           "audit_key", "split_audit_key", "resume_offset"]
+__all__ = ["CHECKPOINT_KEY", "CHECKPOINT_FORMAT", "Checkpoint", "Resume", "StateWrite", "Partition", "audit_key",
+           "split_audit_key", "resume_offset"]
 
 CHECKPOINT_KEY = "checkpoint"
 CHECKPOINT_FORMAT = "flowaudit.checkpoint/v1"
-SUMMARY_PREFIX = "summary/"
 
 Partition = tuple[str, int]  # (topic, partition), a file's (path, 0)
 
@@ -68,8 +66,12 @@ class Checkpoint:
     def from_json(cls, data: bytes, where: str) -> Checkpoint:
         try:
             document = orjson.loads(data)
-            if document.get("format") != CHECKPOINT_FORMAT:
-                raise InputError(f"{where}: checkpoint format {document.get('format')!r}; this flowaudit reads {CHECKPOINT_FORMAT}")
+            known = document.get("format")
+        except (orjson.JSONDecodeError, AttributeError):
+            raise InputError(f"{where}: the checkpoint record is not what flowaudit writes") from None
+        if known != CHECKPOINT_FORMAT:
+            raise InputError(f"{where}: checkpoint format {known!r}; this flowaudit reads {CHECKPOINT_FORMAT}")
+        try:
             return cls(document["day"], document["summary_sha256"], tuple(document["days"]),
                        {(t, p): o for t, p, o in document["accounted"]}, {(t, p): o for t, p, o in document["pending_from"]})
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
@@ -89,9 +91,6 @@ class Resume:
         accounted = self.checkpoint.accounted.get(partition)
         return accounted is not None and offset <= accounted and day <= self.checkpoint.day
 
-    def uncounted(self, part: DayPart) -> bool:
-        return part.day > self.checkpoint.day
-
 
 @dataclass
 class StateWrite:
@@ -109,16 +108,3 @@ def resume_offset(partition: Partition, committed: int | None, checkpoint: Check
     candidates = [o for o in (committed, checkpoint.pending_from.get(partition),
                               None if partition not in checkpoint.accounted else checkpoint.accounted[partition] + 1) if o is not None]
     return min(candidates) if candidates else None
-
-
-def offsets_of(sources: Iterable[tuple[str, int, int]]) -> dict[Partition, tuple[int, int]]:
-    """(lowest, highest) offset per partition."""
-    out: dict[Partition, tuple[int, int]] = {}
-    for topic, partition, offset in sources:
-        low_high = out.get((topic, partition))
-        out[(topic, partition)] = (offset, offset) if low_high is None else (min(low_high[0], offset), max(low_high[1], offset))
-    return out
-
-
-def record_day(record: Mapping[str, Any]) -> str:
-    return day_of(record["event_time_ms"])

@@ -67,3 +67,15 @@ def test_bad_run_options_are_refused_before_anything_starts(option, value, said,
     assert main(["run", "--bootstrap-servers", "127.0.0.1:1", "--bounded", option, value]) == 2
     err = capsys.readouterr().err
     assert said in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("options", "said"), [
+    (["--lifecycle-topic", "lc", "--summaries-dir", "out"], "--lifecycle-topic needs --state-topic: the migration inventory must outlive"),
+    (["--lifecycle-topic", "lc", "--state-topic", "st"], "--lifecycle-topic needs --summary-topic or --summaries-dir"),
+    (["--state-topic", "st"], "--state-topic checkpoints closed days: it needs --summary-topic or --summaries-dir"),
+])
+def test_the_migration_audit_is_refused_without_somewhere_to_keep_its_state(options, said, monkeypatch, capsys):
+    monkeypatch.setenv("FLOWAUDIT_PSEUDONYM_KEY", "k")
+    assert main(["run", "--bootstrap-servers", "127.0.0.1:1", "--bounded", *options]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err
