@@ -147,3 +147,32 @@ def test_killed_mid_story_and_restarted_gives_the_uninterrupted_days(kafka, topi
               f"(per partition {read_again}); after the restart: burn-down "
               f"{[(p['date'], p['stores'], p['records']) for p in section['burn_down']]}, "
               f"{Counter(v['kind'] for v in published)} published (repeats included)")
+
+
+@pytest.mark.flink
+def test_the_story_on_flink_checkpoints_and_matches_backtest(kafka, topics, flink_job_server, pseudonym_key, tmp_path, capsys):
+    """The same story on the embedded FlinkRunner (parallelism 2): the state
+    topic gets the checkpoint and the ledger's entries, and the summaries
+    are the backtest's, byte for byte."""
+    from tests.integration.test_flink import flink_args
+
+    lifecycle_topic = topics["events"].replace(".events", ".lifecycle")
+    state_topic = topics["events"].replace(".events", ".state")
+    create_topics(kafka, [lifecycle_topic], partitions=1)
+    create_topics(kafka, [state_topic], partitions=1, topic_configs={"cleanup.policy": "compact"})
+    events, lifecycle = generate_migration()
+    produce_messages(kafka, topics["events"], events)
+    produce_messages(kafka, lifecycle_topic, lifecycle)
+    stream_dir = tmp_path / "flink"
+    run_cli(["run", "--bootstrap-servers", kafka.bootstrap_servers, "--events-topic", topics["events"], "--lifecycle-topic", lifecycle_topic,
+             "--state-topic", state_topic, "--violations-topic", topics["violations"], "--dead-letters-topic", topics["dead_letters"],
+             "--group", "it-migration-flink", "--bounded", "--summaries-dir", str(stream_dir), *flink_args(flink_job_server)], capsys)
+    state = read_state(kafka, state_topic)
+    assert Checkpoint.from_json(state["checkpoint"], "state topic").day == "2026-11-23"
+    assert sum(key.startswith('audit/migration/["cell"') for key in state) > 0
+    for name, topic in (("events", topics["events"]), ("lifecycle", lifecycle_topic)):
+        assert main(["export", "--bootstrap-servers", kafka.bootstrap_servers, "--topic", topic, "--out", str(tmp_path / f"{name}.kafka.jsonl")]) == 0
+    run_cli(["backtest", "--events", str(tmp_path / "events.kafka.jsonl"), "--lifecycle", str(tmp_path / "lifecycle.kafka.jsonl"),
+             "--out", str(tmp_path / "replay")], capsys)
+    for day in EXPECTED:
+        assert (stream_dir / f"{day}.json").read_bytes() == (tmp_path / "replay" / "summaries" / f"{day}.json").read_bytes(), day
