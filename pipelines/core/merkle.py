@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-__all__ = ["leaf_hash", "merkle_root", "EMPTY_ROOT"]
+__all__ = ["leaf_hash", "merkle_root", "EMPTY_ROOT", "audit_path", "root_from_path"]
 
 EMPTY_ROOT = hashlib.sha256(b"").hexdigest()
 
@@ -36,3 +36,44 @@ def merkle_root(items: Sequence[bytes]) -> str:
     if not items:
         return EMPTY_ROOT
     return _root([leaf_hash(item) for item in items]).hex()
+
+
+def _path(leaves: Sequence[bytes], index: int) -> list[bytes]:
+    if len(leaves) <= 1:
+        return []
+    split = 1 << ((len(leaves) - 1).bit_length() - 1)
+    if index < split:
+        return _path(leaves[:split], index) + [_root(leaves[split:])]
+    return _path(leaves[split:], index - split) + [_root(leaves[:split])]
+
+
+def audit_path(items: Sequence[bytes], index: int) -> list[bytes]:
+    """RFC 6962 s2.1.1 PATH(m, D[n]): the sibling hashes, from the leaf up,
+    that prove ``items[index]`` is in the tree of ``items``."""
+    if not 0 <= index < len(items):
+        raise IndexError(f"leaf {index} is not in a tree of {len(items)}")
+    return _path([leaf_hash(item) for item in items], index)
+
+
+def root_from_path(leaf: bytes, index: int, size: int, path: Sequence[bytes]) -> bytes | None:
+    """The root an audit path leads to from the leaf's data (RFC 9162
+    s2.1.3.2), or None when the path cannot belong to a tree of ``size``
+    (too long, too short)."""
+    if not 0 <= index < size:
+        return None
+    fn, sn = index, size - 1
+    node = leaf_hash(leaf)
+    for sibling in path:
+        if sn == 0:
+            return None
+        if fn & 1 or fn == sn:
+            node = _node(sibling, node)
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            node = _node(node, sibling)
+        fn >>= 1
+        sn >>= 1
+    return node if sn == 0 else None
