@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-__all__ = ["leaf_hash", "merkle_root", "EMPTY_ROOT", "audit_path", "root_from_path"]
+__all__ = ["leaf_hash", "merkle_root", "EMPTY_ROOT", "audit_path", "root_from_path", "violation_leaf"]
 
 EMPTY_ROOT = hashlib.sha256(b"").hexdigest()
 
@@ -77,3 +77,20 @@ def root_from_path(leaf: bytes, index: int, size: int, path: Sequence[bytes]) ->
         fn >>= 1
         sn >>= 1
     return node if sn == 0 else None
+
+
+def violation_leaf(violation: dict) -> bytes:
+    """A violation's leaf data: its canonical JSON, every field the
+    violations topic carries (``schemas/violation.avsc``), as Python's
+    ``json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``
+    writes it, in UTF-8; ``event_time_ms`` as integer milliseconds (an Avro
+    reader gives a datetime: it is turned back). A third party recomputes it
+    from ``violations.jsonl`` with the standard library alone."""
+    import json
+    from datetime import datetime
+
+    fields = dict(violation)
+    moment = fields.get("event_time_ms")
+    if isinstance(moment, datetime):
+        fields["event_time_ms"] = int(moment.timestamp() * 1000)
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
