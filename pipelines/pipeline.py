@@ -85,7 +85,8 @@ class Judged(NamedTuple):
 
 def judge_and_close(checked: Sequence[Checked], settings: RunSettings, *, summaries: bool = True,
                     earlier: Mapping[str, str] | None = None, resume: bool = False, only_day: str | None = None,
-                    hints: Mapping[str, str] | None = None, checkpointing: bool = False, restored: Resume | None = None) -> Judged:
+                    hints: Mapping[str, str] | None = None, checkpointing: bool = False, restored: Resume | None = None,
+                    earlier_key_id: str | None = None) -> Judged:
     """The shared steps after the checks: window verdicts and, with
     ``summaries``, the chained daily summaries and the violations of days'
     ends; with ``checkpointing``, what each closing of days writes to the
@@ -113,8 +114,8 @@ def judge_and_close(checked: Sequence[Checked], settings: RunSettings, *, summar
     if only_day is not None:
         parts = parts | f"Only{only_day}" >> beam.Filter(lambda day_part: day_part[0] == only_day)
     closed = parts | "CloseDays" >> CloseDays(settings.audits, settings.rules_identity(), settings.allowed_lateness_seconds,
-                                              earlier, resume=resume, checkpointing=checkpointing,
-                                              restored=restored).with_resource_hints(**hints)
+                                              earlier, resume=resume, checkpointing=checkpointing, restored=restored,
+                                              key=settings.signing_key, earlier_key_id=earlier_key_id).with_resource_hints(**hints)
     carried = any(audit.carries_state for audit in settings.audits)
     return Judged(all_windows, closed.summaries, closed[DAY_VIOLATIONS] if carried else None,
                   closed[STATE_WRITES] if checkpointing else None)
@@ -128,7 +129,8 @@ def build_kafka_audit(pipeline: beam.Pipeline, kafka: KafkaConfig, sources: Sequ
                       outputs: OutputTopics, group: str, settings: RunSettings,
                       reader: ReaderSettings | None = None, summary_topic: str | None = None,
                       summaries_dir: str | None = None, earlier_summaries: Mapping[str, str] | None = None,
-                      worker_processes: int = 1, state_topic: str | None = None, restored: Resume | None = None) -> list[beam.PCollection]:
+                      worker_processes: int = 1, state_topic: str | None = None, restored: Resume | None = None,
+                      earlier_key_id: str | None = None) -> list[beam.PCollection]:
     """The streaming audit. With ``worker_processes`` > 1 each audit's
     partitions are dealt into that many branches, each audited end to end
     (read to commit) in an SDK worker process of its own; only the small
@@ -159,21 +161,22 @@ def build_kafka_audit(pipeline: beam.Pipeline, kafka: KafkaConfig, sources: Sequ
     first = worker_hints(0, worker_processes)
     judged = judge_and_close(checked, settings, summaries=bool(summary_topic or summaries_dir),
                              earlier=earlier_summaries, resume=True, hints=first, checkpointing=state_topic is not None,
-                             restored=restored)
+                             restored=restored, earlier_key_id=earlier_key_id)
     if judged.windows is not None:
         judged.windows | "PublishWindowViolations" >> PublishWindowViolations(kafka, outputs).with_resource_hints(**first)
     if judged.day_violations is not None:
         judged.day_violations | "PublishDayViolations" >> PublishWindowViolations(kafka, outputs).with_resource_hints(**first)
     if judged.state_writes is not None:
-        judged.state_writes | "PublishSummaries" >> PublishSummaries(kafka, summary_topic, summaries_dir, state_topic,
-                                                                     group).with_resource_hints(**first)
+        judged.state_writes | "PublishSummaries" >> PublishSummaries(kafka, summary_topic, summaries_dir, state_topic, group,
+                                                                     settings.signing_key).with_resource_hints(**first)
     elif judged.summaries is not None:
-        judged.summaries | "PublishSummaries" >> PublishSummaries(kafka, summary_topic, summaries_dir).with_resource_hints(**first)
+        judged.summaries | "PublishSummaries" >> PublishSummaries(kafka, summary_topic, summaries_dir,
+                                                                  key=settings.signing_key).with_resource_hints(**first)
     return published
 
 
 def build_file_audit(pipeline: beam.Pipeline, sources: Sequence[tuple[Audit, str]], out_dir: str, settings: RunSettings,
-                     earlier_summaries: Mapping[str, str] | None = None) -> None:
+                     earlier_summaries: Mapping[str, str] | None = None, earlier_key_id: str | None = None) -> None:
     """``backtest``: each audit's records from a file; violations and dead
     letters to JSON Lines, every day's summary to ``out_dir/summaries``."""
     register_batch_coders()
@@ -181,16 +184,17 @@ def build_file_audit(pipeline: beam.Pipeline, sources: Sequence[tuple[Audit, str
     for audit, path in sources:
         batches = pipeline | f"{audit.steps.read}FromFile" >> ReadEventFile(path)
         checked.append(check_records(batches, audit, settings.pseudonym_key))
-    judged = judge_and_close(checked, settings, earlier=earlier_summaries)
+    judged = judge_and_close(checked, settings, earlier=earlier_summaries, earlier_key_id=earlier_key_id)
     audited = _flatten([c.batches for c in checked], "AllChecked")
     later = judged.later_violations("WindowAndDayViolations")
     files = {"audited": audited} if later is None else {"audited": audited, "windows": later}
     files | "WriteAuditFiles" >> WriteAuditFiles(out_dir)
-    judged.summaries | "WriteSummaries" >> WriteSummaries(f"{out_dir}/summaries")
+    judged.summaries | "WriteSummaries" >> WriteSummaries(f"{out_dir}/summaries", settings.signing_key)
 
 
 def build_day_summary(pipeline: beam.Pipeline, kafka: KafkaConfig, sources: Sequence[tuple[Audit, Sequence[PartitionSpec]]],
-                      day: str, folder: str, settings: RunSettings, earlier_summaries: Mapping[str, str] | None = None) -> None:
+                      day: str, folder: str, settings: RunSettings, earlier_summaries: Mapping[str, str] | None = None,
+                      earlier_key_id: str | None = None) -> None:
     """``summarize``: one day read back from the topics and audited again, its
     summary chained to the newest earlier one in ``folder``."""
     register_batch_coders()
@@ -198,5 +202,5 @@ def build_day_summary(pipeline: beam.Pipeline, kafka: KafkaConfig, sources: Sequ
     for audit, partitions in sources:
         batches = pipeline | audit.steps.read >> ReadFromKafkaPartitions(kafka, partitions)
         checked.append(check_records(batches, audit, settings.pseudonym_key))
-    judged = judge_and_close(checked, settings, earlier=earlier_summaries, only_day=day)
-    judged.summaries | "WriteSummary" >> WriteSummaries(folder)
+    judged = judge_and_close(checked, settings, earlier=earlier_summaries, only_day=day, earlier_key_id=earlier_key_id)
+    judged.summaries | "WriteSummary" >> WriteSummaries(folder, settings.signing_key)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import os
 import uuid
@@ -60,6 +62,18 @@ def flink_job_server() -> str:
     if not found:
         pytest.fail("no Flink job server jar: run `make flink` (the README's test command does)")
     return found
+
+
+# One Ed25519 key signs every test's summaries (a fixed seed: streams and backtests
+# compared byte for byte must sign alike; Ed25519 signatures are deterministic).
+TEST_SIGNING_KEY = base64.b64encode(hashlib.sha256(b"flowaudit test signing key").digest()).decode()
+
+
+@pytest.fixture(autouse=True)
+def signing_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.delenv("FLOWAUDIT_SIGNING_KEY_FILE", raising=False)
+    monkeypatch.setenv("FLOWAUDIT_SIGNING_KEY", TEST_SIGNING_KEY)
+    return TEST_SIGNING_KEY
 
 
 @pytest.fixture

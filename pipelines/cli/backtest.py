@@ -41,7 +41,7 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     from pipelines.pipeline import build_file_audit
-    from pipelines.trail.folder import summary_days
+    from pipelines.trail.folder import newest_key_id, summary_days, write_public_key
 
     if not args.events and not args.moderation_decisions and not args.lifecycle:
         print("flowaudit backtest: give --events FILE, --moderation-decisions FILE, --lifecycle FILE, or several", file=sys.stderr)
@@ -60,7 +60,9 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
     pipeline = beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(beam_args))
     build_file_audit(pipeline, [(audit, str(path.resolve())) for audit, path in zip(settings.audits, files, strict=True)],
                      str(out.resolve()), settings,
-                     earlier_summaries=summary_days(out / "summaries"))
+                     earlier_summaries=summary_days(out / "summaries"), earlier_key_id=newest_key_id(out / "summaries"))
+    if settings.signing_key is not None:
+        write_public_key(out / "summaries", settings.signing_key)
     result = pipeline.run()
     result.wait_until_finish()
     counts = pipeline_counters(result)

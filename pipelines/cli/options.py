@@ -101,7 +101,7 @@ def kafka_config(args: argparse.Namespace, client_id: str = "flowaudit"):
 
 
 def run_settings(args: argparse.Namespace, *, allow_random_key: bool, moderation: bool = False, residency: bool = True,
-                 migration: bool = False) -> RunSettings:
+                 migration: bool = False, summaries: bool = True) -> RunSettings:
     """The audits a run needs: residency when app events are read (always, but for
     a backtest of decisions alone), moderation when its decisions are read,
     migration when lifecycle records are (its inventory follows the app events)."""
@@ -145,8 +145,12 @@ def run_settings(args: argparse.Namespace, *, allow_random_key: bool, moderation
         from pipelines.audits.migration.policy import load_migration_policy
 
         audits += (MigrationAudit(policy=load_migration_policy(args.migration_policy), pseudonym_key=key),)
-    return RunSettings(audits=audits, pseudonym_key=key,
-                       allowed_lateness_seconds=lateness)
+    signing_key = None
+    if summaries:
+        from pipelines.core.signing import signing_key_from_environment
+
+        signing_key, _ = signing_key_from_environment(allow_generated=allow_random_key)
+    return RunSettings(audits=audits, pseudonym_key=key, allowed_lateness_seconds=lateness, signing_key=signing_key)
 
 
 def moderation_audit(args: argparse.Namespace, lateness: int) -> Audit:

@@ -73,12 +73,13 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.pipeline import build_kafka_audit
     from pipelines.runtime.runners import is_single_process, local_worker_processes, pipeline_options, use_worker_processes
     from pipelines.runtime.stopping import run_counts, stop_run, wait_for
-    from pipelines.trail.folder import summary_days
+    from pipelines.trail.folder import newest_key_id, summary_days, write_public_key
 
     _check_run_options(args)
     moderation_topics = args.moderation_topic or []
     lifecycle_topics = args.lifecycle_topic or []
-    settings = run_settings(args, allow_random_key=False, moderation=bool(moderation_topics), migration=bool(lifecycle_topics))
+    settings = run_settings(args, allow_random_key=False, moderation=bool(moderation_topics), migration=bool(lifecycle_topics),
+                            summaries=bool(args.summary_topic or args.summaries_dir))
     kafka = kafka_config(args)
     bounded = args.bounded or args.max_records is not None
     topics_of = {"residency": args.events_topic, "moderation": moderation_topics, "migration": lifecycle_topics}
@@ -115,7 +116,10 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
                                                                    single_process=is_single_process(options),
                                                                    drain_marker=str(drain) if drain else None),
                       summary_topic=args.summary_topic, summaries_dir=args.summaries_dir,
-                      earlier_summaries=earlier, worker_processes=workers, state_topic=args.state_topic, restored=restored)
+                      earlier_summaries=earlier, worker_processes=workers, state_topic=args.state_topic, restored=restored,
+                      earlier_key_id=newest_key_id(args.summaries_dir))
+    if args.summaries_dir and settings.signing_key is not None:
+        write_public_key(args.summaries_dir, settings.signing_key)
     log.info("auditing %d partitions of %s (%s, %d worker process%s)", len(partitions), ", ".join(read_topics),
               "bounded" if bounded else "streaming", workers, "" if workers == 1 else "es")
     result = pipeline.run()

@@ -41,7 +41,7 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.kafka.admin import plan_time_range
     from pipelines.pipeline import build_day_summary
     from pipelines.runtime.runners import pipeline_options
-    from pipelines.trail.folder import summary_days
+    from pipelines.trail.folder import newest_key_id, summary_days
 
     try:
         day = datetime.strptime(args.date, "%Y-%m-%d").replace(tzinfo=UTC)
@@ -61,7 +61,7 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
         return 1
     pipeline = beam.Pipeline(options=pipeline_options(beam_args, streaming=False))
     build_day_summary(pipeline, kafka, sources, args.date, args.summaries_dir, settings,
-                      earlier_summaries=summary_days(args.summaries_dir))
+                      earlier_summaries=summary_days(args.summaries_dir), earlier_key_id=newest_key_id(args.summaries_dir, before=args.date))
     pipeline.run().wait_until_finish()
     written = Path(args.summaries_dir) / f"{args.date}.json"
     if not written.exists():

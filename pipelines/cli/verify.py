@@ -11,11 +11,15 @@ __all__ = ["add_parser", "execute"]
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
     verify = verbs.add_parser("verify", help="check a folder of daily summaries for tampering", description=(
-        "Recompute each daily summary's digest and the chain of previous-day hashes; with --violations, also "
-        "each day's Merkle root over its violation ids. Exit 0 when all holds, 1 naming each edited, missing "
-        "or reordered day."))
+        "Recompute each daily summary's digest and the chain of previous-day hashes; with --public-key or --keyring, "
+        "each summary's and digest file's Ed25519 signature and every change of key; with --violations, each day's "
+        "Merkle root over its violations' content. Exit 0 when all holds, 1 naming each edited, missing, reordered "
+        "or wrongly signed day."))
     verify.add_argument("dir", help="folder of DATE.json summaries (or a backtest output folder)")
     verify.add_argument("--violations", help="violations JSONL (as backtest writes it) to check the Merkle roots against")
+    verify.add_argument("--public-key", action="append", default=[], metavar="PEM",
+                        help="a trusted Ed25519 public key (PEM; repeatable, e.g. before and after a rotation), obtained off the platform")
+    verify.add_argument("--keyring", metavar="DIR", help="a folder of trusted public keys (*.pem, *.pub)")
     verify.set_defaults(func=execute)
 
 
@@ -32,7 +36,11 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
     if not folder.is_dir():
         print(f"flowaudit verify: {args.dir}: no such folder", file=sys.stderr)
         return 2
-    ids: dict[str, list[str]] | None = None
+    keys = _trusted_keys(args)
+    if isinstance(keys, str):
+        print(f"flowaudit verify: {keys}", file=sys.stderr)
+        return 2
+    ids: dict[str, list[dict]] | None = None
     if args.violations:
         by_day: dict[str, list[dict]] = {}
         for number, line in enumerate(Path(args.violations).read_bytes().splitlines(), start=1):
@@ -46,8 +54,8 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
                 return 2
         # Per day, as the summaries count them (one id can be in two days: two events that share an
         # event id); of a window verdict revised by late events, the newest revision stands.
-        ids = {day: list(standing(violations)) for day, violations in by_day.items()}
-    days, problems = verify_directory(folder, ids)
+        ids = {day: list(standing(violations).values()) for day, violations in by_day.items()}
+    days, problems = verify_directory(folder, ids, keys)
     for problem in problems:
         print(f"FAIL {problem}")
     bad = {p.day for p in problems}
@@ -57,6 +65,34 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
     if not days:
         print(f"flowaudit verify: no DATE.json summaries in {folder}", file=sys.stderr)
         return 2
-    print(f"{len(days) - len(bad & set(days))} of {len(days)} days verified" + ("" if not problems else f"; {len(problems)} problems"))
+    signed = "" if keys is not None else " (signatures not checked: give --public-key or --keyring)"
+    print(f"{len(days) - len(bad & set(days))} of {len(days)} days verified{signed}" + ("" if not problems else f"; {len(problems)} problems"))
     return 1 if problems else 0
 
+
+
+def _trusted_keys(args: argparse.Namespace):
+    """key id -> public key, None when no key was given, or a message saying what is wrong."""
+    from pipelines.core.signing import key_id, load_public_key
+    from pipelines.errors import MissingKeyError
+
+    paths = [Path(p) for p in args.public_key]
+    if args.keyring:
+        ring = Path(args.keyring)
+        if not ring.is_dir():
+            return f"--keyring {args.keyring}: no such folder"
+        paths += sorted(p for p in ring.iterdir() if p.suffix in (".pem", ".pub"))
+        if not paths:
+            return f"--keyring {args.keyring}: no *.pem or *.pub public keys in it"
+    if not paths:
+        return None
+    keys = {}
+    for path in paths:
+        try:
+            public = load_public_key(path.read_bytes(), str(path))
+        except OSError as exc:
+            return f"{path}: {exc.strerror}"
+        except MissingKeyError as exc:
+            return str(exc)
+        keys[key_id(public)] = public
+    return keys

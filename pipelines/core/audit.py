@@ -19,6 +19,7 @@ from typing import Any, ClassVar, NamedTuple
 from pipelines.core.pseudonym import Pseudonymizer
 from pipelines.core.quality.suites import QualitySuite
 from pipelines.core.records import AuditedBatch, MessageBatch, RawMessage
+from pipelines.core.signing import SigningKey
 
 __all__ = ["QualitySettings", "StepNames", "RulesIdentity", "ViolationDetails", "DaySection", "Audit", "RunSettings"]
 
@@ -65,6 +66,7 @@ class ViolationDetails(NamedTuple):
     hour: int
     server_id: str
     audit: str  # the name of the audit whose rules or suite it breaks
+    leaf: bytes = b""  # RFC 6962 leaf hash of its canonical content (core.merkle.violation_leaf): what the day's root commits to
 
 
 class DaySection(ABC):
@@ -191,6 +193,8 @@ class RunSettings:
     pseudonym_key: bytes
     # How long after a day ends its summary waits for late events.
     allowed_lateness_seconds: int = 3600
+    # Signs each daily summary (None: unsigned, as for a run without summaries).
+    signing_key: SigningKey | None = None
 
     def rules_identity(self) -> dict[str, Any]:
         rules: dict[str, Any] = {}

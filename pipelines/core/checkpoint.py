@@ -55,11 +55,12 @@ class Checkpoint:
     days: tuple[str, ...]  # the days closed with it (their summaries are on the topic too)
     accounted: Mapping[Partition, int]
     pending_from: Mapping[Partition, int]
+    key_id: str | None = None  # of the key that signed the day's summary
 
     def to_json(self) -> bytes:
         return orjson.dumps({"format": CHECKPOINT_FORMAT, "day": self.day, "summary_sha256": self.summary_sha256, "days": list(self.days),
                              "accounted": sorted([t, p, o] for (t, p), o in self.accounted.items()),
-                             "pending_from": sorted([t, p, o] for (t, p), o in self.pending_from.items())},
+                             "pending_from": sorted([t, p, o] for (t, p), o in self.pending_from.items()), "key_id": self.key_id},
                             option=orjson.OPT_SORT_KEYS)
 
     @classmethod
@@ -73,7 +74,8 @@ class Checkpoint:
             raise InputError(f"{where}: checkpoint format {known!r}; this flowaudit reads {CHECKPOINT_FORMAT}")
         try:
             return cls(document["day"], document["summary_sha256"], tuple(document["days"]),
-                       {(t, p): o for t, p, o in document["accounted"]}, {(t, p): o for t, p, o in document["pending_from"]})
+                       {(t, p): o for t, p, o in document["accounted"]}, {(t, p): o for t, p, o in document["pending_from"]},
+                       document.get("key_id"))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             raise InputError(f"{where}: the checkpoint record is not what flowaudit writes") from None
 

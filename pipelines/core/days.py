@@ -18,13 +18,17 @@ from typing import Any
 import orjson
 
 from pipelines.core.audit import Audit, DaySection, ViolationDetails
-from pipelines.core.merkle import merkle_root
+from pipelines.core.merkle import leaf_hash, root_of_leaf_hashes, violation_leaf
 from pipelines.core.violations import revision_of
 
 __all__ = ["SUMMARY_FORMAT", "DAY_MS", "LATE_IDS_LISTED", "LATE_IDS_PER_PART", "day_of", "day_start_ms",
            "dead_letter_day", "DayPart"]
 
-SUMMARY_FORMAT = "flowaudit.daily_summary/v1"
+SUMMARY_FORMAT = "flowaudit.daily_summary/v2"
+# How the day's root is made, in the summary itself: a third party recomputes it from violations.jsonl.
+LEAF_FORMAT = ("RFC 6962 tree; leaves in ascending violation_id order, the day's standing violations (of a window verdict, "
+               "its newest revision; retracted ones left out); leaf hash = SHA-256(0x00 || UTF-8 of "
+               "json.dumps(violation, sort_keys=True, separators=(',', ':'), ensure_ascii=False))")
 DAY_MS = 86_400_000
 LATE_IDS_LISTED = 1000
 LATE_IDS_PER_PART = 20  # parts travel through runner state; keep them small
@@ -75,7 +79,7 @@ class DayPart:
     # the ids of their violations.
     late_events: Counter = field(default_factory=Counter)
     late_event_ids: list[str] = field(default_factory=list)
-    late_violation_ids: set[str] = field(default_factory=set)
+    late_violations: dict[str, bytes] = field(default_factory=dict)  # violation id -> leaf hash
     # violation id -> details: keyed by id, so a replayed violation
     # (at-least-once delivery) is counted once.
     violations: dict[str, ViolationDetails] = field(default_factory=dict)
@@ -128,7 +132,8 @@ class DayPart:
         day_start = day_start_ms(self.day)
         for v in violations:
             hour = min(23, (v["event_time_ms"] - day_start) // 3_600_000)
-            details = ViolationDetails(v["rule_id"], v["kind"], v["severity"], hour, v.get("server_id") or "", audit_name)
+            details = ViolationDetails(v["rule_id"], v["kind"], v["severity"], hour, v.get("server_id") or "", audit_name,
+                                       leaf_hash(violation_leaf(v)))
             revision = revision_of(v)
             if revision == (0, False):
                 self._keep(v["violation_id"], details)
@@ -165,13 +170,13 @@ class DayPart:
         rests somewhere)."""
         self.late_events[other.day] += other.events
         self.late_event_ids = sorted(set(self.late_event_ids) | set(other.event_ids))[:LATE_IDS_LISTED]
-        self.late_violation_ids |= set(other.violations)
+        self.late_violations.update((violation_id, details.leaf) for violation_id, details in other.violations.items())
         self._merge_sections({name: section for name, section in other.sections.items() if name in carried})
 
     def _take_late_counts(self, holder: DayPart) -> None:
         self.late_events.update(holder.late_events)
         self.late_event_ids = sorted(set(self.late_event_ids) | set(holder.late_event_ids))[:LATE_IDS_LISTED]
-        self.late_violation_ids |= holder.late_violation_ids
+        self.late_violations.update(holder.late_violations)
 
     def take_late(self, holder: DayPart) -> None:
         """Adopt the late events ``holder`` collected since the last summary."""
@@ -209,11 +214,11 @@ class DayPart:
         by_severity: Counter = Counter()
         by_kind: Counter = Counter()
         by_hour = [0] * 24
-        for rule_id, kind, severity, hour, _, _ in self.violations.values():
-            rules_count[(rule_id, kind, severity)] += 1
-            by_severity[severity] += 1
-            by_kind[kind] += 1
-            by_hour[hour] += 1
+        for details in self.violations.values():
+            rules_count[(details.rule_id, details.kind, details.severity)] += 1
+            by_severity[details.severity] += 1
+            by_kind[details.kind] += 1
+            by_hour[details.hour] += 1
         by_rule = [{"rule_id": r, "kind": k, "severity": s, "count": n} for (r, k, s), n in sorted(rules_count.items())]
         quality_counts = {r: n for (r, k, _), n in rules_count.items() if k == "quality"}
         pass_rates = []
@@ -236,10 +241,11 @@ class DayPart:
             "dead_letters": {"by_kind": dict(sorted(self.dead_letters.items()))},
             "late": {"events_by_day": dict(sorted(self.late_events.items())), "event_ids": sorted(self.late_event_ids),
                      "event_ids_listed_at_most": LATE_IDS_LISTED,
-                     "violation_ids": {"count": len(self.late_violation_ids),
-                                       "merkle_root": merkle_root(sorted(v.encode() for v in self.late_violation_ids))}},
-            "violation_ids": {"count": len(self.violations), "merkle_root": merkle_root(sorted(v.encode() for v in self.violations)),
-                              "leaves": "sha256(0x00 || violation_id), ids sorted, RFC 6962 tree"},
+                     "violations_tree": {"count": len(self.late_violations),
+                                         "merkle_root": root_of_leaf_hashes([self.late_violations[v] for v in sorted(self.late_violations)])}},
+            "violations_tree": {"count": len(self.violations),
+                                "merkle_root": root_of_leaf_hashes([self.violations[v].leaf for v in sorted(self.violations)]),
+                                "leaves": LEAF_FORMAT},
         }
         for audit in audits:
             section = self.sections.get(audit.name) or audit.day_section()

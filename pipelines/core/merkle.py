@@ -9,9 +9,10 @@ ids, sorted, are the leaves: the root commits to exactly that set.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-__all__ = ["leaf_hash", "merkle_root", "EMPTY_ROOT", "audit_path", "root_from_path", "violation_leaf"]
+__all__ = ["leaf_hash", "merkle_root", "root_of_leaf_hashes", "EMPTY_ROOT", "audit_path", "root_from_path", "violation_leaf"]
 
 EMPTY_ROOT = hashlib.sha256(b"").hexdigest()
 
@@ -29,6 +30,11 @@ def _root(leaves: Sequence[bytes]) -> bytes:
         return leaves[0]
     split = 1 << ((len(leaves) - 1).bit_length() - 1)
     return _node(_root(leaves[:split]), _root(leaves[split:]))
+
+
+def root_of_leaf_hashes(leaves: Sequence[bytes]) -> str:
+    """Hex Merkle tree hash of leaves already hashed (``leaf_hash``), in the given order."""
+    return _root(list(leaves)).hex() if leaves else EMPTY_ROOT
 
 
 def merkle_root(items: Sequence[bytes]) -> str:
@@ -79,7 +85,7 @@ def root_from_path(leaf: bytes, index: int, size: int, path: Sequence[bytes]) ->
     return node if sn == 0 else None
 
 
-def violation_leaf(violation: dict) -> bytes:
+def violation_leaf(violation: Mapping[str, Any]) -> bytes:
     """A violation's leaf data: its canonical JSON, every field the
     violations topic carries (``schemas/violation.avsc``), as Python's
     ``json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``

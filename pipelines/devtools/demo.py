@@ -10,6 +10,7 @@ as ``flowaudit verify`` over those days and an account of every event.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import signal
@@ -27,6 +28,7 @@ import orjson
 from kafka import TopicPartition
 
 from pipelines.core.days import day_of
+from pipelines.core.signing import SIGNING_KEY_ENV, SIGNING_KEY_FILE_ENV, SigningKey, key_id, load_public_key
 from pipelines.core.violations import decode_single_object, describe_violation, revision_of
 from pipelines.devtools.generator import GeneratedMessage, Stretch, TrafficMix, generate_timeline, over_days
 from pipelines.devtools.localkafka import LocalKafka, default_broker, ensure_broker_jars, free_port, port_is_free
@@ -38,6 +40,7 @@ from pipelines.kafka.security import KafkaSecurity
 from pipelines.resources import repo_root
 from pipelines.runtime.processes import StopRequested, session_processes, stop_on_signals, stop_process_tree
 from pipelines.trail.charts import human_bytes
+from pipelines.trail.folder import PUBLIC_KEY_FILE
 from pipelines.trail.verify import verify_directory
 
 __all__ = ["DemoPlan", "run_demo"]
@@ -123,7 +126,8 @@ class _Tally:
     violations: int = 0
     by_severity: Counter = field(default_factory=Counter)
     by_kind: Counter = field(default_factory=Counter)
-    ids_by_day: dict[str, dict[str, int]] = field(default_factory=dict)  # day -> violation id -> event time ms
+    # day -> violation id -> the standing violation as JSON has it (what the day's root is over)
+    ids_by_day: dict[str, dict[str, dict]] = field(default_factory=dict)
     rules_shown: set[str] = field(default_factory=set)
     shown: int = 0
     not_shown: int = 0
@@ -385,6 +389,10 @@ def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Pa
     if not env.get("FLOWAUDIT_PSEUDONYM_KEY") and not env.get("FLOWAUDIT_PSEUDONYM_KEY_FILE"):
         print("pseudonyms: a random key for this run (no FLOWAUDIT_PSEUDONYM_KEY set)")
         env["FLOWAUDIT_PSEUDONYM_KEY"] = secrets.token_hex(32)
+    if not env.get(SIGNING_KEY_ENV) and not env.get(SIGNING_KEY_FILE_ENV):
+        print(f"signing: an Ed25519 key made for this run (no {SIGNING_KEY_FILE_ENV} set); its public key goes to "
+              f"{_relative(summaries / PUBLIC_KEY_FILE)}")
+        env[SIGNING_KEY_ENV] = base64.b64encode(SigningKey.generate().raw).decode()
     pipeline = _Pipeline(
         ["--bootstrap-servers", bootstrap_servers, *security.cli_args(), "--events-topic", topics["app-events"],
          "--moderation-topic", topics["moderation-decisions"], "--lifecycle-topic", topics["lifecycle"], "--state-topic", topics["state"],
@@ -489,7 +497,8 @@ def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Pa
 
 
 def _record(violation: dict, tally: _Tally) -> None:
-    ms = int(violation["event_time_ms"].timestamp() * 1000)
+    ms = int(violation["event_time_ms"].timestamp() * 1000)  # Avro's timestamp-millis reads as a datetime
+    violation = {**violation, "event_time_ms": ms}
     day = tally.ids_by_day.setdefault(day_of(ms), {})
     revision, retracted = revision_of(violation)
     if revision:  # a window re-judged with its late events: same id, counted once
@@ -498,21 +507,24 @@ def _record(violation: dict, tally: _Tally) -> None:
             tally.violations -= 1
             tally.by_severity[violation["severity"]] -= 1
             tally.by_kind["window quality"] -= 1
-        if retracted or violation["violation_id"] in day:
+        if retracted:
+            return
+        if violation["violation_id"] in day:
+            day[violation["violation_id"]] = violation  # the newest revision stands
             return
     tally.violations += 1
     tally.by_severity[violation["severity"]] += 1
     tally.by_kind["window quality" if violation.get("window") else violation["kind"]] += 1
-    day[violation["violation_id"]] = ms
+    day[violation["violation_id"]] = violation
 
 
 def _write_closed_days(path: Path, tally: _Tally, closed: list[str]) -> None:
-    """The violation ids of the closed days, in the form ``flowaudit verify
-    --violations`` reads (today's are not summarised yet)."""
+    """The standing violations of the closed days, in the form ``flowaudit
+    verify --violations`` reads (today's are not summarised yet)."""
     with open(path, "wb") as out:
         for day in closed:
-            for violation_id, ms in sorted(tally.ids_by_day.get(day, {}).items()):
-                out.write(orjson.dumps({"violation_id": violation_id, "event_time_ms": ms}) + b"\n")
+            for _, violation in sorted(tally.ids_by_day.get(day, {}).items()):
+                out.write(orjson.dumps(violation) + b"\n")
 
 
 def _report(outcome: str, status: int, tally: _Tally, counts: dict | None, audited: int, dead: int, closed: list[str],
@@ -565,15 +577,18 @@ def _verify(summaries: Path, closed: list[str], tally: _Tally) -> bool:
     if not closed:
         print("daily summaries: none closed during this run")
         return False
-    ids = {day: list(tally.ids_by_day.get(day, {})) for day in closed}
+    ids = {day: list(tally.ids_by_day.get(day, {}).values()) for day in closed}
     _write_closed_days(summaries.parent / "violations.jsonl", tally, closed)
-    days, problems = verify_directory(summaries, ids)
+    public = load_public_key((summaries / PUBLIC_KEY_FILE).read_bytes(), PUBLIC_KEY_FILE)
+    days, problems = verify_directory(summaries, ids, {key_id(public): public})
     for problem in problems:
         print(f"FAIL {problem}")
     good = len(days) - len({p.day for p in problems} & set(days))
-    print(f"verify: {good} of {len(days)} daily summaries hold (content digest, chain to the previous day, "
-          f"Merkle root over {sum(len(v) for v in ids.values())} violation ids)" + ("" if not problems else f"; {len(problems)} problems"))
-    print(f"   same check: flowaudit verify {_relative(summaries)} --violations {_relative(summaries.parent / 'violations.jsonl')}")
+    print(f"verify: {good} of {len(days)} daily summaries hold (Ed25519 signatures of summaries and digests, content digest, "
+          f"chain to the previous day, Merkle root over the content of {sum(len(v) for v in ids.values())} violations)"
+          + ("" if not problems else f"; {len(problems)} problems"))
+    print(f"   same check: flowaudit verify {_relative(summaries)} --public-key {_relative(summaries / PUBLIC_KEY_FILE)} "
+          f"--violations {_relative(summaries.parent / 'violations.jsonl')}")
     newest = summaries / f"{closed[-1]}.html"
     print(f"report of {closed[-1]}: open file://{newest.resolve()} in a browser")
     return not problems

@@ -9,6 +9,7 @@ import orjson
 
 from pipelines.core.dead_letters import dead_letter_to_json
 from pipelines.core.records import AuditedBatch, MessageBatch
+from pipelines.core.signing import SigningKey
 from pipelines.files.formats import read_event_file
 from pipelines.trail.folder import write_summary
 
@@ -65,12 +66,13 @@ def _dead_letter_lines(batch: AuditedBatch) -> list[str]:
 
 
 class WriteSummaries(beam.PTransform):
-    """(date, summary file bytes) -> ``DATE.json`` and ``DATE.html`` in ``folder``."""
+    """(date, summary file bytes) -> ``DATE.json``, ``DATE.html`` and (signed) ``DATE.digest.json`` in ``folder``."""
 
-    def __init__(self, folder: str):
+    def __init__(self, folder: str, key: SigningKey | None = None):
         super().__init__()
         self._folder = folder
+        self._key = key
 
     def expand(self, summaries):
-        folder = self._folder
-        return summaries | "WriteJsonAndHtml" >> beam.MapTuple(lambda day, data: str(write_summary(folder, day, data)))
+        folder, key = self._folder, self._key
+        return summaries | "WriteJsonAndHtml" >> beam.MapTuple(lambda day, data: str(write_summary(folder, day, data, key)))

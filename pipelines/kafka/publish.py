@@ -18,6 +18,7 @@ from kafka import TopicPartition
 from pipelines.core.checkpoint import CHECKPOINT_KEY, StateWrite
 from pipelines.core.dead_letters import bounded_dead_letter
 from pipelines.core.records import AuditedBatch
+from pipelines.core.signing import SigningKey
 from pipelines.core.violations import encode_records, encode_single_object, encode_violations
 from pipelines.kafka.admin import KafkaConfig
 from pipelines.kafka.clients import (
@@ -212,7 +213,8 @@ class _PublishSummaries(beam.DoFn):
     the same bytes."""
 
     def __init__(self, config: KafkaConfig, topic: str | None, folder: str | None, state_topic: str | None = None,
-                 group: str | None = None):
+                 group: str | None = None, key: SigningKey | None = None):
+        self._key = key
         self._config = config
         self._topic = topic
         self._folder = folder
@@ -248,7 +250,7 @@ class _PublishSummaries(beam.DoFn):
 
     def _publish(self, day: str, data: bytes) -> None:
         if self._folder:
-            write_summary(self._folder, day, data)
+            write_summary(self._folder, day, data, self._key)
         if self._producer is not None:
             self._producer.send(self._topic, day.encode(), encode_single_object(avro_envelope(data), "daily_summary"),
                                 (("content-type", b"application/vnd.flowaudit.daily-summary.v1+avro"),))
@@ -262,9 +264,9 @@ class PublishSummaries(beam.PTransform):
     """(date, summary bytes), or with ``state_topic`` StateWrites -> the dates published."""
 
     def __init__(self, config: KafkaConfig, topic: str | None, folder: str | None, state_topic: str | None = None,
-                 group: str | None = None):
+                 group: str | None = None, key: SigningKey | None = None):
         super().__init__()
-        self._fn = _PublishSummaries(config, topic, folder, state_topic, group)
+        self._fn = _PublishSummaries(config, topic, folder, state_topic, group, key)
 
     def expand(self, summaries):
         return summaries | "ProduceAndWrite" >> beam.ParDo(self._fn)

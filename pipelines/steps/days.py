@@ -21,6 +21,7 @@ from pipelines.core.batches import UNDATED, day_parts
 from pipelines.core.checkpoint import Checkpoint, Resume, StateWrite, audit_key
 from pipelines.core.days import DAY_MS, DayPart, day_of, day_start_ms
 from pipelines.core.records import AuditedBatch
+from pipelines.core.signing import SigningKey
 from pipelines.trail.chain import chain
 
 __all__ = ["SplitDayParts", "WindowViolationDays", "CloseDays", "DAY_VIOLATIONS", "STATE_WRITES", "day_end_ms"]
@@ -94,6 +95,7 @@ class _ChainState:
     last_day: str | None = None
     last_sha256: str | None = None
     late: DayPart | None = None
+    last_key_id: str | None = None  # of the key that signed the last summary: another key is a rotation
     # (topic, partition) -> highest offset the closed summaries (and the late
     # part waiting for the next one) account for: a checkpoint's "accounted".
     accounted: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -150,7 +152,10 @@ class _CloseDaysFn(beam.DoFn):
     CLOSE = TimerSpec("close", TimeDomain.WATERMARK)
 
     def __init__(self, lateness_ms: int, audits: tuple[Audit, ...], rules: dict, earlier: Mapping[str, str], resume: bool,
-                 checkpointing: bool = False, restored: Resume | None = None):
+                 checkpointing: bool = False, restored: Resume | None = None, key: SigningKey | None = None,
+                 earlier_key_id: str | None = None):
+        self._key = key
+        self._earlier_key_id = earlier_key_id
         self._checkpointing = checkpointing
         self._restored = restored
         self._lateness_ms = lateness_ms
@@ -171,11 +176,12 @@ class _CloseDaysFn(beam.DoFn):
     def _state(self, chain_state) -> _ChainState:
         state = chain_state.read()
         if state is None:
-            state = _ChainState()
+            state = _ChainState(last_key_id=self._earlier_key_id)
             if self._restored is not None:
                 checkpoint = self._restored.checkpoint
                 state.last_day, state.last_sha256 = checkpoint.day, checkpoint.summary_sha256
                 state.accounted = dict(checkpoint.accounted)
+                state.last_key_id = checkpoint.key_id
             elif self._resume and self._earlier:
                 state.last_day = max(self._earlier)
                 state.last_sha256 = self._earlier[state.last_day]
@@ -225,7 +231,8 @@ class _CloseDaysFn(beam.DoFn):
             for where, (low, _) in part.sources.items():
                 pending_from[where] = min(low, pending_from.get(where, low))
         assert state.last_day is not None and state.last_sha256 is not None
-        checkpoint = Checkpoint(state.last_day, state.last_sha256, tuple(day for day, _ in closed), dict(state.accounted), pending_from)
+        checkpoint = Checkpoint(state.last_day, state.last_sha256, tuple(day for day, _ in closed), dict(state.accounted), pending_from,
+                                state.last_key_id)
         return StateWrite(closed, changes, checkpoint)
 
     @on_timer(CLOSE)
@@ -260,7 +267,8 @@ class _CloseDaysFn(beam.DoFn):
                     self._brought.inc(len(brought))
                     yield beam.pvalue.TaggedOutput(DAY_VIOLATIONS, brought)
             document = whole.finish(self._audits, self._rules)
-            data = chain([document], self._previous(state, day))[0]
+            data = chain([document], self._previous(state, day), self._key, state.last_key_id)[0]
+            state.last_key_id = self._key.key_id if self._key is not None else state.last_key_id
             state.last_day, state.last_sha256 = day, hashlib.sha256(data).hexdigest()
             state.pending.discard(day)
             self._days.inc()
@@ -284,9 +292,9 @@ class CloseDays(beam.PTransform):
 
     def __init__(self, audits: tuple[Audit, ...], rules: dict, lateness_seconds: int,
                  earlier: Mapping[str, str] | None = None, *, resume: bool = False, checkpointing: bool = False,
-                 restored: Resume | None = None):
+                 restored: Resume | None = None, key: SigningKey | None = None, earlier_key_id: str | None = None):
         super().__init__()
-        self._fn = _CloseDaysFn(lateness_seconds * 1000, audits, rules, earlier or {}, resume, checkpointing, restored)
+        self._fn = _CloseDaysFn(lateness_seconds * 1000, audits, rules, earlier or {}, resume, checkpointing, restored, key, earlier_key_id)
 
     def expand(self, parts):
         return (

@@ -1,5 +1,6 @@
 """``flowaudit verify``: a folder of daily summaries checked for tampering
-(digests, chain, gaps, and the Merkle roots over violation ids when given)."""
+(digests, chain, gaps; with public keys the signatures of the summaries and
+their digest files; given the violations, the Merkle roots over their content)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from pipelines.core.merkle import merkle_root
-from pipelines.trail.chain import canonical_json, content_digest
+from pipelines.core.merkle import leaf_hash, root_of_leaf_hashes, violation_leaf
+from pipelines.core.signing import verify_signature
+from pipelines.trail.chain import DIGEST_FORMAT, canonical_json, content_digest, signed_bytes
 
 __all__ = ["VerifyProblem", "verify_directory"]
 
@@ -27,10 +30,13 @@ class VerifyProblem:
         return f"{self.day}: {self.message}"
 
 
-def verify_directory(folder: Path, violation_ids: Mapping[str, Iterable[str]] | None = None) -> tuple[list[str], list[VerifyProblem]]:
+def verify_directory(folder: Path, violations: Mapping[str, Iterable[Mapping[str, Any]]] | None = None,
+                     keys: Mapping[str, Ed25519PublicKey] | None = None) -> tuple[list[str], list[VerifyProblem]]:
     """Check every ``DATE.json`` in ``folder``: own digest, canonical form,
-    chain to the previous day, and (given the day's violation ids) the Merkle
-    root. Returns (days checked, problems)."""
+    chain to the previous day; with ``keys`` (key id -> public key) each
+    summary's and digest file's signature, and that a change of key is a
+    recorded rotation; given the day's standing violations, the Merkle root
+    over their content. Returns (days checked, problems)."""
     files = sorted(p for p in folder.glob("*.json") if _is_date(p.stem))
     problems: list[VerifyProblem] = []
     hashes: dict[str, str] = {}
@@ -71,18 +77,73 @@ def verify_directory(folder: Path, violation_ids: Mapping[str, Iterable[str]] | 
             problems.append(VerifyProblem(day, f"chains to the file of {by_hash[claimed]}, not of {named} (reordered)"))
         else:
             problems.append(VerifyProblem(day, f"previous_summary_sha256 does not match the summary of {named} ({named} was edited or replaced)"))
-    for day, ids in (violation_ids or {}).items():
+    if keys is not None:
+        problems += _signatures(folder, days, documents, hashes, keys)
+    for day, standing in (violations or {}).items():
         document = documents.get(day)
         if document is None:
             problems.append(VerifyProblem(day, "violations exist for this day but its summary is missing"))
             continue
-        ids = sorted(set(ids))
-        root = merkle_root([i.encode() for i in ids])
-        recorded = document.get("violation_ids", {})
-        if recorded.get("merkle_root") != root or recorded.get("count") != len(ids):
-            problems.append(VerifyProblem(day, f"violation ids do not match: {len(ids)} ids give root {root[:16]}..., "
-                                               f"the summary says {recorded.get('count')} and {str(recorded.get('merkle_root'))[:16]}..."))
+        leaves = {v["violation_id"]: leaf_hash(violation_leaf(dict(v))) for v in standing}
+        root = root_of_leaf_hashes([leaves[i] for i in sorted(leaves)])
+        recorded = document.get("violations_tree", {})
+        if recorded.get("merkle_root") != root or recorded.get("count") != len(leaves):
+            problems.append(VerifyProblem(day, f"the violations do not match the day's root: {len(leaves)} violations give "
+                                               f"{root[:16]}..., the summary says {recorded.get('count')} and "
+                                               f"{str(recorded.get('merkle_root'))[:16]}... (a violation edited, added or removed)"))
     return days, problems
+
+
+def _signatures(folder: Path, days: list[str], documents: Mapping[str, Mapping[str, Any]], hashes: Mapping[str, str],
+                keys: Mapping[str, Ed25519PublicKey]) -> list[VerifyProblem]:
+    problems: list[VerifyProblem] = []
+    previous_key: str | None = None
+    for day in days:
+        document = documents[day]
+        signing, signature = document.get("signing") or {}, document.get("signature")
+        key_id = signing.get("key_id")
+        if not signature or not key_id:
+            problems.append(VerifyProblem(day, "not signed (no signature or key id)"))
+            previous_key = None
+            continue
+        public = keys.get(key_id)
+        if public is None:
+            problems.append(VerifyProblem(day, f"signed by key {key_id[:16]}..., which is not among the trusted public keys"))
+        else:
+            why = verify_signature(public, signature, signed_bytes(document))
+            if why is not None:
+                problems.append(VerifyProblem(day, f"summary signature: {why} (edited after signing?)"))
+        if previous_key is not None and key_id != previous_key and signing.get("rotated_from_key_id") != previous_key:
+            problems.append(VerifyProblem(day, f"signed by key {key_id[:16]}... while the day before was signed by "
+                                               f"{previous_key[:16]}..., and no rotation from it is recorded"))
+        previous_key = key_id
+        problems += _digest(folder / f"{day}.digest.json", day, document, hashes[day], keys)
+    return problems
+
+
+def _digest(path: Path, day: str, document: Mapping[str, Any], summary_hash: str, keys: Mapping[str, Ed25519PublicKey]) -> list[VerifyProblem]:
+    if not path.exists():
+        return [VerifyProblem(day, f"{path.name} is missing")]
+    try:
+        digest = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        return [VerifyProblem(day, f"{path.name}: not JSON ({exc})")]
+    if digest.get("format") != DIGEST_FORMAT:
+        return [VerifyProblem(day, f"{path.name}: format {digest.get('format')!r}, not {DIGEST_FORMAT}")]
+    problems = []
+    public = keys.get(digest.get("key_id") or "")
+    if public is None:
+        problems.append(VerifyProblem(day, f"{path.name}: signed by a key not among the trusted public keys"))
+    else:
+        why = verify_signature(public, digest.get("signature") or "", signed_bytes(digest))
+        if why is not None:
+            problems.append(VerifyProblem(day, f"{path.name}: {why}"))
+    tree = document.get("violations_tree", {})
+    expected = {"date": day, "summary_sha256": summary_hash, "merkle_root": tree.get("merkle_root"), "leaf_count": tree.get("count")}
+    for name, value in expected.items():
+        if digest.get(name) != value:
+            problems.append(VerifyProblem(day, f"{path.name}: {name} does not match the summary file"))
+    return problems
 
 
 def _is_date(text: str) -> bool:

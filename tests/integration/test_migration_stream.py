@@ -5,6 +5,7 @@ topics' dumps."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -79,7 +80,8 @@ def _start(kafka, topics, lifecycle_topic: str, state_topic: str, summaries: Pat
                              "--violations-topic", topics["violations"], "--dead-letters-topic", topics["dead_letters"],
                              "--group", "it-migration-kill", "--summaries-dir", str(summaries), "--idle-after", idle_after,
                              f"--prism_location={prism_binary}"], stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                            env={"FLOWAUDIT_PSEUDONYM_KEY": "k", "PATH": "/usr/bin:/bin"}, start_new_session=True)
+                            env={"FLOWAUDIT_PSEUDONYM_KEY": "k", "FLOWAUDIT_SIGNING_KEY": os.environ["FLOWAUDIT_SIGNING_KEY"],
+                                 "PATH": "/usr/bin:/bin"}, start_new_session=True)
 
 
 

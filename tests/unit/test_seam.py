@@ -191,9 +191,9 @@ def test_a_second_audit_runs_beside_residency_through_backtest(tmp_path, latency
     assert first["flow_matrix"] and first["completeness"]["servers"]  # residency's section, beside it
     assert {"policy", "expectations", "latency", "latency_expectations"} <= set(first["rules"])
     assert {e["rule_id"] for e in first["expectations"]} >= {"ping_quality:expect_column_values_to_not_be_null:service"}
-    by_day: dict[str, list[str]] = {}
+    by_day: dict[str, list[dict]] = {}
     for v in violations:
-        by_day.setdefault(v["event_time"][:10], []).append(v["violation_id"])
+        by_day.setdefault(v["event_time"][:10], []).append(v)
     assert verify_directory(folder, by_day)[1] == []
 
     # Beside it, the residency audit finds what it finds alone.

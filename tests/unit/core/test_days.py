@@ -63,7 +63,7 @@ def test_late_events_are_listed_in_the_next_summary():
     late = next_day.finish([AUDIT])["late"]
     assert late["events_by_day"] == {DAY: 2}
     assert late["event_ids"] == ["e-app-1-7", "e-app-1-8"]
-    assert late["violation_ids"]["count"] == 1
+    assert late["violations_tree"]["count"] == 1
     assert next_day.finish([AUDIT])["totals"]["late_events"] == 2
 
 

@@ -83,7 +83,7 @@ def test_the_newest_revision_stands_whatever_the_order(suite):
             part = DayPart(day)
             part.add_violations("residency", violations)
             merged.merge(part)
-        orders.append(merged.finish(())["violation_ids"])
+        orders.append(merged.finish(())["violations_tree"])
     assert orders[0] == orders[1] and orders[0]["count"] == 0
 
 
