@@ -15,7 +15,7 @@ import argparse
 import logging
 import sys
 
-from pipelines.cli import backtest, bench, demo, expectations, export, generate, run, summarize, verify, violations
+from pipelines.cli import backtest, bench, demo, expectations, export, generate, prove, run, summarize, verify, violations
 from pipelines.errors import from_library
 from pipelines.runtime.processes import StopRequested, children_answer_to_us, stop_on_signals
 
@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for verb in (run, backtest, violations, expectations, summarize, export, verify, bench, generate, demo):
         verb.add_parser(verbs)
+    prove.add_parser(verbs)
+    prove.add_verify_parser(verbs)
     return parser
 
 

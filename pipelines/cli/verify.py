@@ -24,10 +24,6 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
-    import orjson
-
-    from pipelines.core.days import day_of
-    from pipelines.core.violations import standing
     from pipelines.trail.verify import verify_directory
 
     folder = Path(args.dir)
@@ -36,25 +32,17 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
     if not folder.is_dir():
         print(f"flowaudit verify: {args.dir}: no such folder", file=sys.stderr)
         return 2
-    keys = _trusted_keys(args)
+    keys = trusted_keys(args)
     if isinstance(keys, str):
         print(f"flowaudit verify: {keys}", file=sys.stderr)
         return 2
     ids: dict[str, list[dict]] | None = None
     if args.violations:
-        by_day: dict[str, list[dict]] = {}
-        for number, line in enumerate(Path(args.violations).read_bytes().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                violation = orjson.loads(line)
-                by_day.setdefault(day_of(violation["event_time_ms"]), []).append(violation)
-            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-                print(f"flowaudit verify: {args.violations} line {number}: not a violation record ({exc})", file=sys.stderr)
-                return 2
-        # Per day, as the summaries count them (one id can be in two days: two events that share an
-        # event id); of a window verdict revised by late events, the newest revision stands.
-        ids = {day: list(standing(violations).values()) for day, violations in by_day.items()}
+        found = violations_by_day(Path(args.violations))
+        if isinstance(found, str):
+            print(f"flowaudit verify: {found}", file=sys.stderr)
+            return 2
+        ids = found
     days, problems = verify_directory(folder, ids, keys)
     for problem in problems:
         print(f"FAIL {problem}")
@@ -70,8 +58,7 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 1 if problems else 0
 
 
-
-def _trusted_keys(args: argparse.Namespace):
+def trusted_keys(args: argparse.Namespace):
     """key id -> public key, None when no key was given, or a message saying what is wrong."""
     from pipelines.core.signing import key_id, load_public_key
     from pipelines.errors import MissingKeyError
@@ -96,3 +83,29 @@ def _trusted_keys(args: argparse.Namespace):
             return str(exc)
         keys[key_id(public)] = public
     return keys
+
+
+def violations_by_day(path: Path) -> dict[str, list[dict]] | str:
+    """The standing violations of a JSONL file per day, as the summaries count
+    them (one id can be in two days: two events that share an event id; of a
+    window verdict revised by late events, the newest revision stands); or
+    what is wrong with the file."""
+    import orjson
+
+    from pipelines.core.days import day_of
+    from pipelines.core.violations import standing
+
+    by_day: dict[str, list[dict]] = {}
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        return f"{path}: {exc.strerror}"
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            violation = orjson.loads(line)
+            by_day.setdefault(day_of(violation["event_time_ms"]), []).append(violation)
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            return f"{path} line {number}: not a violation record ({exc})"
+    return {day: list(standing(violations).values()) for day, violations in by_day.items()}

@@ -30,14 +30,15 @@ def backtest_out(tmp_path_factory):
 def _tampered_copy(backtest_out, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(backtest_out / "summaries", copy)
-    return copy, sorted(copy.glob("*.json"))
+    return copy, sorted(p for p in copy.glob("*.json") if len(p.stem) == 10)  # DATE.json, not DATE.digest.json
 
 
 def test_backtest_writes_one_summary_per_day_and_verify_accepts(backtest_out, capsys):
-    days = sorted(p.stem for p in (backtest_out / "summaries").glob("*.json"))
+    days = sorted(p.stem for p in (backtest_out / "summaries").glob("*.json") if len(p.stem) == 10)
     assert days == ["2026-11-20", "2026-11-21", "2026-11-22", "2026-11-23"]
-    assert main(["verify", str(backtest_out), "--violations", str(backtest_out / "violations.jsonl")]) == 0
-    assert "4 of 4 days verified" in capsys.readouterr().out
+    assert main(["verify", str(backtest_out), "--violations", str(backtest_out / "violations.jsonl"),
+                 "--public-key", str(backtest_out / "summaries" / "signing-key.pub.pem")]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("4 of 4 days verified")
     first = orjson.loads((backtest_out / "summaries" / f"{days[0]}.json").read_bytes())
     counts = orjson.loads((backtest_out / "counts.json").read_bytes())
     total = sum(orjson.loads((backtest_out / "summaries" / f"{d}.json").read_bytes())["totals"]["events"] for d in days)
@@ -77,4 +78,4 @@ def test_violation_set_changes_break_the_merkle_root(backtest_out, tmp_path, cap
     edited = tmp_path / "violations.jsonl"
     edited.write_bytes(b"\n".join(lines[1:]) + b"\n")
     assert main(["verify", str(backtest_out), "--violations", str(edited)]) == 1
-    assert "violation ids do not match" in capsys.readouterr().out
+    assert "the violations do not match the day's root" in capsys.readouterr().out
