@@ -38,6 +38,7 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     from pipelines.cli.verify import violations_by_day
     from pipelines.trail.proofs import ProofError, inclusion_proof
+    from pipelines.trail.verify import late_listed
 
     folder = Path(args.summaries)
     if (folder / "summaries").is_dir():
@@ -50,8 +51,13 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
     if isinstance(by_day, str):
         print(f"flowaudit prove: {by_day}", file=sys.stderr)
         return 2
+    listed = late_listed(folder)  # summary day -> the late violation ids it lists
+    late_ids = listed.get(args.day, set())
+    counted_later = set().union(*listed.values()) if listed else set()
+    late = [v for day, violations in by_day.items() if day < args.day for v in violations if v["violation_id"] in late_ids]
+    own = [v for v in by_day.get(args.day, []) if v["violation_id"] not in counted_later]
     try:
-        proof = inclusion_proof(args.violation, args.day, by_day.get(args.day, []), digest_path.read_bytes())
+        proof = inclusion_proof(args.violation, args.day, own, digest_path.read_bytes(), late)
     except ProofError as exc:
         print(f"flowaudit prove: {exc}", file=sys.stderr)
         return 1

@@ -241,7 +241,8 @@ class DayPart:
             "dead_letters": {"by_kind": dict(sorted(self.dead_letters.items()))},
             "late": {"events_by_day": dict(sorted(self.late_events.items())), "event_ids": sorted(self.late_event_ids),
                      "event_ids_listed_at_most": LATE_IDS_LISTED,
-                     "violations_tree": {"count": len(self.late_violations),
+                     # Listed whole (late violations are few): a proof of one needs the others' ids.
+                     "violations_tree": {"count": len(self.late_violations), "violation_ids": sorted(self.late_violations),
                                          "merkle_root": root_of_leaf_hashes([self.late_violations[v] for v in sorted(self.late_violations)])}},
             "violations_tree": {"count": len(self.violations),
                                 "merkle_root": root_of_leaf_hashes([self.violations[v].leaf for v in sorted(self.violations)]),

@@ -86,6 +86,8 @@ def digest_of(data: bytes, key: SigningKey) -> bytes:
     tree = document["violations_tree"]
     digest = {"format": DIGEST_FORMAT, "date": document["date"], "summary_sha256": hashlib.sha256(data).hexdigest(),
               "previous_summary_date": document["previous_summary_date"], "previous_summary_sha256": document["previous_summary_sha256"],
-              "merkle_root": tree["merkle_root"], "leaf_count": tree["count"], "key_id": key.key_id}
+              "merkle_root": tree["merkle_root"], "leaf_count": tree["count"],
+              "late_merkle_root": document["late"]["violations_tree"]["merkle_root"],
+              "late_leaf_count": document["late"]["violations_tree"]["count"], "key_id": key.key_id}
     digest["signature"] = key.sign(signed_bytes(digest))
     return canonical_json(digest)

@@ -28,17 +28,24 @@ class ProofError(Exception):
     """A proof cannot be made: the violation is not in the day."""
 
 
-def inclusion_proof(violation_id: str, day: str, standing: Iterable[Mapping[str, Any]], digest: bytes) -> dict[str, Any]:
-    """The proof that ``violation_id`` is among the day's standing violations,
-    against the day's digest file (its bytes)."""
+def inclusion_proof(violation_id: str, day: str, standing: Iterable[Mapping[str, Any]], digest: bytes,
+                    late: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """The proof that ``violation_id`` is among the day's standing violations
+    (or, given ``late``, among the late ones its summary lists), against the
+    day's digest file (its bytes)."""
     by_id = {v["violation_id"]: v for v in standing}
+    tree = "day"
     if violation_id not in by_id:
-        raise ProofError(f"violation {violation_id} is not among the {len(by_id)} violations of {day}")
+        late_by_id = {v["violation_id"]: v for v in late}
+        if violation_id not in late_by_id:
+            raise ProofError(f"violation {violation_id} is not among the {len(by_id)} violations of {day}, nor the "
+                             f"{len(late_by_id)} late ones its summary lists")
+        by_id, tree = late_by_id, "late"
     order = sorted(by_id)
     index = order.index(violation_id)
     leaves = [violation_leaf(by_id[v]) for v in order]
     violation = orjson.loads(leaves[index])
-    return {"format": PROOF_FORMAT, "date": day, "violation": violation, "leaf_index": index, "tree_size": len(order),
+    return {"format": PROOF_FORMAT, "date": day, "tree": tree, "violation": violation, "leaf_index": index, "tree_size": len(order),
             "audit_path": [h.hex() for h in audit_path(leaves, index)], "digest": orjson.loads(digest)}
 
 
@@ -57,9 +64,12 @@ def check_proof(proof: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey]) 
         return f"the day's digest: {why}"
     if digest.get("date") != proof.get("date"):
         return f"the digest is of {digest.get('date')}, the proof says {proof.get('date')}"
+    late = proof.get("tree") == "late"
+    root_name, count_name = ("late_merkle_root", "late_leaf_count") if late else ("merkle_root", "leaf_count")
     size = proof.get("tree_size")
-    if size != digest.get("leaf_count"):
-        return f"the proof is for a tree of {size} violations; the signed digest says the day has {digest.get('leaf_count')}"
+    if size != digest.get(count_name):
+        return (f"the proof is for a tree of {size} violations; the signed digest says the day has {digest.get(count_name)}"
+                + (" late ones" if late else ""))
     try:
         path = [bytes.fromhex(h) for h in proof["audit_path"]]
         leaf = violation_leaf(proof["violation"])
@@ -68,7 +78,7 @@ def check_proof(proof: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey]) 
         return f"the proof is malformed ({exc})"
     if root is None:
         return "the audit path has the wrong length for its leaf index and tree size"
-    if root.hex() != digest.get("merkle_root"):
+    if root.hex() != digest.get(root_name):
         return ("the violation and its audit path do not lead to the day's signed root: the violation is not in the day "
                 "as it was signed (edited, or another day's)")
     return None

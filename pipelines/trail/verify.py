@@ -18,7 +18,7 @@ from pipelines.core.merkle import leaf_hash, root_of_leaf_hashes, violation_leaf
 from pipelines.core.signing import verify_signature
 from pipelines.trail.chain import DIGEST_FORMAT, canonical_json, content_digest, signed_bytes
 
-__all__ = ["VerifyProblem", "verify_directory"]
+__all__ = ["VerifyProblem", "verify_directory", "late_listed"]
 
 
 @dataclass(frozen=True)
@@ -79,19 +79,56 @@ def verify_directory(folder: Path, violations: Mapping[str, Iterable[Mapping[str
             problems.append(VerifyProblem(day, f"previous_summary_sha256 does not match the summary of {named} ({named} was edited or replaced)"))
     if keys is not None:
         problems += _signatures(folder, days, documents, hashes, keys)
-    for day, standing in (violations or {}).items():
+    if violations is not None:
+        problems += _roots(documents, violations)
+    return days, problems
+
+
+def _roots(documents: Mapping[str, Mapping[str, Any]], violations: Mapping[str, Iterable[Mapping[str, Any]]]) -> list[VerifyProblem]:
+    """Each day's root over its own violations, and each summary's late root
+    over the late violations it lists (counted there, not in their own day)."""
+    problems: list[VerifyProblem] = []
+    listed = {day: set(_late_tree(document).get("violation_ids", ())) for day, document in documents.items()}
+    late_ids = set().union(*listed.values()) if listed else set()
+    records = {v["violation_id"]: v for standing in violations.values() for v in standing}
+    for day, standing in violations.items():
+        own = [v for v in standing if v["violation_id"] not in late_ids]
         document = documents.get(day)
         if document is None:
-            problems.append(VerifyProblem(day, "violations exist for this day but its summary is missing"))
+            if own:
+                problems.append(VerifyProblem(day, "violations exist for this day but its summary is missing"))
             continue
-        leaves = {v["violation_id"]: leaf_hash(violation_leaf(dict(v))) for v in standing}
-        root = root_of_leaf_hashes([leaves[i] for i in sorted(leaves)])
-        recorded = document.get("violations_tree", {})
-        if recorded.get("merkle_root") != root or recorded.get("count") != len(leaves):
-            problems.append(VerifyProblem(day, f"the violations do not match the day's root: {len(leaves)} violations give "
-                                               f"{root[:16]}..., the summary says {recorded.get('count')} and "
-                                               f"{str(recorded.get('merkle_root'))[:16]}... (a violation edited, added or removed)"))
-    return days, problems
+        problems += _root(day, own, document.get("violations_tree", {}), "")
+    for day, ids in listed.items():
+        if not ids:
+            continue
+        missing = sorted(i for i in ids if i not in records)
+        if missing:
+            problems.append(VerifyProblem(day, f"{len(missing)} late violations it lists are not among the violations given "
+                                               f"(the first: {missing[0][:16]}...)"))
+            continue
+        problems += _root(day, [records[i] for i in ids], _late_tree(documents[day]), "late ")
+    return problems
+
+
+def _late_tree(document: Mapping[str, Any]) -> Mapping[str, Any]:
+    return (document.get("late") or {}).get("violations_tree") or {}
+
+
+def late_listed(folder: Path) -> dict[str, set[str]]:
+    """Summary day -> the ids of the late violations (of earlier days) it counts."""
+    return {path.stem: set(_late_tree(orjson.loads(path.read_bytes())).get("violation_ids", ()))
+            for path in sorted(folder.glob("*.json")) if _is_date(path.stem)}
+
+
+def _root(day: str, standing: Iterable[Mapping[str, Any]], recorded: Mapping[str, Any], which: str) -> list[VerifyProblem]:
+    leaves = {v["violation_id"]: leaf_hash(violation_leaf(v)) for v in standing}
+    root = root_of_leaf_hashes([leaves[i] for i in sorted(leaves)])
+    if recorded.get("merkle_root") != root or recorded.get("count") != len(leaves):
+        return [VerifyProblem(day, f"the {which}violations do not match the day's {which}root: {len(leaves)} violations give "
+                                   f"{root[:16]}..., the summary says {recorded.get('count')} and "
+                                   f"{str(recorded.get('merkle_root'))[:16]}... (a violation edited, added or removed)")]
+    return []
 
 
 def _signatures(folder: Path, days: list[str], documents: Mapping[str, Mapping[str, Any]], hashes: Mapping[str, str],
@@ -139,7 +176,9 @@ def _digest(path: Path, day: str, document: Mapping[str, Any], summary_hash: str
         if why is not None:
             problems.append(VerifyProblem(day, f"{path.name}: {why}"))
     tree = document.get("violations_tree", {})
-    expected = {"date": day, "summary_sha256": summary_hash, "merkle_root": tree.get("merkle_root"), "leaf_count": tree.get("count")}
+    late = _late_tree(document)
+    expected = {"date": day, "summary_sha256": summary_hash, "merkle_root": tree.get("merkle_root"), "leaf_count": tree.get("count"),
+                "late_merkle_root": late.get("merkle_root"), "late_leaf_count": late.get("count")}
     for name, value in expected.items():
         if digest.get(name) != value:
             problems.append(VerifyProblem(day, f"{path.name}: {name} does not match the summary file"))

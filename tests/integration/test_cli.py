@@ -26,6 +26,17 @@ def test_run_refuses_to_start_without_a_pseudonym_key(monkeypatch, capsys):
     assert "FLOWAUDIT_PSEUDONYM_KEY" in capsys.readouterr().err
 
 
+def test_run_with_summaries_refuses_to_start_without_a_signing_key(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("FLOWAUDIT_PSEUDONYM_KEY", "k")
+    monkeypatch.delenv("FLOWAUDIT_SIGNING_KEY", raising=False)
+    assert main(["run", "--bootstrap-servers", "127.0.0.1:1", "--bounded", "--summaries-dir", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "set FLOWAUDIT_SIGNING_KEY_FILE (or FLOWAUDIT_SIGNING_KEY) to the Ed25519 key that signs the daily summaries" in err
+    monkeypatch.setenv("FLOWAUDIT_SIGNING_KEY_FILE", str(tmp_path / "absent.pem"))
+    assert main(["run", "--bootstrap-servers", "127.0.0.1:1", "--bounded", "--summaries-dir", str(tmp_path / "s")]) == 2
+    assert f"FLOWAUDIT_SIGNING_KEY_FILE={tmp_path / 'absent.pem'}: cannot read the signing key" in capsys.readouterr().err
+
+
 def test_missing_events_file(tmp_path, capsys):
     assert main(["backtest", "--events", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o")]) == 2
     assert "no such file" in capsys.readouterr().err

@@ -66,7 +66,7 @@ def test_report_renders_in_chromium(summary_day, tmp_path):
                          capture_output=True, timeout=120, check=True, text=True).stdout
     assert f"{document['totals']['events']:,}" in dom
     assert f"{document['totals']['violations']:,}" in dom
-    assert document["violation_ids"]["merkle_root"] in dom
+    assert document["violations_tree"]["merkle_root"] in dom
     assert "<td>(empty id)</td>" in dom, "a server with an empty id is named as such"
     # The moderation audit's section, drawn by its bundle: figures, both charts, the rules it broke.
     moderation = document["moderation"]
