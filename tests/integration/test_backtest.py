@@ -85,7 +85,7 @@ def test_backtest_without_expectations(tmp_path):
     assert main(["backtest", "--events", str(events), "--out", str(tmp_path / "out"), "--no-expectations"]) == 0
     violations = read_jsonl(tmp_path / "out" / "violations.jsonl")
     assert violations and {v["kind"] for v in violations} == {"residency"}
-    assert list((tmp_path / "out" / "summaries").glob("*.json"))
+    assert list((tmp_path / "out" / "summaries").glob("????-??-??.json"))
 
 
 def test_backtest_of_moderation_decisions_alone(tmp_path):
@@ -101,7 +101,7 @@ def test_backtest_of_moderation_decisions_alone(tmp_path):
     assert counts["dead_letters"] == sum(m.malformed for m in messages)
     violations = read_jsonl(tmp_path / "out" / "violations.jsonl")
     assert {v["kind"] for v in violations} == {"moderation", "quality"}
-    days = sorted((tmp_path / "out" / "summaries").glob("*.json"))
+    days = sorted((tmp_path / "out" / "summaries").glob("????-??-??.json"))
     assert days
     for day in days:
         document = orjson.loads(day.read_bytes())

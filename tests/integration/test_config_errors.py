@@ -134,5 +134,5 @@ def test_a_given_feed_folder_is_used_and_named_in_the_summary(tmp_path, capsys):
     moved = run_cli(["backtest", "--events", events, "--out", str(tmp_path / "moved"), "--ip-ranges", feeds], capsys)
     assert moved["in"] == shipped["in"] == 2000
     assert moved["violations"] > shipped["violations"]
-    summary = json.loads(next((tmp_path / "moved" / "summaries").glob("*.json")).read_text())
+    summary = json.loads(next((tmp_path / "moved" / "summaries").glob("????-??-??.json")).read_text())
     assert set(summary["rules"]["ip_ranges"]) == {p.name for p in FEEDS.glob("*.json")}

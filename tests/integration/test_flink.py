@@ -116,9 +116,9 @@ def test_flink_gives_the_same_audit_and_summaries_as_prism(kafka, topics, flink_
     assert flink_ids == violation_ids(kafka, on_prism["outputs"]["violations"])
     assert len(consume_all(kafka, on_flink["outputs"]["dead-letters"])) == malformed
 
-    days = sorted(p.name for p in (tmp_path / "prism").glob("*.json"))
+    days = sorted(p.name for p in (tmp_path / "prism").glob("????-??-??.json"))
     assert len(days) >= 3
-    assert sorted(p.name for p in (tmp_path / "flink").glob("*.json")) == days
+    assert sorted(p.name for p in (tmp_path / "flink").glob("????-??-??.json")) == days
     for day in days:
         assert (tmp_path / "flink" / day).read_bytes() == (tmp_path / "prism" / day).read_bytes(), day
     flink_envelopes = [decode_single_object(r.value, "daily_summary") for r in consume_all(kafka, on_flink["outputs"]["summaries"])]

@@ -188,9 +188,9 @@ def test_daily_summaries_from_the_stream_match_backtest(kafka, topics, prism_bin
     backtest = run_cli(["backtest", "--events", str(write_jsonl(messages, tmp_path / "events.jsonl")),
                         "--out", str(tmp_path / "bt"), "--no-expectations"], capsys)
 
-    days = sorted(p.stem for p in (tmp_path / "bt" / "summaries").glob("*.json"))
+    days = sorted(p.stem for p in (tmp_path / "bt" / "summaries").glob("????-??-??.json"))
     assert len(days) >= 3
-    assert sorted(p.stem for p in stream_dir.glob("*.json")) == days
+    assert sorted(p.stem for p in stream_dir.glob("????-??-??.json")) == days
 
     def comparable(path):
         document = orjson.loads(path.read_bytes())

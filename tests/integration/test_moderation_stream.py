@@ -56,7 +56,7 @@ def test_decisions_stream_beside_app_events_and_match_backtest(kafka, topics, pr
     assert decision_quality["content_language"] > 0 and decision_quality["action-after-decision"] > 0, decision_quality
     assert len(consume_all(kafka, topics["dead_letters"])) == malformed
 
-    days = sorted(p.stem for p in stream_dir.glob("*.json"))
+    days = sorted(p.stem for p in stream_dir.glob("????-??-??.json"))
     assert len(days) >= 3
     decided = Counter(datetime.fromisoformat(orjson.loads(m.value)["decided_at"]).date().isoformat()
                       for m in decisions if not m.malformed)

@@ -183,7 +183,7 @@ def test_a_second_audit_runs_beside_residency_through_backtest(tmp_path, latency
 
     # One summary per day with both audits' sections and rules, chained and verifiable.
     folder = tmp_path / "both" / "summaries"
-    days = sorted(p.stem for p in folder.glob("*.json"))
+    days = sorted(p.stem for p in folder.glob("????-??-??.json"))
     assert days[:2] == ["2026-11-20", "2026-11-21"]
     first = orjson.loads((folder / "2026-11-20.json").read_bytes())
     assert first["latency"]["slow_pings"] == len([p for p in pings if p["event_id"] in slow and p["time_ms"] < T0 + 86_400_000])
