@@ -17,7 +17,7 @@ from pipelines.devtools.generator import generate
 from pipelines.errors import KafkaConnectError
 from pipelines.kafka.admin import KafkaConfig, committed_offsets, create_topics, end_offsets, produce_messages
 from pipelines.kafka.security import KafkaSecurity, check_connection, security_from_options
-from tests.helpers import REPO, consume_all, read_jsonl, run_cli, write_jsonl
+from tests.helpers import REPO, consume_all, kill_all, read_jsonl, run_cli, write_jsonl
 
 PASSWORD = "scram-Pa55-for-tests-7f3c"
 
@@ -300,12 +300,12 @@ def test_credentials_revoked_mid_run_hold_offsets_until_they_are_restored(tmp_pa
         assert held_back > 0 and said
         ensure_scram_user(broker, "auditor", PASSWORD)
         wait_for(lambda: committed() == 2000, process, log, "all 2,000 committed once the user was back", timeout=180)
-        faults._kill_all(process)
+        kill_all(process)
         process = None
         violations, _ = faults._accounting(kafka, topics, messages, tmp_path, capsys, windows_exact=False)
         print(f"SCRAM user deleted for 20 s: {held_back} events held back, then {len(violations)} violation ids as backtest's; "
               f"log said: {said[0][:200]}")
     finally:
         if process is not None:
-            faults._kill_all(process)
+            kill_all(process)
         broker.stop()
