@@ -28,7 +28,8 @@ from tests.integration.test_migration_backtest import EXPECTED, RESIDUAL, migrat
 pytestmark = [pytest.mark.kafka, pytest.mark.prism]
 
 
-def test_the_story_streams_and_matches_backtest(kafka, topics, prism_binary, pseudonym_key, tmp_path, capsys):
+def _story_on_topics(kafka, topics):
+    """The whole story produced: (events, lifecycle records, lifecycle topic, compacted state topic)."""
     lifecycle_topic = topics["events"].replace(".events", ".lifecycle")
     state_topic = topics["events"].replace(".events", ".state")
     create_topics(kafka, [lifecycle_topic], partitions=1)
@@ -36,6 +37,11 @@ def test_the_story_streams_and_matches_backtest(kafka, topics, prism_binary, pse
     events, lifecycle = generate_migration()
     produce_messages(kafka, topics["events"], events)
     produce_messages(kafka, lifecycle_topic, lifecycle)
+    return events, lifecycle, lifecycle_topic, state_topic
+
+
+def test_the_story_streams_and_matches_backtest(kafka, topics, prism_binary, pseudonym_key, tmp_path, capsys):
+    events, lifecycle, lifecycle_topic, state_topic = _story_on_topics(kafka, topics)
 
     stream_dir = tmp_path / "stream"
     counts = run_cli(["run", "--bootstrap-servers", kafka.bootstrap_servers, "--events-topic", topics["events"],
@@ -158,13 +164,7 @@ def test_the_story_on_flink_checkpoints_and_matches_backtest(kafka, topics, flin
     are the backtest's, byte for byte."""
     from tests.integration.test_flink import flink_args
 
-    lifecycle_topic = topics["events"].replace(".events", ".lifecycle")
-    state_topic = topics["events"].replace(".events", ".state")
-    create_topics(kafka, [lifecycle_topic], partitions=1)
-    create_topics(kafka, [state_topic], partitions=1, topic_configs={"cleanup.policy": "compact"})
-    events, lifecycle = generate_migration()
-    produce_messages(kafka, topics["events"], events)
-    produce_messages(kafka, lifecycle_topic, lifecycle)
+    events, lifecycle, lifecycle_topic, state_topic = _story_on_topics(kafka, topics)
     stream_dir = tmp_path / "flink"
     run_cli(["run", "--bootstrap-servers", kafka.bootstrap_servers, "--events-topic", topics["events"], "--lifecycle-topic", lifecycle_topic,
              "--state-topic", state_topic, "--violations-topic", topics["violations"], "--dead-letters-topic", topics["dead_letters"],
