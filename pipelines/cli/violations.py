@@ -36,6 +36,7 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
     import orjson
     from kafka import TopicPartition
 
+    from pipelines.core.merkle import timestamps_as_millis
     from pipelines.core.violations import decode_single_object, describe_violation
 
     kafka = kafka_config(args, "flowaudit-tail")
@@ -72,8 +73,7 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
                     if args.rule and violation["rule_id"] not in args.rule:
                         continue
                     if args.json:
-                        violation["event_time_ms"] = int(violation["event_time_ms"].timestamp() * 1000)
-                        print(orjson.dumps(violation, default=str).decode(), flush=True)
+                        print(orjson.dumps(timestamps_as_millis(violation), default=str).decode(), flush=True)
                     else:
                         print(describe_violation(violation), flush=True)
                     shown += 1

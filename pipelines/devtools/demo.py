@@ -28,6 +28,7 @@ import orjson
 from kafka import TopicPartition
 
 from pipelines.core.days import day_of
+from pipelines.core.merkle import timestamps_as_millis
 from pipelines.core.signing import SIGNING_KEY_ENV, SIGNING_KEY_FILE_ENV, SigningKey, key_id, load_public_key
 from pipelines.core.violations import decode_single_object, describe_violation, revision_of
 from pipelines.devtools.generator import GeneratedMessage, Stretch, TrafficMix, generate_timeline, over_days
@@ -497,8 +498,8 @@ def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Pa
 
 
 def _record(violation: dict, tally: _Tally) -> None:
-    ms = int(violation["event_time_ms"].timestamp() * 1000)  # Avro's timestamp-millis reads as a datetime
-    violation = {**violation, "event_time_ms": ms}
+    violation = timestamps_as_millis(violation)  # Avro's timestamp-millis reads as a datetime; violations.jsonl has ms
+    ms = violation["event_time_ms"]
     day = tally.ids_by_day.setdefault(day_of(ms), {})
     revision, retracted = revision_of(violation)
     if revision:  # a window re-judged with its late events: same id, counted once
