@@ -36,7 +36,7 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
     import orjson
     from kafka import TopicPartition
 
-    from pipelines.core.violations import decode_single_object, describe_violation
+    from pipelines.core.violations import decode_record, describe_violation
 
     kafka = kafka_config(args, "flowaudit-tail")
     consumer = kafka.consumer(auto_offset_reset="earliest" if args.from_beginning else "latest")
@@ -63,7 +63,7 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
             for records in polled.values():
                 for record in records:
                     try:
-                        violation = decode_single_object(record.value, "violation")
+                        violation = decode_record(record.value, "violation")
                     except (ValueError, EOFError) as exc:
                         print(f"# {args.topic}[{record.partition}]@{record.offset}: {exc}", file=sys.stderr)
                         continue

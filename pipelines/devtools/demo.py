@@ -29,7 +29,7 @@ from kafka import TopicPartition
 
 from pipelines.core.days import day_of
 from pipelines.core.signing import SIGNING_KEY_ENV, SIGNING_KEY_FILE_ENV, SigningKey, key_id, load_public_key
-from pipelines.core.violations import decode_single_object, describe_violation, revision_of
+from pipelines.core.violations import decode_record, describe_violation, revision_of
 from pipelines.devtools.generator import GeneratedMessage, Stretch, TrafficMix, generate_timeline, over_days
 from pipelines.devtools.localkafka import LocalKafka, default_broker, ensure_broker_jars, free_port, port_is_free
 from pipelines.devtools.migration_traffic import STORES as LEGACY_STORES
@@ -451,7 +451,7 @@ def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Pa
                 break
             for records in consumer.poll(timeout_ms=300).values():
                 for record in records:
-                    violation = decode_single_object(record.value, "violation")
+                    violation = decode_record(record.value, "violation")
                     _record(violation, tally)
                     screen.violation(violation, tally)
             for day in sorted(p.stem for p in summaries.glob("*.html")):
