@@ -73,15 +73,18 @@ def add_kafka_security_options(parser: argparse.ArgumentParser) -> None:
                        help="accept a broker certificate that does not name the host connected to")
 
 
-def add_registry_options(parser: argparse.ArgumentParser, *, reading: bool = True) -> None:
+REGISTRY_READS = ("Confluent-framed Avro values (0x00 + schema id) are decoded with the writer schema of their id, fetched "
+                  "once and resolved to flowaudit's own by Avro's rules. ")
+REGISTRY_WRITES = ("Violations, dead letters and summaries are written in that format, their schemas registered under "
+                   "'<topic>-value' (topic-name strategy). ")
+
+
+def add_registry_options(parser: argparse.ArgumentParser, purpose: str = REGISTRY_READS) -> None:
     """A schema registry with the Confluent API; every option also reads FLOWAUDIT_SCHEMA_REGISTRY_<OPTION>."""
     from pipelines.kafka.registry import PASSWORD_ENV
 
     env = os.environ.get
-    what = ("Confluent-framed Avro values (0x00 + schema id) are decoded with the writer schema of their id, resolved to "
-            "flowaudit's own; violations, dead letters and summaries are written in that format, their schemas registered "
-            "under '<topic>-value'. ") if reading else ""
-    group = parser.add_argument_group("Schema registry", f"{what}Password only from a file or {PASSWORD_ENV}.")
+    group = parser.add_argument_group("Schema registry", f"{purpose}Password only from a file or {PASSWORD_ENV}.")
     group.add_argument("--schema-registry-url", default=env("FLOWAUDIT_SCHEMA_REGISTRY_URL"), metavar="URL",
                        help="base URL of the Confluent-compatible API (Apicurio: http://HOST:PORT/apis/ccompat/v7)")
     group.add_argument("--schema-registry-user", default=env("FLOWAUDIT_SCHEMA_REGISTRY_USER"), help="basic-auth user")

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from pipelines.cli.options import (
+    REGISTRY_READS,
+    REGISTRY_WRITES,
     add_audit_options,
     add_kafka_options,
     add_registry_options,
@@ -28,7 +30,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
                                        "not listed here are Beam pipeline options (e.g. --runner=FlinkRunner). "
                                        "Needs FLOWAUDIT_PSEUDONYM_KEY or FLOWAUDIT_PSEUDONYM_KEY_FILE.")
     add_kafka_options(run)
-    add_registry_options(run)
+    add_registry_options(run, REGISTRY_READS + REGISTRY_WRITES)
     run.add_argument("--events-topic", action="append", default=None, help="topic of app events (repeatable; default app-events)")
     run.add_argument("--moderation-topic", action="append", default=None,
                      help="topic of moderation decisions (repeatable): audited in the same pipeline, its violations, "

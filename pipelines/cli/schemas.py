@@ -21,7 +21,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         "every registered version readable with flowaudit's schema (Avro's resolution rules, Apache Avro's checker); "
         "a topic flowaudit writes must accept flowaudit's schema as its next version under the subject's compatibility "
         "rule (the registry's verdict). Exit 0 if all are, 1 if one is not, 2 on a usage error."))
-    add_registry_options(check, reading=False)
+    add_registry_options(check, "")
     env = os.environ.get
     check.add_argument("--events-topic", action="append", help="topic of app events flowaudit reads (repeatable; default app-events)")
     check.add_argument("--moderation-topic", action="append", default=[], help="topic of moderation decisions flowaudit reads (repeatable)")

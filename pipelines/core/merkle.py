@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["leaf_hash", "merkle_root", "root_of_leaf_hashes", "EMPTY_ROOT", "audit_path", "root_from_path", "violation_leaf"]
+__all__ = ["leaf_hash", "merkle_root", "root_of_leaf_hashes", "EMPTY_ROOT", "audit_path", "root_from_path", "violation_leaf", "timestamps_as_millis"]
 
 EMPTY_ROOT = hashlib.sha256(b"").hexdigest()
 
@@ -85,18 +85,31 @@ def root_from_path(leaf: bytes, index: int, size: int, path: Sequence[bytes]) ->
     return node if sn == 0 else None
 
 
+def timestamps_as_millis(value: Any) -> Any:
+    """``value`` with every datetime in it (at any depth) as integer
+    milliseconds since the epoch: what an Avro reader gives for a
+    ``timestamp-millis`` field, turned back into what was written."""
+    from datetime import UTC, datetime, timedelta
+
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    if isinstance(value, dict):
+        return {key: timestamps_as_millis(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [timestamps_as_millis(item) for item in value]
+    return value
+
+
 def violation_leaf(violation: Mapping[str, Any]) -> bytes:
     """A violation's leaf data: its canonical JSON, every field the
     violations topic carries (``schemas/violation.avsc``), as Python's
     ``json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``
-    writes it, in UTF-8; ``event_time_ms`` as integer milliseconds (an Avro
-    reader gives a datetime: it is turned back). A third party recomputes it
-    from ``violations.jsonl`` with the standard library alone."""
+    writes it, in UTF-8; the ``timestamp-millis`` fields (``event_time_ms``,
+    ``window.start_ms``, ``window.end_ms``) as integer milliseconds (an Avro
+    reader gives datetimes: they are turned back). A third party recomputes
+    it from ``violations.jsonl`` with the standard library alone."""
     import json
-    from datetime import datetime
 
-    fields = dict(violation)
-    moment = fields.get("event_time_ms")
-    if isinstance(moment, datetime):
-        fields["event_time_ms"] = int(moment.timestamp() * 1000)
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return json.dumps(timestamps_as_millis(dict(violation)), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8", "surrogatepass")

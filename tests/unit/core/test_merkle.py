@@ -68,3 +68,21 @@ def test_every_path_of_every_small_tree_leads_to_its_root_and_nothing_else_does(
                 assert root_from_path(LEAVES[index], index, size, path[:-1]) is None  # too short
                 assert root_from_path(LEAVES[index], index, size, path + [path[0]]) is None  # too long
     assert root_from_path(LEAVES[0], 3, 3, []) is None  # no such leaf
+
+
+def test_a_leaf_is_the_same_whether_its_times_are_milliseconds_or_what_avro_reads_back():
+    from datetime import UTC, datetime, timedelta
+
+    from pipelines.core.merkle import timestamps_as_millis, violation_leaf
+
+    def at(ms: int) -> datetime:
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+
+    # 1796204580123 ms: int(datetime.timestamp() * 1000) gives ...122 for some such values; the leaf must not.
+    written = {"violation_id": "v", "event_time_ms": 1796204580123, "window": {"start_ms": 1796204580123, "end_ms": 1796204640007},
+               "source": None, "data_categories": ["a", "é"]}
+    read_back = {**written, "event_time_ms": at(1796204580123),
+                 "window": {"start_ms": at(1796204580123), "end_ms": at(1796204640007)}}
+    assert timestamps_as_millis(read_back) == written
+    assert violation_leaf(read_back) == violation_leaf(written)
+    assert all(timestamps_as_millis(at(ms)) == ms for ms in range(1796204580000, 1796204581000))

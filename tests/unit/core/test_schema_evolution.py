@@ -159,3 +159,28 @@ def test_outputs_framed_for_a_registry_carry_its_id_and_the_same_body():
     assert decode_record(confluent, "dead_letter", registry) == decode_record(single, "dead_letter")
     with pytest.raises(ValueError, match="schema id 42\\): give --schema-registry-url"):
         decode_record(confluent, "dead_letter")
+
+
+REQUEST = {"record_type": "deletion_request", "requested_at": "2026-11-20T01:00:00.000Z", "request_id": "del-export", "scope": "STORE",
+           "store_namespace": "gcp://europe-west1", "store_name": "analytics-export.europe-west1-a.googleapis.com",
+           "deadline": "2026-11-22T12:00:00.000Z", "reason": "migration: no copy outside OCI US", "requested_by": "platform-migration"}
+
+
+def test_a_framed_lifecycle_record_is_of_the_type_its_writer_schema_names():
+    from pipelines.audits.migration.lifecycle import parse_lifecycle
+
+    request_schema = json.loads(schemas.registered_text("deletion_request"))
+    registry = SchemasById({10: json.dumps(request_schema), 11: schemas.registered_text("app_event")})
+    avro_fields = {f["name"] for f in request_schema["fields"]}
+    as_avro = {k: v for k, v in REQUEST.items() if k in avro_fields}
+    messages = [message(framed(10, request_schema, as_avro), 0), message(json.dumps(REQUEST).encode(), 1),
+                message(framed(11, app_event_v1(), EVENT), 2), message(framed(12, request_schema, as_avro), 3)]
+    outcome = parse_lifecycle(messages, DecoderConfig(writer_schemas=registry))
+    assert [r["record_type"] for r in outcome.events] == ["deletion_request", "deletion_request"]
+    assert outcome.events[0] | {"_source": None} == outcome.events[1] | {"_source": None}
+    assert [d["message"] for d in outcome.dead_letters] == [
+        "app-events[1]@2: Confluent schema id 11 is a flowaudit.AppEvent, none of the lifecycle records (flowaudit.DatasetLifecycle, "
+        "flowaudit.DeletionReceipt, flowaudit.DeletionRequest, flowaudit.StoreSnapshot)",
+        "app-events[1]@3: Confluent schema id 12: no schema of this id"]
+    without = parse_lifecycle(messages[:1])
+    assert "need --schema-registry-url" in without.dead_letters[0]["message"]
