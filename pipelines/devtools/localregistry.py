@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import psutil
 
+from pipelines.devtools.localcerts import TlsMaterial
 from pipelines.devtools.localkafka import free_port, port_is_free
 from pipelines.errors import LocalServiceError
 from pipelines.resources import repo_root
@@ -117,11 +119,12 @@ class LocalRegistry:
     management_port: int = 9001
     app: Path | None = None
     heap: str = "256m"
+    tls: TlsMaterial | None = None  # HTTPS only, with this CA's server certificate for 127.0.0.1
 
     @property
     def url(self) -> str:
         """The Confluent-compatible API's base URL, what ``--schema-registry-url`` takes."""
-        return f"http://127.0.0.1:{self.port}{CCOMPAT_PATH}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}{CCOMPAT_PATH}"
 
     @property
     def _pid_file(self) -> Path:
@@ -129,8 +132,14 @@ class LocalRegistry:
 
     def _command(self) -> list[str]:
         app = self.app or ensure_registry_app()
+        listen = [f"-Dquarkus.http.port={self.port}"]
+        if self.tls is not None:
+            # The server's PKCS#8 key and its chain, in one PEM file (as the local broker's key store).
+            listen = [f"-Dquarkus.http.ssl-port={self.port}", "-Dquarkus.http.insecure-requests=disabled",
+                      f"-Dquarkus.http.ssl.certificate.files={self.tls.broker_keystore}",
+                      f"-Dquarkus.http.ssl.certificate.key-files={self.tls.broker_keystore}"]
         return [registry_java(), f"-Xmx{self.heap}", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
-                "-Dquarkus.http.host=127.0.0.1", f"-Dquarkus.http.port={self.port}",
+                "-Dquarkus.http.host=127.0.0.1", *listen,
                 "-Dquarkus.management.host=127.0.0.1", f"-Dquarkus.management.port={self.management_port}",
                 # Schemas outlive a restart, as the broker's topics do: messages
                 # still on a topic name their writer schema's id.
@@ -173,7 +182,8 @@ class LocalRegistry:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.url + path, data=data, method=method,
                                          headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
-        with urllib.request.urlopen(request, timeout=5) as response:
+        context = ssl.create_default_context(cafile=str(self.tls.ca_file)) if self.tls else None
+        with urllib.request.urlopen(request, timeout=5, context=context) as response:
             return json.loads(response.read() or b"null")
 
     def wait_ready(self, timeout: float = 90.0, process: subprocess.Popen | None = None) -> None:
@@ -220,9 +230,9 @@ def default_registry() -> LocalRegistry:
                          management_port=int(os.environ.get("FLOWAUDIT_REGISTRY_MANAGEMENT_PORT", "9001")))
 
 
-def fresh_registry(home: Path) -> LocalRegistry:
+def fresh_registry(home: Path, tls: TlsMaterial | None = None) -> LocalRegistry:
     """A registry of its own on free loopback ports (tests, a demo beside another one)."""
-    return LocalRegistry(home=home, port=free_port(), management_port=free_port())
+    return LocalRegistry(home=home, port=free_port(), management_port=free_port(), tls=tls)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ does not know becomes a dead letter.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -113,12 +114,13 @@ class RegistryConfig:
                     raise
                 problem: Exception = exc
             except Exception as exc:  # noqa: BLE001  # httpx raises connection and timeout errors of many types
+                _refuse_what_waiting_will_not_fix(self, exc)
                 problem = exc
             if time.monotonic() + wait > deadline:
                 raise RegistryUnavailable(f"the schema registry at {self.url} did not answer {what} for {self.patience_seconds:.0f} s: "
                                           f"{type(problem).__name__}: {problem}; nothing was dead-lettered for it and the offsets "
                                           "read are not committed") from None
-            log.warning("schema registry %s: %s failed (%s: %s); retrying in %.1f s, holding the offsets", self.url, what,
+            log.warning("schema registry %s: %s failed (%s: %s); retrying in %.1f s (nothing is dead-lettered or committed meanwhile)", self.url, what,
                         type(problem).__name__, problem, wait)
             time.sleep(wait)
             wait = min(wait * 2, 30.0)
@@ -206,6 +208,20 @@ class RegistryConfig:
         answer = self._patiently(f"for {subject}'s compatibility",
                                  lambda: client._rest_client.get(f"config/{quote(subject, safe='')}", {"defaultToGlobal": "true"}))
         return str(answer.get("compatibilityLevel") or answer.get("compatibility") or "?")
+
+
+def _refuse_what_waiting_will_not_fix(registry: RegistryConfig, exc: Exception) -> None:
+    """A certificate the client does not trust, or a client certificate the
+    server refuses, is a configuration to fix: named at once, not retried."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            raise InputError(f"the schema registry at {registry.url}: its TLS certificate is not trusted ({cause.verify_message}): "
+                             "give the CA with --schema-registry-cafile") from None
+        if isinstance(cause, ssl.SSLError):
+            raise InputError(f"the schema registry at {registry.url}: TLS failed ({cause.reason or cause}): check "
+                             "--schema-registry-cafile/-certfile/-keyfile") from None
+        cause = cause.__cause__ or cause.__context__
 
 
 @dataclass(frozen=True)
