@@ -294,6 +294,7 @@ class RecordDecoder:
         self._defaults = [(field.name, field.default) for field in self.validator.fields if field.has_default]
         self._doubles = [field.name for field in self.validator.fields if field.type == "double"]
         self._writers: dict[int, Any] = {}
+        self._unresolvable: dict[int, list[str]] = {}
         self._canonical = to_parsing_canonical_form(self.schema)
 
     def fast_json(self, value: bytes) -> dict[str, Any] | None:
@@ -332,7 +333,7 @@ class RecordDecoder:
                 text = self.config.writer_schemas.writer_schema(schema_id)
                 known = parse_schema(orjson.loads(text))
                 if to_parsing_canonical_form(known) == self._canonical:
-                    known = _SAME_AS_OURS  # no resolution to do: decoded as our own (measured 24 -> 11 us an event)
+                    known = _SAME_AS_OURS  # no resolution to do: decoded as our own (measured 24 -> 12 us an event)
             except schemas.UnknownSchemaId as unknown:
                 known = Invalid("unknown_schema_id", f"Confluent schema id {schema_id}: {unknown}")
             except (ValueError, TypeError, KeyError, SchemaParseException) as exc:
@@ -351,15 +352,23 @@ class RecordDecoder:
             record = cast(dict[str, Any], schemaless_reader(buffer, writer, self.schema))
         except Exception as exc:  # noqa: BLE001  # fastavro raises many types on corrupt bytes or unresolvable schemas
             if isinstance(exc, SchemaResolutionError):
-                assert self.config.writer_schemas is not None
-                why = schemas.incompatibilities(self.contract.schema, self.config.writer_schemas.writer_schema(schema_id))
+                why = self._why_unresolvable(schema_id) or [str(exc)]
                 raise Invalid("schema", f"Confluent schema id {schema_id}: the writer schema cannot be read as "
-                                                   f"{self.contract.schema}: {'; '.join(why) or exc}", field=_first_field(why)) from None
+                                        f"{self.contract.schema}: {'; '.join(why)}", field=_first_field(why)) from None
             raise Invalid("avro", f"Confluent schema id {schema_id}: cannot decode with the registry's writer schema: "
                                   f"{type(exc).__name__}: {exc}") from None
         if buffer.tell() != len(payload):
             raise Invalid("avro", f"Confluent schema id {schema_id}: {len(payload) - buffer.tell()} bytes left over after the Avro record")
         return record
+
+    def _why_unresolvable(self, schema_id: int) -> list[str]:
+        """Apache Avro's checker's reasons, once per writer schema (it takes milliseconds; a bad writer may send many)."""
+        why = self._unresolvable.get(schema_id)
+        if why is None:
+            assert self.config.writer_schemas is not None
+            why = self._unresolvable[schema_id] = schemas.incompatibilities(self.contract.schema,
+                                                                            self.config.writer_schemas.writer_schema(schema_id))
+        return why
 
     def _avro(self, payload: bytes, what: str) -> dict[str, Any]:
         buffer = io.BytesIO(payload)
