@@ -38,10 +38,13 @@ def _rfc3339(ms: int) -> str:
 
 
 def _arguments(expectation: Expectation) -> str:
+    """The kwargs as the suite gives them: a run-time parameter by its name ($max_event_time_ms), not its value."""
     shown = []
-    for key, value in expectation.kwargs.items():
+    for key, value in (expectation.shown_kwargs or expectation.kwargs).items():
         if key in ("column", "mostly"):
             continue
+        if isinstance(value, Mapping) and "$PARAMETER" in value:
+            value = f"${value['$PARAMETER']}"
         if isinstance(value, list) and len(value) > 8:
             value = f"[{len(value)} values]"
         shown.append(f"{key}={value}")

@@ -19,7 +19,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
 from operator import itemgetter
@@ -308,6 +308,10 @@ class Expectation:
     condition: RowCondition | None = None  # GX's row_condition: the rows this expectation sees
     _expected: Callable[[Any], bool] | None = field(default=None, repr=False, compare=False)
     _find: Callable[[Sequence[Any]], list[int]] | None = field(default=None, repr=False, compare=False)
+    # As the suite gives the kwargs, a $PARAMETER by its name: what a violation's message quotes. A value
+    # filled in at run time (max_event_time_ms = the clock + skew) would make the same verdict read
+    # differently on each run, and the day's Merkle root commits to the message.
+    shown_kwargs: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @property
     def column_name(self) -> str:
@@ -347,8 +351,8 @@ class Expectation:
             return self
         kwargs = {k: (parameters[v["$PARAMETER"]] if isinstance(v, Mapping) and "$PARAMETER" in v else v)
                   for k, v in self.kwargs.items()}
-        return _compile(self.index, self.type, self.rule_id, self.column, kwargs, self.severity, self.description,
-                        self.mostly, (), self.condition)
+        return replace(_compile(self.index, self.type, self.rule_id, self.column, kwargs, self.severity, self.description,
+                                self.mostly, (), self.condition), shown_kwargs=self.kwargs)
 
 
 _TYPE_CHECKS = ("expect_column_values_to_be_of_type", "expect_column_values_to_be_in_type_list")
