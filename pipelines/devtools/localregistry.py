@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -30,10 +29,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 from pipelines.devtools.localcerts import TlsMaterial
 from pipelines.devtools.localkafka import free_port, port_is_free
+from pipelines.devtools.localprocess import maven_fetch, running_pid, start_detached, stop_pid
 from pipelines.errors import LocalServiceError
 from pipelines.resources import repo_root
 
@@ -63,15 +61,8 @@ def ensure_registry_app(app: Path | None = None) -> Path:
     """The unpacked Apicurio application (``quarkus-run.jar`` inside), fetched with Maven once."""
     local = _local_dir()
     app = app or local / ".registry" / f"apicurio-{APICURIO_VERSION}"
-    if (app / "quarkus-run.jar").is_file():
-        return app
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise RegistryError("Maven (mvn) is needed to fetch Apicurio Registry from Maven Central")
-    result = subprocess.run([mvn, "-q", "-B", "-f", str(local / "apicurio" / "pom.xml"), "package"], capture_output=True, text=True)
-    if result.returncode != 0 or not (app / "quarkus-run.jar").is_file():
-        raise RegistryError(f"mvn could not fetch io.apicurio:apicurio-registry-app:{APICURIO_VERSION} (all, tar.gz):\n"
-                            f"{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    maven_fetch(local / "apicurio" / "pom.xml", "package", lambda: (app / "quarkus-run.jar").is_file(),
+                f"io.apicurio:apicurio-registry-app:{APICURIO_VERSION} (all, tar.gz)", RegistryError)
     return app
 
 
@@ -149,13 +140,7 @@ class LocalRegistry:
                 "-jar", str(app / "quarkus-run.jar")]
 
     def running_pid(self) -> int | None:
-        try:
-            pid = int(self._pid_file.read_text())
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return None
-            return pid
-        except (OSError, ValueError, psutil.Error):
-            return None
+        return running_pid(self._pid_file)
 
     def start(self, timeout: float = 90.0) -> None:
         """Start (or find running) and wait until the Confluent API answers, compatibility BACKWARD."""
@@ -167,11 +152,7 @@ class LocalRegistry:
             if not port_is_free(port):
                 raise RegistryError(f"port {port} on 127.0.0.1 is taken: stop what listens there, or set "
                                     "FLOWAUDIT_REGISTRY_PORT / FLOWAUDIT_REGISTRY_MANAGEMENT_PORT")
-        command = self._command()
-        log = open(self.home / "registry.log", "ab")
-        process = subprocess.Popen(command, cwd=self.home, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
-        self._pid_file.write_text(str(process.pid))
+        process = start_detached(self._command(), self.home / "registry.log", self._pid_file, cwd=self.home)
         try:
             self.wait_ready(timeout, process)
         except RegistryError:
@@ -206,21 +187,7 @@ class LocalRegistry:
         raise RegistryError(f"the registry on {self.url} was not ready within {timeout:.0f}s ({last_error}); see {self.home / 'registry.log'}")
 
     def stop(self, timeout: float = 30.0) -> None:
-        pid = self.running_pid()
-        if pid is None:
-            self._pid_file.unlink(missing_ok=True)
-            return
-        try:
-            registry = psutil.Process(pid)
-            registry.send_signal(signal.SIGTERM)
-            try:
-                registry.wait(timeout)
-            except psutil.TimeoutExpired:
-                registry.kill()
-                registry.wait(10)
-        except psutil.NoSuchProcess:
-            pass
-        self._pid_file.unlink(missing_ok=True)
+        stop_pid(self._pid_file, timeout)
 
 
 def default_registry() -> LocalRegistry:

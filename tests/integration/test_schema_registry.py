@@ -27,27 +27,22 @@ from pipelines.devtools.generator import TrafficMix, generate
 from pipelines.devtools.localregistry import fresh_registry
 from pipelines.kafka.admin import committed_offsets, create_topics, end_offsets, produce_messages
 from pipelines.kafka.registry import RegistryConfig
-from tests.helpers import REPO, consume_all, read_jsonl, run_cli, stop, wait_for, write_jsonl
+from tests.helpers import (
+    REPO,
+    app_event_v1,
+    consume_all,
+    read_jsonl,
+    run_cli,
+    stop,
+    v2_adds_a_field_with_default,
+    v2_reorders_the_fields,
+    wait_for,
+    write_jsonl,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prism]
 
 JSON_ONLY = TrafficMix(avro_share=0.0)
-
-
-def app_event_v1() -> dict:
-    return json.loads(schemas.registered_text("app_event"))
-
-
-def v2_adds_a_field_with_default() -> dict:
-    schema = app_event_v1()
-    schema["fields"].append({"name": "tenant", "type": "string", "default": "main"})
-    return schema
-
-
-def v2_reorders_the_fields() -> dict:
-    schema = app_event_v1()
-    schema["fields"] = list(reversed(schema["fields"]))
-    return schema
 
 
 def v3_adds_a_required_field() -> dict:

@@ -17,6 +17,7 @@ from pipelines.core import schemas
 from pipelines.core.contracts import DecoderConfig, RecordDecoder, parse_with
 from pipelines.core.records import RawMessage, SourceOffset
 from pipelines.core.violations import decode_record, encode_records, encode_single_object
+from tests.helpers import app_event_v1, v2_adds_a_field_with_default, v2_reorders_the_fields
 
 EVENT = {"event_id": "evt-1-000000001", "event_time": "2026-11-01T10:00:00.000Z", "server_id": "app-001", "server_ip": "10.1.2.3",
          "seq": 7, "user_id": "u-1", "user_residency": "US", "client_ip": None, "action": "read", "data_categories": ["profile.email"],
@@ -39,22 +40,6 @@ class SchemasById:
 
     def __hash__(self) -> int:
         return id(self)
-
-
-def app_event_v1() -> dict:
-    return json.loads(schemas.registered_text("app_event"))
-
-
-def v2_with_default() -> dict:
-    schema = app_event_v1()
-    schema["fields"].append({"name": "tenant", "type": "string", "default": "main"})
-    return schema
-
-
-def v2_reordered() -> dict:
-    schema = app_event_v1()
-    schema["fields"].reverse()
-    return schema
 
 
 def framed(schema_id: int, writer: dict, record: dict) -> bytes:
@@ -87,19 +72,19 @@ def test_registered_text_defines_each_named_type_once():
 
 
 def test_evolved_writers_read_exactly_like_v1():
-    v1 = decoder({1: json.dumps(app_event_v1()), 2: json.dumps(v2_with_default()), 3: json.dumps(v2_reordered())})[0]
+    v1 = decoder({1: json.dumps(app_event_v1()), 2: json.dumps(v2_adds_a_field_with_default()), 3: json.dumps(v2_reorders_the_fields())})[0]
     from_v1, _ = parse_with(v1, message(framed(1, app_event_v1(), EVENT)))
-    from_v2, _ = parse_with(v1, message(framed(2, v2_with_default(), {**EVENT, "tenant": "t-9"})))
-    from_v3, _ = parse_with(v1, message(framed(3, v2_reordered(), EVENT)))
+    from_v2, _ = parse_with(v1, message(framed(2, v2_adds_a_field_with_default(), {**EVENT, "tenant": "t-9"})))
+    from_v3, _ = parse_with(v1, message(framed(3, v2_reorders_the_fields(), EVENT)))
     as_json, _ = parse_with(v1, message(json.dumps(EVENT).encode()))
     assert from_v1 == from_v2 == from_v3 == as_json
     assert "tenant" not in from_v2
 
 
 def test_writer_schema_is_fetched_once_per_id():
-    one, registry = decoder({2: json.dumps(v2_with_default())})
+    one, registry = decoder({2: json.dumps(v2_adds_a_field_with_default())})
     for offset in range(5):
-        record, letter = parse_with(one, message(framed(2, v2_with_default(), EVENT), offset))
+        record, letter = parse_with(one, message(framed(2, v2_adds_a_field_with_default(), EVENT), offset))
         assert letter is None
     assert registry.asked == [2]
 
@@ -138,8 +123,8 @@ def test_a_registry_that_does_not_answer_is_not_the_datas_fault():
 
 
 def test_incompatibilities_name_fields_or_nothing():
-    assert schemas.incompatibilities("app_event", json.dumps(v2_reordered())) == []
-    assert schemas.incompatibilities("app_event", json.dumps(v2_with_default())) == []
+    assert schemas.incompatibilities("app_event", json.dumps(v2_reorders_the_fields())) == []
+    assert schemas.incompatibilities("app_event", json.dumps(v2_adds_a_field_with_default())) == []
     missing = app_event_v1()
     missing["fields"] = [f for f in missing["fields"] if f["name"] not in ("seq", "user_id")]
     assert schemas.incompatibilities("app_event", json.dumps(missing)) == [
