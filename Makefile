@@ -10,13 +10,14 @@ PRISM_VERSION := 2.77.0
 PRISM := .cache/bin/prism
 KAFKA_JARS := local/.kafka/libs/.resolved
 FLINK_JOB_SERVER := local/.flink/.assembled
+REGISTRY_APP := local/.registry/.fetched
 # Beam's Python SDK boot program: what a Flink PROCESS environment starts
 # per worker (it fetches staged packages, installs them, starts the harness).
 BOOT := .cache/bin/beam-python-boot
 
-.PHONY: setup venv prism kafka-jars flink demo test unit typecheck test-runners dist lint clean
+.PHONY: setup venv prism kafka-jars registry flink demo test unit typecheck test-runners dist lint clean
 
-setup: venv prism kafka-jars flink
+setup: venv prism kafka-jars registry flink
 
 venv: $(BIN)/.installed
 $(BIN)/.installed: pyproject.toml
@@ -35,6 +36,13 @@ $(PRISM):
 kafka-jars: $(KAFKA_JARS)
 $(KAFKA_JARS): local/pom.xml
 	mvn -q -B -f local/pom.xml dependency:copy-dependencies
+	touch $@
+
+# The schema registry (Apicurio, Confluent-compatible API) from Maven Central;
+# it runs on Java 21+ (local/registry finds one).
+registry: $(REGISTRY_APP)
+$(REGISTRY_APP): local/apicurio/pom.xml
+	mvn -q -B -f local/apicurio/pom.xml package
 	touch $@
 
 # Beam's Flink job server (FlinkRunner), assembled from Maven Central: see
@@ -75,4 +83,5 @@ dist: venv
 
 clean:
 	-local/kafka stop
-	rm -rf $(VENV) .cache local/.kafka local/.flink dist
+	-local/registry stop
+	rm -rf $(VENV) .cache local/.kafka local/.flink local/.registry dist

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 
 __all__ = ["FlowauditError", "InputError", "ConfigError", "MissingKeyError", "RunnerSetupError", "KafkaConnectError",
-           "BrokerError", "DeliveryError", "PipelineFailed", "from_library"]
+           "BrokerError", "RegistryUnavailable", "LocalServiceError", "DeliveryError", "PipelineFailed", "from_library"]
 
 
 class FlowauditError(Exception):
@@ -61,6 +61,14 @@ class BrokerError(KafkaConnectError):
 
     def describe(self) -> str:
         return f"local Kafka: {self}"
+
+
+class LocalServiceError(KafkaConnectError):
+    """A local service of ``local/`` other than the broker (the schema registry) could not be set up, started or stopped."""
+
+
+class RegistryUnavailable(KafkaConnectError):
+    """The schema registry did not answer (or answered with a server error) for longer than we wait."""
 
 
 class DeliveryError(KafkaConnectError):

@@ -168,10 +168,10 @@ def build_kafka_audit(pipeline: beam.Pipeline, kafka: KafkaConfig, sources: Sequ
         judged.day_violations | "PublishDayViolations" >> PublishWindowViolations(kafka, outputs).with_resource_hints(**first)
     if judged.state_writes is not None:
         judged.state_writes | "PublishSummaries" >> PublishSummaries(kafka, summary_topic, summaries_dir, state_topic, group,
-                                                                     settings.signing_key).with_resource_hints(**first)
+                                                                     settings.signing_key, outputs.wire).with_resource_hints(**first)
     elif judged.summaries is not None:
-        judged.summaries | "PublishSummaries" >> PublishSummaries(kafka, summary_topic, summaries_dir,
-                                                                  key=settings.signing_key).with_resource_hints(**first)
+        judged.summaries | "PublishSummaries" >> PublishSummaries(kafka, summary_topic, summaries_dir, key=settings.signing_key,
+                                                                  wire=outputs.wire).with_resource_hints(**first)
     return published
 
 

@@ -16,6 +16,7 @@ from pipelines.kafka.admin import KafkaConfig, create_topics
 from pipelines.runtime.runners import find_flink_job_server, find_prism
 
 BOOTSTRAP_ENV = "FLOWAUDIT_TEST_BOOTSTRAP"
+REGISTRY_ENV = "FLOWAUDIT_TEST_SCHEMA_REGISTRY"
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +33,25 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory):
         yield broker.bootstrap
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory: pytest.TempPathFactory):
+    """The Confluent API URL of a running schema registry: the one named by
+    $FLOWAUDIT_TEST_SCHEMA_REGISTRY (CI starts it), else a fresh Apicurio on
+    free 127.0.0.1 ports. Tests use subjects of their own topics."""
+    given = os.environ.get(REGISTRY_ENV)
+    if given:
+        yield given
+        return
+    from pipelines.devtools.localregistry import fresh_registry
+
+    registry = fresh_registry(Path(tmp_path_factory.mktemp("registry")))
+    registry.start(timeout=120)
+    try:
+        yield registry.url
+    finally:
+        registry.stop()
 
 
 @pytest.fixture

@@ -205,3 +205,20 @@ def tagged_event(event_time_ms: int, seq: int, server: str = "app-1", origin: st
     return {"event_id": f"e-{server}-{seq}", "event_time_ms": event_time_ms, "bytes": size, "server_id": server, "seq": seq,
             "_origin": OriginTag(origin, "declared", "oci", "us-ashburn-1", "US"),
             "_destination": DestinationTag(provider, "r", "US", "cidr", "x")}
+
+
+def app_event_v1() -> dict:
+    """schemas/app_event.avsc as a registry holds it: the writer v1 of the evolution tests."""
+    return orjson.loads(schemas.registered_text("app_event"))
+
+
+def v2_adds_a_field_with_default() -> dict:
+    schema = app_event_v1()
+    schema["fields"].append({"name": "tenant", "type": "string", "default": "main"})
+    return schema
+
+
+def v2_reorders_the_fields() -> dict:
+    schema = app_event_v1()
+    schema["fields"] = list(reversed(schema["fields"]))
+    return schema

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pipelines.cli.options import (
     add_audit_options,
+    add_registry_options,
     pipeline_counters,
     run_settings,
 )
@@ -31,6 +32,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
                                "the app events of --events")
     backtest.add_argument("--out", required=True, help="output directory")
     add_audit_options(backtest)
+    add_registry_options(backtest)
     backtest.set_defaults(func=execute)
 
 

@@ -33,6 +33,8 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", metavar="DIR", help="where summaries, violation ids and the pipeline log go (default out/demo-<time>)")
     demo.add_argument("--quiet", action="store_true", help="progress and totals only, no violation lines")
     demo.add_argument("--bootstrap-servers", help="use this running Kafka instead of starting the local one")
+    demo.add_argument("--schema-registry-url", metavar="URL",
+                      help="use this running schema registry (Confluent API) instead of starting the local one (local/registry)")
     add_kafka_security_options(demo)
     demo.set_defaults(func=execute)
 
@@ -50,5 +52,6 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
     return run_demo(duration=args.duration, rate=args.rate, beam_args=beam_args, quiet=args.quiet,
                     bootstrap_servers=args.bootstrap_servers, security=kafka_security_for_given_cluster(args),
                     history_days=args.past_days, events_per_history_day=args.past_events_per_day,
-                    decisions_per_history_day=args.past_decisions_per_day, decision_rate=args.decision_rate, out=args.out)
+                    decisions_per_history_day=args.past_decisions_per_day, decision_rate=args.decision_rate, out=args.out,
+                    schema_registry_url=args.schema_registry_url)
 

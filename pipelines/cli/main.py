@@ -15,7 +15,7 @@ import argparse
 import logging
 import sys
 
-from pipelines.cli import backtest, bench, demo, expectations, export, generate, prove, run, summarize, verify, violations
+from pipelines.cli import backtest, bench, demo, expectations, export, generate, prove, run, schemas, summarize, verify, violations
 from pipelines.errors import from_library
 from pipelines.runtime.processes import StopRequested, children_answer_to_us, stop_on_signals
 
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowaudit", description="Continuous data-residency audit of Kafka event streams (Apache Beam).")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for verb in (run, backtest, violations, expectations, summarize, export, verify, bench, generate, demo):
+    for verb in (run, backtest, violations, expectations, schemas, summarize, export, verify, bench, generate, demo):
         verb.add_parser(verbs)
     prove.add_parser(verbs)
     prove.add_verify_parser(verbs)

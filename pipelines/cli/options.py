@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.core.audit import Audit, RunSettings
+from pipelines.core.contracts import DecoderConfig
 from pipelines.errors import InputError
 
 __all__ = ["add_audit_options", "add_kafka_options", "add_kafka_security_options", "kafka_security",
@@ -72,6 +73,73 @@ def add_kafka_security_options(parser: argparse.ArgumentParser) -> None:
                        help="accept a broker certificate that does not name the host connected to")
 
 
+REGISTRY_READS = ("Confluent-framed Avro values (0x00 + schema id) are decoded with the writer schema of their id, fetched "
+                  "once and resolved to flowaudit's own by Avro's rules. ")
+REGISTRY_WRITES = ("Violations, dead letters and summaries are written in that format, their schemas registered under "
+                   "'<topic>-value' (topic-name strategy). ")
+
+
+def add_registry_options(parser: argparse.ArgumentParser, purpose: str = REGISTRY_READS) -> None:
+    """A schema registry with the Confluent API; every option also reads FLOWAUDIT_SCHEMA_REGISTRY_<OPTION>."""
+    from pipelines.kafka.registry import PASSWORD_ENV
+
+    env = os.environ.get
+    group = parser.add_argument_group("Schema registry", f"{purpose}Password only from a file or {PASSWORD_ENV}.")
+    group.add_argument("--schema-registry-url", default=env("FLOWAUDIT_SCHEMA_REGISTRY_URL"), metavar="URL",
+                       help="base URL of the Confluent-compatible API (Apicurio: http://HOST:PORT/apis/ccompat/v7)")
+    group.add_argument("--schema-registry-user", default=env("FLOWAUDIT_SCHEMA_REGISTRY_USER"), help="basic-auth user")
+    group.add_argument("--schema-registry-password-file", default=env("FLOWAUDIT_SCHEMA_REGISTRY_PASSWORD_FILE"), metavar="FILE",
+                       help=f"file holding the basic-auth password (else {PASSWORD_ENV})")
+    group.add_argument("--schema-registry-cafile", default=env("FLOWAUDIT_SCHEMA_REGISTRY_CAFILE"), metavar="PEM",
+                       help="CA certificate(s) to trust an https registry by (default: the system store)")
+    group.add_argument("--schema-registry-certfile", default=env("FLOWAUDIT_SCHEMA_REGISTRY_CERTFILE"), metavar="PEM",
+                       help="client certificate, for mutual TLS")
+    group.add_argument("--schema-registry-keyfile", default=env("FLOWAUDIT_SCHEMA_REGISTRY_KEYFILE"), metavar="PEM",
+                       help="the client certificate's private key (unencrypted)")
+    group.add_argument("--schema-registry-timeout", type=float, default=float(env("FLOWAUDIT_SCHEMA_REGISTRY_TIMEOUT", "10")),
+                       metavar="SECONDS", help="HTTP timeout of one request (default 10)")
+    group.add_argument("--schema-registry-patience", type=float, default=float(env("FLOWAUDIT_SCHEMA_REGISTRY_PATIENCE", "300")),
+                       metavar="SECONDS", help="how long a registry that does not answer is retried, with back-off, before the "
+                                               "run fails with its offsets uncommitted (default 300); data is never "
+                                               "dead-lettered because the registry was down")
+
+
+def registry_config(args: argparse.Namespace):
+    """The registry the options name, or None."""
+    from pipelines.kafka.registry import PASSWORD_ENV, RegistryConfig
+    from pipelines.kafka.security import Secret
+
+    url = getattr(args, "schema_registry_url", None)
+    if not url:
+        for name in ("schema_registry_user", "schema_registry_password_file", "schema_registry_cafile"):
+            if getattr(args, name, None):
+                raise InputError(f"--{name.replace('_', '-')} is for a registry given with --schema-registry-url")
+        return None
+    if not url.startswith(("http://", "https://")):
+        raise InputError(f"--schema-registry-url {url}: not an http:// or https:// URL")
+    for option in ("schema_registry_cafile", "schema_registry_certfile", "schema_registry_keyfile"):
+        path = getattr(args, option)
+        if path and not Path(path).is_file():
+            raise InputError(f"{path} (--{option.replace('_', '-')}): no such file")
+    if bool(args.schema_registry_certfile) != bool(args.schema_registry_keyfile):
+        raise InputError("--schema-registry-certfile and --schema-registry-keyfile go together (mutual TLS)")
+    password = None
+    if args.schema_registry_user:
+        if args.schema_registry_password_file:
+            password = Secret.from_file(args.schema_registry_password_file)
+        elif os.environ.get(PASSWORD_ENV):
+            password = Secret.from_env(PASSWORD_ENV)
+        else:
+            raise InputError(f"--schema-registry-user needs a password: --schema-registry-password-file or {PASSWORD_ENV}")
+        password.reveal()  # an unreadable or empty file is named now, not on a worker
+    if args.schema_registry_timeout <= 0 or args.schema_registry_patience < 0:
+        raise InputError("--schema-registry-timeout must be positive and --schema-registry-patience at least 0")
+    return RegistryConfig(url.rstrip("/"), basic_auth_user=args.schema_registry_user, basic_auth_password=password,
+                          ssl_cafile=args.schema_registry_cafile, ssl_certfile=args.schema_registry_certfile,
+                          ssl_keyfile=args.schema_registry_keyfile, timeout_seconds=args.schema_registry_timeout,
+                          patience_seconds=args.schema_registry_patience)
+
+
 def kafka_security(args: argparse.Namespace):
     from pipelines.kafka.security import security_from_options
 
@@ -106,7 +174,7 @@ def run_settings(args: argparse.Namespace, *, allow_random_key: bool, moderation
     a backtest of decisions alone), moderation when its decisions are read,
     migration when lifecycle records are (its inventory follows the app events)."""
     from pipelines.audits.residency.audit import ResidencyAudit
-    from pipelines.audits.residency.events import DecoderConfig, event_columns
+    from pipelines.audits.residency.events import event_columns
     from pipelines.audits.residency.policy import load_policy
     from pipelines.audits.residency.tagging import load_destination_map
     from pipelines.core.audit import QualitySettings, RunSettings
@@ -131,20 +199,22 @@ def run_settings(args: argparse.Namespace, *, allow_random_key: bool, moderation
         feed_entries(ip_ranges, check_prefixes=True)  # every file and prefix checked here, not again on each worker
     policy = load_policy(args.policy, extra_regions=[region for _, _, region, _ in destinations.internal])
     schema_ids = getattr(args, "schema_id", None)
+    registry = registry_config(args)
     decoder = DecoderConfig(confluent_schema_ids=frozenset(schema_ids) if schema_ids else None,
-                            bare_avro=getattr(args, "bare_avro", False))
+                            bare_avro=getattr(args, "bare_avro", False), writer_schemas=registry)
     audits: tuple[Audit, ...] = ()
     if residency:
         audits += (ResidencyAudit(policy=policy, destinations=destinations, quality=quality, decoder=decoder, ip_ranges=ip_ranges,
                                   silent_gap_minutes=args.silent_gap_minutes),)
     if moderation:
-        audits += (moderation_audit(args, lateness),)
+        audits += (moderation_audit(args, lateness, DecoderConfig(writer_schemas=registry)),)
     key = key_from_environment(allow_random=allow_random_key)
     if migration:
         from pipelines.audits.migration.audit import MigrationAudit
         from pipelines.audits.migration.policy import load_migration_policy
 
-        audits += (MigrationAudit(policy=load_migration_policy(args.migration_policy), pseudonym_key=key),)
+        audits += (MigrationAudit(policy=load_migration_policy(args.migration_policy), pseudonym_key=key,
+                                  decoder=DecoderConfig(writer_schemas=registry)),)
     signing_key = None
     if summaries:
         from pipelines.core.signing import signing_key_from_environment
@@ -153,7 +223,7 @@ def run_settings(args: argparse.Namespace, *, allow_random_key: bool, moderation
     return RunSettings(audits=audits, pseudonym_key=key, allowed_lateness_seconds=lateness, signing_key=signing_key)
 
 
-def moderation_audit(args: argparse.Namespace, lateness: int) -> Audit:
+def moderation_audit(args: argparse.Namespace, lateness: int, decoder: DecoderConfig) -> Audit:
     from pipelines.audits.moderation.audit import ModerationAudit
     from pipelines.audits.moderation.decisions import decision_columns
     from pipelines.audits.moderation.policy import load_moderation_policy
@@ -166,7 +236,7 @@ def moderation_audit(args: argparse.Namespace, lateness: int) -> Audit:
         suite = load_suite(args.moderation_expectations or expectations_dir() / "moderation_decision.suite.json",
                            columns=decision_columns())
         quality = QualitySettings(suite, args.window_seconds, args.clock_skew, allowed_lateness_seconds=lateness)
-    return ModerationAudit(policy=load_moderation_policy(args.moderation_policy), quality=quality)
+    return ModerationAudit(policy=load_moderation_policy(args.moderation_policy), quality=quality, decoder=decoder)
 
 
 def pipeline_counters(result: Any) -> dict[str, int]:

@@ -6,11 +6,15 @@ import argparse
 from pathlib import Path
 
 from pipelines.cli.options import (
+    REGISTRY_READS,
+    REGISTRY_WRITES,
     add_audit_options,
     add_kafka_options,
+    add_registry_options,
     kafka_config,
     log,
     pipeline_counters,
+    registry_config,
     run_settings,
 )
 from pipelines.errors import InputError
@@ -26,6 +30,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
                                        "not listed here are Beam pipeline options (e.g. --runner=FlinkRunner). "
                                        "Needs FLOWAUDIT_PSEUDONYM_KEY or FLOWAUDIT_PSEUDONYM_KEY_FILE.")
     add_kafka_options(run)
+    add_registry_options(run, REGISTRY_READS + REGISTRY_WRITES)
     run.add_argument("--events-topic", action="append", default=None, help="topic of app events (repeatable; default app-events)")
     run.add_argument("--moderation-topic", action="append", default=None,
                      help="topic of moderation decisions (repeatable): audited in the same pipeline, its violations, "
@@ -58,10 +63,31 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     run.add_argument("--sdk-workers", type=int, metavar="N",
                      help="on DirectRunner (Prism): audit in N SDK worker processes, each over its share of the "
                           "partitions (default: one per core, at most one per partition; 1 keeps everything in this process)")
-    run.add_argument("--schema-id", type=int, action="append", help="Confluent schema id(s) of app events (default: any)")
+    run.add_argument("--schema-id", type=int, action="append", help="Confluent schema id(s) of app events (default: any); "
+                     "without --schema-registry-url they must be written with flowaudit's own app_event schema")
     run.add_argument("--bare-avro", action="store_true", help="messages are schemaless Avro with no header")
     add_audit_options(run)
     run.set_defaults(func=execute)
+
+
+def _output_topics(args: argparse.Namespace):
+    """The output topics, and how their values are framed: with a registry,
+    our schemas are registered under their topics' value subjects first (a
+    registry that refuses one, under its compatibility rule, stops the run
+    here, before anything is read)."""
+    from pipelines.kafka.publish import OutputTopics
+    from pipelines.kafka.registry import register_outputs, wire_format
+
+    registry = registry_config(args)
+    if registry is None:
+        return OutputTopics(args.violations_topic, args.dead_letters_topic)
+    outputs = {"violations": args.violations_topic, "dead_letters": args.dead_letters_topic}
+    if args.summary_topic:
+        outputs["summaries"] = args.summary_topic
+    registered = register_outputs(registry, outputs)
+    for entry in registered:
+        log.info("%s: %s.avsc registered as schema id %d", entry.subject, entry.schema_name, entry.schema_id)
+    return OutputTopics(args.violations_topic, args.dead_letters_topic, wire_format(registered))
 
 
 def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -69,7 +95,6 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
     import orjson
 
     from pipelines.kafka.admin import GroupOffsets, plan_partitions, require_topics
-    from pipelines.kafka.publish import OutputTopics
     from pipelines.pipeline import build_kafka_audit
     from pipelines.runtime.runners import is_single_process, local_worker_processes, pipeline_options, use_worker_processes
     from pipelines.runtime.stopping import run_counts, stop_run, wait_for
@@ -110,7 +135,7 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
     # Workers on this machine (Prism's) can be told to stop reading before
     # the job is cancelled; remote ones are cancelled as they are.
     drain = Path(tempfile.mkdtemp(prefix="flowaudit-run-")) / "drain" if is_single_process(options) else None
-    build_kafka_audit(pipeline, kafka, sources, OutputTopics(args.violations_topic, args.dead_letters_topic),
+    build_kafka_audit(pipeline, kafka, sources, _output_topics(args),
                       args.group, settings, reader=ReaderSettings(max_out_of_orderness_seconds=args.watermark_lag,
                                                                    idle_after_seconds=args.idle_after,
                                                                    single_process=is_single_process(options),

@@ -9,6 +9,7 @@ from pathlib import Path
 from pipelines.cli.options import (
     add_audit_options,
     add_kafka_options,
+    add_registry_options,
     kafka_config,
     run_settings,
 )
@@ -30,6 +31,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     summarize.add_argument("--summaries-dir", required=True, help="folder of summaries: the previous day is read from it, the day written to it")
     summarize.add_argument("--allowed-lateness", type=int, default=3600, metavar="SECONDS")
     add_audit_options(summarize)
+    add_registry_options(summarize)
     summarize.set_defaults(func=execute)
 
 

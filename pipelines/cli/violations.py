@@ -8,7 +8,9 @@ import time
 
 from pipelines.cli.options import (
     add_kafka_options,
+    add_registry_options,
     kafka_config,
+    registry_config,
 )
 
 __all__ = ["add_parser", "execute", "SEVERITY_ORDER"]
@@ -22,6 +24,8 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     tail = vverbs.add_parser("tail", help="print violations as they arrive",
                              description="Subscribe to the violations topic and print each violation readably.")
     add_kafka_options(tail)
+    add_registry_options(tail, "Violations a run with --schema-registry-url wrote (Confluent wire format) are decoded with "
+                               "the writer schema of their id. ")
     tail.add_argument("--topic", default="flowaudit.violations")
     tail.add_argument("--severity", choices=SEVERITY_ORDER, help="show only this severity and above")
     tail.add_argument("--rule", action="append", help="show only this rule id (repeatable)")
@@ -37,8 +41,9 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
     from kafka import TopicPartition
 
     from pipelines.core.merkle import timestamps_as_millis
-    from pipelines.core.violations import decode_single_object, describe_violation
+    from pipelines.core.violations import decode_record, describe_violation
 
+    registry = registry_config(args)
     kafka = kafka_config(args, "flowaudit-tail")
     consumer = kafka.consumer(auto_offset_reset="earliest" if args.from_beginning else "latest")
     partitions = consumer.partitions_for_topic(args.topic)
@@ -64,8 +69,8 @@ def execute(args: argparse.Namespace, beam_args: list[str]) -> int:
             for records in polled.values():
                 for record in records:
                     try:
-                        violation = decode_single_object(record.value, "violation")
-                    except (ValueError, EOFError) as exc:
+                        violation = decode_record(record.value, "violation", registry)
+                    except (ValueError, EOFError, LookupError) as exc:
                         print(f"# {args.topic}[{record.partition}]@{record.offset}: {exc}", file=sys.stderr)
                         continue
                     if SEVERITY_ORDER.index(violation["severity"]) < floor:

@@ -26,7 +26,9 @@ from typing import Annotated, Any, Literal, NamedTuple, NotRequired, Required, T
 
 import msgspec
 import orjson
-from fastavro import schemaless_reader
+from fastavro import parse_schema, schemaless_reader
+from fastavro.read import SchemaResolutionError
+from fastavro.schema import SchemaParseException, to_parsing_canonical_form
 
 from pipelines.core import schemas
 from pipelines.core.dead_letters import dead_letter
@@ -58,11 +60,16 @@ class DecoderConfig:
     ``confluent_schema_ids``: the Schema Registry ids whose writer schema is
     the contract; None accepts any id (no registry in use).
     ``bare_avro``: values are schemaless Avro with no header at all.
+    ``writer_schemas``: a schema registry; Confluent-framed values are then
+    decoded with the writer schema of their id, resolved to the contract's
+    schema by Avro's rules (without one, they must be written with the
+    contract's schema itself).
     """
 
     max_message_bytes: int = 1 << 20
     confluent_schema_ids: frozenset[int] | None = None
     bare_avro: bool = False
+    writer_schemas: schemas.WriterSchemas | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +272,17 @@ def _json_shape(validator: RecordValidator) -> type:
     return TypedDict(f"{validator.contract.schema}_json", fields)  # type: ignore[operator]  # made at run time, from the schema
 
 
+_SAME_AS_OURS = object()  # a writer schema whose canonical form is the contract's
+
+
+def _first_field(reasons: list[str]) -> str | None:
+    """The first field an incompatibility names ('field seq: ...' -> 'seq')."""
+    for reason in reasons:
+        if reason.startswith(("field ", "fields ")):
+            return reason.split(" ", 1)[1].split(":", 1)[0].split(",")[0]
+    return None
+
+
 class RecordDecoder:
     def __init__(self, contract: RecordContract, config: DecoderConfig):
         self.contract = contract
@@ -275,6 +293,9 @@ class RecordDecoder:
         self._json: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_json_shape(self.validator))
         self._defaults = [(field.name, field.default) for field in self.validator.fields if field.has_default]
         self._doubles = [field.name for field in self.validator.fields if field.type == "double"]
+        self._writers: dict[int, Any] = {}
+        self._unresolvable: dict[int, list[str]] = {}
+        self._canonical = to_parsing_canonical_form(self.schema)
 
     def fast_json(self, value: bytes) -> dict[str, Any] | None:
         """A schema-valid JSON record in one pass, or None to take the slow path.
@@ -301,6 +322,54 @@ class RecordDecoder:
         _add_instants(record, contract.instant_fields)
         return record
 
+    def _writer(self, schema_id: int) -> Any:
+        """The parsed writer schema of a registry id, fetched once per decoder;
+        an id the registry does not know, or a schema that is not Avro, is
+        remembered as the dead letter's reason."""
+        known = self._writers.get(schema_id)
+        if known is None:
+            assert self.config.writer_schemas is not None
+            try:
+                text = self.config.writer_schemas.writer_schema(schema_id)
+                known = parse_schema(orjson.loads(text))
+                if to_parsing_canonical_form(known) == self._canonical:
+                    known = _SAME_AS_OURS  # no resolution to do: decoded as our own (measured 24 -> 12 us an event)
+            except schemas.UnknownSchemaId as unknown:
+                known = Invalid("unknown_schema_id", f"Confluent schema id {schema_id}: {unknown}")
+            except (ValueError, TypeError, KeyError, SchemaParseException) as exc:
+                known = Invalid("schema", f"Confluent schema id {schema_id}: the registry's schema is not Avro: {exc}")
+            self._writers[schema_id] = known
+        if isinstance(known, Invalid):
+            raise known
+        return known
+
+    def _resolved(self, payload: bytes, schema_id: int) -> dict[str, Any]:
+        writer = self._writer(schema_id)
+        if writer is _SAME_AS_OURS:
+            return self._avro(payload, f"Confluent schema id {schema_id}")
+        buffer = io.BytesIO(payload)
+        try:
+            record = cast(dict[str, Any], schemaless_reader(buffer, writer, self.schema))
+        except Exception as exc:  # noqa: BLE001  # fastavro raises many types on corrupt bytes or unresolvable schemas
+            if isinstance(exc, SchemaResolutionError):
+                why = self._why_unresolvable(schema_id) or [str(exc)]
+                raise Invalid("schema", f"Confluent schema id {schema_id}: the writer schema cannot be read as "
+                                        f"{self.contract.schema}: {'; '.join(why)}", field=_first_field(why)) from None
+            raise Invalid("avro", f"Confluent schema id {schema_id}: cannot decode with the registry's writer schema: "
+                                  f"{type(exc).__name__}: {exc}") from None
+        if buffer.tell() != len(payload):
+            raise Invalid("avro", f"Confluent schema id {schema_id}: {len(payload) - buffer.tell()} bytes left over after the Avro record")
+        return record
+
+    def _why_unresolvable(self, schema_id: int) -> list[str]:
+        """Apache Avro's checker's reasons, once per writer schema (it takes milliseconds; a bad writer may send many)."""
+        why = self._unresolvable.get(schema_id)
+        if why is None:
+            assert self.config.writer_schemas is not None
+            why = self._unresolvable[schema_id] = schemas.incompatibilities(self.contract.schema,
+                                                                            self.config.writer_schemas.writer_schema(schema_id))
+        return why
+
     def _avro(self, payload: bytes, what: str) -> dict[str, Any]:
         buffer = io.BytesIO(payload)
         try:
@@ -324,6 +393,8 @@ class RecordDecoder:
             schema_id = int.from_bytes(value[1:5], "big")
             if config.confluent_schema_ids is not None and schema_id not in config.confluent_schema_ids:
                 raise Invalid("unknown_schema_id", f"Confluent schema id {schema_id} is not an {name} schema id ({sorted(config.confluent_schema_ids)})")
+            if config.writer_schemas is not None:
+                return self._resolved(value[5:], schema_id)
             return self._avro(value[5:], f"Confluent schema id {schema_id}")
         if value[:2] == schemas.SINGLE_OBJECT_MAGIC:
             found = value[2:10]

@@ -30,13 +30,15 @@ from kafka import TopicPartition
 from pipelines.core.days import day_of
 from pipelines.core.merkle import timestamps_as_millis
 from pipelines.core.signing import SIGNING_KEY_ENV, SIGNING_KEY_FILE_ENV, SigningKey, key_id, load_public_key
-from pipelines.core.violations import decode_single_object, describe_violation, revision_of
+from pipelines.core.violations import decode_record, describe_violation, revision_of
 from pipelines.devtools.generator import GeneratedMessage, Stretch, TrafficMix, generate_timeline, over_days
 from pipelines.devtools.localkafka import LocalKafka, default_broker, ensure_broker_jars, free_port, port_is_free
+from pipelines.devtools.localregistry import LocalRegistry, default_registry, ensure_registry_app, fresh_registry
 from pipelines.devtools.migration_traffic import STORES as LEGACY_STORES
 from pipelines.devtools.migration_traffic import MigrationStory, generate_migration
 from pipelines.devtools.moderation_traffic import ModerationMix, generate_decisions
 from pipelines.kafka.admin import KafkaConfig, committed_offsets, create_topics, end_offsets
+from pipelines.kafka.registry import RegistryConfig, value_subject
 from pipelines.kafka.security import KafkaSecurity
 from pipelines.resources import repo_root
 from pipelines.runtime.processes import StopRequested, session_processes, stop_on_signals, stop_process_tree
@@ -146,13 +148,13 @@ class _Stream:
     sent: Callable[[int], None]  # counts one message, given its timestamp (ms)
 
 
-def _app_events(topic: str, plan: DemoPlan, now: datetime, tally: _Tally) -> _Stream:
+def _app_events(topic: str, plan: DemoPlan, now: datetime, tally: _Tally, mix: TrafficMix) -> _Stream:
     """Event time = now for the live part, as the servers would stamp it."""
     def sent(timestamp_ms: int) -> None:
         tally.produced += 1
         tally.produced_by_day[day_of(timestamp_ms)] += 1
 
-    messages = generate_timeline(plan.stretches(now), seed=int(now.timestamp()), mix=TrafficMix(events_per_second=plan.rate))
+    messages = generate_timeline(plan.stretches(now), seed=int(now.timestamp()), mix=mix)
     return _Stream(topic, messages, plan.events_per_history_day * plan.history_days, plan.rate, sent)
 
 
@@ -330,7 +332,7 @@ def _relative(path: Path) -> str:
 def run_demo(duration: float = 60.0, rate: float = 200.0, beam_args: list[str] | None = None, quiet: bool = False,
              bootstrap_servers: str | None = None, security: KafkaSecurity | None = None, history_days: int = 3,
              events_per_history_day: int = 10_000, decisions_per_history_day: int = 1_500, decision_rate: float = 5.0,
-             out: str | None = None) -> int:
+             out: str | None = None, schema_registry_url: str | None = None) -> int:
     root = repo_root()
     if root is None:
         print("flowaudit demo runs from a source checkout (it starts the local Kafka of local/)", file=sys.stderr)
@@ -343,6 +345,7 @@ def run_demo(duration: float = 60.0, rate: float = 200.0, beam_args: list[str] |
     summaries = folder / "summaries"
     print("== flowaudit demo ==")
     broker: LocalKafka | None = None  # the one the demo started, and so stops
+    registry: LocalRegistry | None = None  # likewise
     with stop_on_signals():
         try:
             if bootstrap_servers is None:
@@ -359,7 +362,10 @@ def run_demo(duration: float = 60.0, rate: float = 200.0, beam_args: list[str] |
                     broker = local
                     broker.start()
                 bootstrap_servers = local.bootstrap
-            status = _run(plan, now, run_id, folder, summaries, bootstrap_servers, security or KafkaSecurity(), beam_args or [], quiet, root)
+            if schema_registry_url is None:
+                registry, schema_registry_url = _local_registry(folder)
+            status = _run(plan, now, run_id, folder, summaries, bootstrap_servers, security or KafkaSecurity(), beam_args or [], quiet, root,
+                          RegistryConfig(schema_registry_url))
         except StopRequested as stop:
             print(f"\ninterrupted ({stop.name}) while starting")
             status = stop.exit_status
@@ -368,12 +374,32 @@ def run_demo(duration: float = 60.0, rate: float = 200.0, beam_args: list[str] |
                 with stop_on_signals():
                     broker.stop()
                 print(f"stopped the local Kafka the demo started ({broker.bootstrap})")
+            if registry is not None:
+                with stop_on_signals():
+                    registry.stop()
+                print(f"stopped the schema registry the demo started ({registry.url})")
     print("demo finished" if status == 0 else f"demo ended with exit status {status}")
     return status
 
 
+def _local_registry(folder: Path) -> tuple[LocalRegistry | None, str]:
+    """The registry of local/registry: (the one started here, to stop at the end, or None), its URL."""
+    ensure_registry_app()
+    local = default_registry()
+    if local.running_pid() is not None:
+        print(f"schema registry (Apicurio): already running on {local.url}; it is left running", flush=True)
+        local.wait_ready()
+        return None, local.url
+    if not (port_is_free(local.port) and port_is_free(local.management_port)):
+        local = fresh_registry(folder / "registry")
+        print(f"the local registry's ports are taken by something else: the demo's registry gets {local.port}")
+    print(f"schema registry (Apicurio, Confluent API): starting on {local.url}...", flush=True)
+    local.start()
+    return local, local.url
+
+
 def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Path, bootstrap_servers: str,
-         security: KafkaSecurity, beam_args: list[str], quiet: bool, root: Path) -> int:
+         security: KafkaSecurity, beam_args: list[str], quiet: bool, root: Path, registry: RegistryConfig) -> int:
     kafka = KafkaConfig(bootstrap_servers, client_id="flowaudit-demo", security=security)
     kafka.check_connection()
     summaries.mkdir(parents=True, exist_ok=True)
@@ -386,6 +412,11 @@ def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Pa
     read = [topics["app-events"], topics["moderation-decisions"], topics["lifecycle"]]
     group = f"flowaudit-demo-{run_id}"
     print(f"topics: {', '.join(topics.values())} ({PARTITIONS} partitions each, lifecycle and state 1; state compacted)")
+    events_subject = value_subject(topics["app-events"])
+    mix = TrafficMix(events_per_second=plan.rate, avro_schema_id=registry.register(events_subject, "app_event"))
+    print(f"schemas: {mix.avro_share:.0%} of app events are Avro in the Confluent wire format (app_event.avsc, schema id "
+          f"{mix.avro_schema_id} under {events_subject}); violations, dead letters and summaries are written the same way, "
+          f"their schemas registered under '<topic>-value' by the audit")
     env = dict(os.environ)
     if not env.get("FLOWAUDIT_PSEUDONYM_KEY") and not env.get("FLOWAUDIT_PSEUDONYM_KEY_FILE"):
         print("pseudonyms: a random key for this run (no FLOWAUDIT_PSEUDONYM_KEY set)")
@@ -399,7 +430,8 @@ def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Pa
          "--moderation-topic", topics["moderation-decisions"], "--lifecycle-topic", topics["lifecycle"], "--state-topic", topics["state"],
          "--violations-topic", topics["violations"], "--dead-letters-topic", topics["dead-letters"], "--group", group,
          "--summary-topic", topics["summaries"], "--summaries-dir", str(summaries),
-         "--allowed-lateness", str(plan.allowed_lateness_s), "--watermark-lag", str(plan.watermark_lag_s), *beam_args],
+         "--allowed-lateness", str(plan.allowed_lateness_s), "--watermark-lag", str(plan.watermark_lag_s),
+         "--schema-registry-url", registry.url, *beam_args],
         env, folder / "pipeline.log", folder / "pipeline.counts", root)
     print(f"audit: flowaudit run on DirectRunner (Prism), pid {pipeline.process.pid}, log {_relative(folder / 'pipeline.log')}")
     closing = plan.days_that_close(now)
@@ -427,7 +459,7 @@ def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Pa
     stop = threading.Event()
     failure: list[BaseException] = []
     producers = [threading.Thread(target=_produce, args=(kafka, stream, stop, failure), name=f"demo-{stream.topic}", daemon=True)
-                 for stream in (_app_events(topics["app-events"], plan, now, tally), _decisions(topics["moderation-decisions"], plan, now, tally),
+                 for stream in (_app_events(topics["app-events"], plan, now, tally, mix), _decisions(topics["moderation-decisions"], plan, now, tally),
                                 *_migration(topics, plan, now, tally))]
     for producer in producers:
         producer.start()
@@ -452,7 +484,7 @@ def _run(plan: DemoPlan, now: datetime, run_id: str, folder: Path, summaries: Pa
                 break
             for records in consumer.poll(timeout_ms=300).values():
                 for record in records:
-                    violation = decode_single_object(record.value, "violation")
+                    violation = decode_record(record.value, "violation", registry)
                     _record(violation, tally)
                     screen.violation(violation, tally)
             for day in sorted(p.stem for p in summaries.glob("*.html")):

@@ -44,6 +44,7 @@ class TrafficMix:
     malformed_share: float = 0.02
     quality_fault_share: float = 0.02  # schema-valid events with one bad value (for the quality suite)
     avro_share: float = 0.05  # valid events sent as Avro (Confluent wire format) instead of JSON
+    avro_schema_id: int = 1  # the id they are framed with: app_event.avsc's in the registry the audit reads with
     events_per_second: float = 200.0
 
 
@@ -161,7 +162,7 @@ def generate_timeline(stretches: list[Stretch], *, seed: int = 7, mix: TrafficMi
             yield GeneratedMessage(key, _malform(rng, event), timestamp_ms, True)
         elif rng.random() < mix.avro_share:
             buffer = io.BytesIO()
-            buffer.write(b"\x00" + (1).to_bytes(4, "big"))
+            buffer.write(b"\x00" + mix.avro_schema_id.to_bytes(4, "big"))
             schemaless_writer(buffer, schema, event)
             yield GeneratedMessage(key, buffer.getvalue(), timestamp_ms, False)
         else:

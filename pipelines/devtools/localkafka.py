@@ -14,7 +14,6 @@ import base64
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,13 +22,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from pipelines.devtools.localcerts import TlsMaterial, write_tls_material
+from pipelines.devtools.localprocess import maven_fetch, running_pid, start_detached, stop_pid
 from pipelines.errors import BrokerError
 from pipelines.kafka.admin import KafkaConfig, create_topics
 from pipelines.resources import repo_root
@@ -55,15 +54,8 @@ def ensure_broker_jars(libs: Path | None = None) -> Path:
     """Resolve the broker jars with Maven once; later calls reuse them."""
     local = _local_dir()
     libs = libs or local / ".kafka" / "libs"
-    if libs.is_dir() and any(libs.glob("kafka_2.13-*.jar")):
-        return libs
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise BrokerError("Maven (mvn) is needed to fetch the Kafka broker jars from Maven Central")
-    result = subprocess.run([mvn, "-q", "-B", "-f", str(local / "pom.xml"), "dependency:copy-dependencies"],
-                            capture_output=True, text=True)
-    if result.returncode != 0 or not any(libs.glob("kafka_2.13-*.jar")):
-        raise BrokerError(f"mvn could not resolve the Kafka broker jars:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    maven_fetch(local / "pom.xml", "dependency:copy-dependencies", lambda: libs.is_dir() and any(libs.glob("kafka_2.13-*.jar")),
+                "the Kafka broker jars", BrokerError)
     return libs
 
 
@@ -233,23 +225,14 @@ class LocalKafka:
             raise BrokerError(f"kafka-storage format failed:\n{failed}")
 
     def running_pid(self) -> int | None:
-        try:
-            pid = int(self._pid_file.read_text())
-            os.kill(pid, 0)
-            return pid
-        except (OSError, ValueError):
-            return None
+        return running_pid(self._pid_file)
 
     def start(self, timeout: float = 90.0) -> None:
         if self.running_pid():
             self.wait_ready(timeout)
             return
         self.format()
-        log = open(self.home / "broker.log", "ab")
-        process = subprocess.Popen(self._java("kafka.Kafka", str(self.home / "server.properties")),
-                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
-        self._pid_file.write_text(str(process.pid))
+        process = start_detached(self._java("kafka.Kafka", str(self.home / "server.properties")), self.home / "broker.log", self._pid_file)
         self.wait_ready(timeout, process)
 
     def wait_ready(self, timeout: float = 90.0, process: subprocess.Popen | None = None) -> None:
@@ -275,23 +258,7 @@ class LocalKafka:
         raise BrokerError(f"the broker on {self.bootstrap} was not ready within {timeout:.0f}s ({last_error}); see {self.home / 'broker.log'}")
 
     def stop(self, timeout: float = 30.0) -> None:
-        pid = self.running_pid()
-        if pid is None:
-            return
-
-        try:
-            # psutil also reaps the broker when this process started it (a
-            # zombie still answers kill(pid, 0), and would look alive).
-            broker = psutil.Process(pid)
-            broker.send_signal(signal.SIGTERM)
-            try:
-                broker.wait(timeout)
-            except psutil.TimeoutExpired:
-                broker.kill()
-                broker.wait(10)
-        except psutil.NoSuchProcess:
-            pass
-        self._pid_file.unlink(missing_ok=True)
+        stop_pid(self._pid_file, timeout)
 
 
 def default_broker() -> LocalKafka:

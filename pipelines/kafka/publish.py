@@ -18,6 +18,7 @@ from kafka import TopicPartition
 from pipelines.core.checkpoint import CHECKPOINT_KEY, StateWrite
 from pipelines.core.dead_letters import bounded_dead_letter
 from pipelines.core.records import AuditedBatch
+from pipelines.core.schemas import SINGLE_OBJECT, WireFormat
 from pipelines.core.signing import SigningKey
 from pipelines.core.violations import encode_records, encode_single_object, encode_violations
 from pipelines.kafka.admin import KafkaConfig
@@ -94,6 +95,7 @@ def _tracker_for(bootstrap: str, group: str) -> _CommitTracker:
 class OutputTopics:
     violations: str
     dead_letters: str
+    wire: WireFormat = SINGLE_OBJECT  # the Confluent wire format once our schemas are registered
 
 
 # Outputs are batched: up to 20 ms of linger, batches up to 256 KB.
@@ -130,10 +132,11 @@ class _PublishAndCommit(beam.DoFn):
     def process(self, batch: AuditedBatch):
         send = self._producer.send
         violations_topic = self._topics.violations
-        for violation, value in zip(batch.violations, encode_violations(batch.violations), strict=True):
+        wire = self._topics.wire
+        for violation, value in zip(batch.violations, encode_violations(batch.violations, wire), strict=True):
             send(violations_topic, violation["violation_id"].encode(), value, _VIOLATION_HEADERS)
         letters = [bounded_dead_letter(letter) for letter in batch.dead_letters]
-        for letter, value in zip(letters, encode_records(letters, "dead_letter"), strict=True):
+        for letter, value in zip(letters, encode_records(letters, "dead_letter", wire), strict=True):
             source = letter["source"]
             key = f"{source['topic']}/{source['partition']}/{source['offset']}".encode()
             send(self._topics.dead_letters, key, value, _DEAD_LETTER_HEADERS)
@@ -182,7 +185,7 @@ class _PublishWindowViolations(beam.DoFn):
             self._producer.close()
 
     def process(self, violations: list[dict[str, Any]]):
-        for violation, value in zip(violations, encode_violations(violations), strict=True):
+        for violation, value in zip(violations, encode_violations(violations, self._topics.wire), strict=True):
             self._producer.send(self._topics.violations, violation["violation_id"].encode(), value, _VIOLATION_HEADERS)
         self._published.inc(len(violations))
 
@@ -213,8 +216,9 @@ class _PublishSummaries(beam.DoFn):
     the same bytes."""
 
     def __init__(self, config: KafkaConfig, topic: str | None, folder: str | None, state_topic: str | None = None,
-                 group: str | None = None, key: SigningKey | None = None):
+                 group: str | None = None, key: SigningKey | None = None, wire: WireFormat = SINGLE_OBJECT):
         self._key = key
+        self._wire = wire
         self._config = config
         self._topic = topic
         self._folder = folder
@@ -252,7 +256,7 @@ class _PublishSummaries(beam.DoFn):
         if self._folder:
             write_summary(self._folder, day, data, self._key)
         if self._producer is not None:
-            self._producer.send(self._topic, day.encode(), encode_single_object(avro_envelope(data), "daily_summary"),
+            self._producer.send(self._topic, day.encode(), encode_single_object(avro_envelope(data), "daily_summary", self._wire),
                                 (("content-type", b"application/vnd.flowaudit.daily-summary.v1+avro"),))
             try:
                 self._producer.flush(FLUSH_TIMEOUT_S)
@@ -264,9 +268,9 @@ class PublishSummaries(beam.PTransform):
     """(date, summary bytes), or with ``state_topic`` StateWrites -> the dates published."""
 
     def __init__(self, config: KafkaConfig, topic: str | None, folder: str | None, state_topic: str | None = None,
-                 group: str | None = None, key: SigningKey | None = None):
+                 group: str | None = None, key: SigningKey | None = None, wire: WireFormat = SINGLE_OBJECT):
         super().__init__()
-        self._fn = _PublishSummaries(config, topic, folder, state_topic, group, key)
+        self._fn = _PublishSummaries(config, topic, folder, state_topic, group, key, wire)
 
     def expand(self, summaries):
         return summaries | "ProduceAndWrite" >> beam.ParDo(self._fn)

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from pipelines.cli.main import main
-from pipelines.core.violations import decode_single_object
+from pipelines.core.violations import decode_record
 from pipelines.devtools.generator import generate
 from pipelines.kafka.admin import committed_offsets, end_offsets, produce_messages
 from tests.helpers import REPO, SteadyProducer, consume_all, kill_all, read_jsonl, run_cli, set_topic_config, wait_for, write_jsonl
@@ -53,11 +53,11 @@ def _accounting(kafka, topics, messages, tmp_path, capsys, *, windows_exact: boo
     committed has not yet judged its newest windows; record-level verdicts
     depend on neither."""
     assert committed_offsets(kafka, "it-faults", [topics["events"]]) == end_offsets(kafka, [topics["events"]])
-    decoded = [decode_single_object(r.value, "violation") for r in consume_all(kafka, topics["violations"])]
+    decoded = [decode_record(r.value, "violation") for r in consume_all(kafka, topics["violations"])]
     violations = Counter(v["violation_id"] for v in decoded if windows_exact or v["window"] is None)
     dead = Counter()
     for record in consume_all(kafka, topics["dead_letters"]):
-        source = decode_single_object(record.value, "dead_letter")["source"]
+        source = decode_record(record.value, "dead_letter")["source"]
         dead[(source["partition"], source["offset"])] += 1
     backtest = run_cli(["backtest", "--events", str(write_jsonl(messages, tmp_path / "events.jsonl")),
                         "--out", str(tmp_path / "bt")], capsys)
@@ -112,7 +112,7 @@ def refused_writes_hold_offsets_back(kafka, topics, prism_binary, tmp_path, caps
         assert process.poll() is None, "the pipeline died with its writes refused:\n" + log.read_text(errors="replace")[-3000:]
         # The invariant while refused: each committed event's violations are on the topic.
         committed = {tp.partition: n or 0 for tp, n in committed_offsets(kafka, "it-faults", [topics["events"]]).items()}
-        on_topic = {decode_single_object(r.value, "violation")["violation_id"] for r in consume_all(kafka, topics["violations"])}
+        on_topic = {decode_record(r.value, "violation")["violation_id"] for r in consume_all(kafka, topics["violations"])}
         held_back = 2000 - sum(committed.values())
         backtest = run_cli(["backtest", "--events", str(write_jsonl(messages, tmp_path / "events.jsonl")),
                             "--out", str(tmp_path / "bt-during")], capsys)
@@ -336,7 +336,7 @@ def test_violations_topic_deleted_mid_run_holds_offsets_until_it_is_back(kafka, 
     positions = _event_positions(kafka, topics["events"], messages, tmp_path)
     owed = {v["violation_id"] for v in read_jsonl(tmp_path / "bt" / "violations.jsonl")
             if v["window"] is None and positions[v["event_id"]][1] >= held[positions[v["event_id"]][0]]}
-    on_topic = {decode_single_object(r.value, "violation")["violation_id"] for r in consume_all(kafka, topics["violations"])}
+    on_topic = {decode_record(r.value, "violation")["violation_id"] for r in consume_all(kafka, topics["violations"])}
     print(f"violations topic deleted for 20 s: {2000 - sum(held.values())} events held back, {len(owed)} violations owed, "
           f"{len(owed & on_topic)} on the new topic; log said: {said[0][:160]}")
     assert owed and owed <= on_topic

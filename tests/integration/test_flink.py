@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipelines.core.violations import decode_single_object
+from pipelines.core.violations import decode_record
 from pipelines.devtools.generator import TrafficMix, generate
 from pipelines.devtools.localkafka import free_port
 from pipelines.kafka.admin import committed_offsets, create_topics, end_offsets, produce_messages
@@ -49,7 +49,7 @@ def audit(kafka, topics: dict[str, str], group: str, suffix: str, summaries: Pat
 
 
 def violation_ids(kafka, topic: str) -> list[str]:
-    return sorted(decode_single_object(r.value, "violation")["violation_id"] for r in consume_all(kafka, topic))
+    return sorted(decode_record(r.value, "violation")["violation_id"] for r in consume_all(kafka, topic))
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def test_flink_gives_the_same_audit_and_summaries_as_prism(kafka, topics, flink_
     assert sorted(p.name for p in (tmp_path / "flink").glob("????-??-??.json")) == days
     for day in days:
         assert (tmp_path / "flink" / day).read_bytes() == (tmp_path / "prism" / day).read_bytes(), day
-    flink_envelopes = [decode_single_object(r.value, "daily_summary") for r in consume_all(kafka, on_flink["outputs"]["summaries"])]
+    flink_envelopes = [decode_record(r.value, "daily_summary") for r in consume_all(kafka, on_flink["outputs"]["summaries"])]
     assert sorted((e["date"], e["document"]) for e in flink_envelopes) == [
         (day[:-5], (tmp_path / "prism" / day).read_bytes()) for day in days]
 

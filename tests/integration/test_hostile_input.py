@@ -33,7 +33,7 @@ from pipelines.core.batches import check_quality_batch, quality_parameters
 from pipelines.core.pseudonym import Pseudonymizer
 from pipelines.core.quality.suites import load_suite
 from pipelines.core.records import AuditedBatch, RawMessage, SourceOffset
-from pipelines.core.violations import decode_single_object, encode_records, encode_violations
+from pipelines.core.violations import decode_record, encode_records, encode_violations
 
 EXAMPLES = 10_000
 CONFIG = DecoderConfig(max_message_bytes=64 * 1024, confluent_schema_ids=frozenset({1}))
@@ -142,9 +142,9 @@ class _Audit:
         batch = check_quality_batch(check_batch(tag_batch(batch, self.tagger), self.policy, self.pseudonymize),
                                     self.audit, self.suite, self.pseudonymize, self.parameters)
         for violation, encoded in zip(batch.violations, encode_violations(batch.violations), strict=True):
-            assert decode_single_object(encoded, "violation")["violation_id"] == violation["violation_id"]
+            assert decode_record(encoded, "violation")["violation_id"] == violation["violation_id"]
         for letter, encoded in zip(batch.dead_letters, encode_records(batch.dead_letters, "dead_letter"), strict=True):
-            assert decode_single_object(encoded, "dead_letter")["raw"] == letter["raw"]
+            assert decode_record(encoded, "dead_letter")["raw"] == letter["raw"]
         self.seen["events"] += len(batch.events)
         self.seen["dead"] += len(batch.dead_letters)
         self.seen["violations"] += len(batch.violations)

@@ -14,7 +14,7 @@ from fastavro import schemaless_reader
 from fastavro.schema import load_schema
 
 from pipelines.cli.main import main
-from pipelines.core.violations import decode_single_object as _decode
+from pipelines.core.violations import decode_record as _decode
 from pipelines.devtools.generator import generate
 from pipelines.kafka.admin import committed_offsets, end_offsets, produce_messages
 from tests.helpers import REPO, consume_all, read_jsonl, run_cli, stop, write_jsonl

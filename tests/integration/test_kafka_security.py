@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli.main import main
-from pipelines.core.violations import decode_single_object
+from pipelines.core.violations import decode_record
 from pipelines.devtools.generator import generate
 from pipelines.errors import KafkaConnectError
 from pipelines.kafka.admin import KafkaConfig, committed_offsets, create_topics, end_offsets, produce_messages
@@ -155,7 +155,7 @@ def test_audit_over_sasl_ssl_accounts_for_every_event(secure_broker, client, pas
     assert counts["in"] == 1500 == counts["parsed"] + counts["dead_letters"]
     plain = KafkaConfig(secure_broker.bootstrap)
     assert committed_offsets(plain, "it-sasl", [topics["events"]]) == end_offsets(plain, [topics["events"]])
-    on_topic = {decode_single_object(r.value, "violation")["violation_id"] for r in consume_all(plain, topics["violations"])}
+    on_topic = {decode_record(r.value, "violation")["violation_id"] for r in consume_all(plain, topics["violations"])}
     backtest = run_cli(["backtest", "--events", str(write_jsonl(messages, tmp_path / "events.jsonl")), "--out", str(tmp_path / "bt")], capsys)
     assert backtest["dead_letters"] == counts["dead_letters"]
     assert on_topic == {v["violation_id"] for v in read_jsonl(tmp_path / "bt" / "violations.jsonl")}

@@ -17,7 +17,7 @@ import pytest
 
 from pipelines.cli.main import main
 from pipelines.core.checkpoint import Checkpoint
-from pipelines.core.violations import decode_single_object
+from pipelines.core.violations import decode_record
 from pipelines.devtools.migration_traffic import generate_migration
 from pipelines.errors import InputError
 from pipelines.kafka.admin import committed_offsets, create_topics, end_offsets, produce_messages
@@ -53,7 +53,7 @@ def test_the_story_streams_and_matches_backtest(kafka, topics, prism_binary, pse
         ends = {tp: end for tp, end in end_offsets(kafka, [topic]).items() if end}  # the story's few keys leave a partition empty
         assert {tp: committed_offsets(kafka, "it-migration", [topic])[tp] for tp in ends} == ends
 
-    published = [decode_single_object(r.value, "violation") for r in consume_all(kafka, topics["violations"])]
+    published = [decode_record(r.value, "violation") for r in consume_all(kafka, topics["violations"])]
     found = migration_findings(published)
     assert {day: {f for f in findings if f[0] != "residual-copy"} for day, findings in found.items()} == EXPECTED
     assert {day: {about for rule, about in findings if rule == "residual-copy"} for day, findings in found.items()} == RESIDUAL
@@ -144,7 +144,7 @@ def test_killed_mid_story_and_restarted_gives_the_uninterrupted_days(kafka, topi
     run_cli(["backtest", "--events", str(dumps["events"]), "--lifecycle", str(dumps["lifecycle"]), "--out", str(tmp_path / "replay")], capsys)
     for day in EXPECTED:
         assert (stream_dir / f"{day}.json").read_bytes() == (tmp_path / "replay" / "summaries" / f"{day}.json").read_bytes(), day
-    published = [decode_single_object(r.value, "violation") for r in consume_all(kafka, topics["violations"])]
+    published = [decode_record(r.value, "violation") for r in consume_all(kafka, topics["violations"])]
     replayed = read_jsonl(tmp_path / "replay" / "violations.jsonl")
     assert {v["violation_id"] for v in published if v["kind"] == "migration"} == {v["violation_id"] for v in replayed if v["kind"] == "migration"}
     assert {v["violation_id"] for v in published if v["kind"] == "residency"} == {v["violation_id"] for v in replayed if v["kind"] == "residency"}

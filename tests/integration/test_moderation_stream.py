@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from pipelines.cli.main import main
-from pipelines.core.violations import decode_single_object
+from pipelines.core.violations import decode_record
 from pipelines.devtools.generator import TrafficMix, generate
 from pipelines.devtools.moderation_traffic import ModerationMix, generate_decisions
 from pipelines.kafka.admin import committed_offsets, create_topics, end_offsets, produce_messages
@@ -46,7 +46,7 @@ def test_decisions_stream_beside_app_events_and_match_backtest(kafka, topics, pr
     for topic in (topics["events"], moderation_topic):
         assert committed_offsets(kafka, "it-moderation", [topic]) == end_offsets(kafka, [topic])
 
-    published = [decode_single_object(r.value, "violation") for r in consume_all(kafka, topics["violations"])]
+    published = [decode_record(r.value, "violation") for r in consume_all(kafka, topics["violations"])]
     kinds = Counter(v["kind"] for v in published)
     assert kinds["moderation"] > 0 and kinds["residency"] > 0
     moderation_rules = Counter(v["rule_id"] for v in published if v["kind"] == "moderation")

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from pipelines.core.violations import decode_single_object
+from pipelines.core.violations import decode_record
 from pipelines.devtools.generator import GeneratedMessage, TrafficMix, generate
 from pipelines.kafka.admin import committed_offsets, create_topics
 from tests.helpers import REPO, consume_all, stop, wait_for
@@ -60,7 +60,7 @@ def move_event_time_to(kafka, topic: str, when: datetime, seed: int) -> None:
 
 
 def window_violations(kafka, topic: str) -> list[dict]:
-    found = (decode_single_object(r.value, "violation") for r in consume_all(kafka, topic))
+    found = (decode_record(r.value, "violation") for r in consume_all(kafka, topic))
     return [v for v in found if v["window"] is not None]
 
 

@@ -44,8 +44,22 @@ def _by_fingerprint() -> dict[bytes, str]:
 _FINGERPRINTS: dict[bytes, str] = {}
 
 
-def _record_type(message: RawMessage) -> tuple[str | None, str]:
-    """(record type, ""), or (None, why it has none)."""
+def _by_record_name() -> dict[str, str]:
+    return {schemas.load(contract.schema)["name"]: name for name, contract in LIFECYCLE_CONTRACTS.items()}
+
+
+def _writer_record_name(text: str) -> str:
+    schema = orjson.loads(text)
+    if not isinstance(schema, dict):
+        return repr(schema)[:60]
+    name = str(schema.get("name"))
+    return name if "." in name or not schema.get("namespace") else f"{schema['namespace']}.{name}"
+
+
+def _record_type(message: RawMessage, config: DecoderConfig) -> tuple[str | None, str]:
+    """(record type, ""), or (None, why it has none). A Confluent-framed record
+    is of the type its writer schema names (the registry's record name; the
+    topic carries several, as with Confluent's record-name strategies)."""
     value = message.value or b""
     if value[:2] == schemas.SINGLE_OBJECT_MAGIC:
         if not _FINGERPRINTS:
@@ -53,8 +67,21 @@ def _record_type(message: RawMessage) -> tuple[str | None, str]:
         found = _FINGERPRINTS.get(value[2:10])
         return (found, "") if found else (None, f"Avro single-object fingerprint {value[2:10].hex()} is none of the lifecycle "
                                                   f"schemas ({', '.join(RECORD_TYPES)})")
-    if value[:1] == b"\x00":
-        return None, "Confluent-framed lifecycle records are not read yet: send JSON or Avro single-object encoding"
+    if value[:1] == b"\x00" and len(value) >= 5:
+        schema_id = int.from_bytes(value[1:5], "big")
+        if config.writer_schemas is None:
+            return None, (f"Confluent schema id {schema_id}: lifecycle records in the Confluent wire format need "
+                          "--schema-registry-url (the writer schema names the record type)")
+        try:
+            found_name = _writer_record_name(config.writer_schemas.writer_schema(schema_id))
+        except schemas.UnknownSchemaId as unknown:
+            return None, f"Confluent schema id {schema_id}: {unknown}"
+        except (orjson.JSONDecodeError, TypeError):
+            return None, f"Confluent schema id {schema_id}: the registry's schema is not JSON"
+        names = _by_record_name()
+        if found_name in names:
+            return names[found_name], ""
+        return None, f"Confluent schema id {schema_id} is a {found_name}, none of the lifecycle records ({', '.join(sorted(names))})"
     try:
         obj: Any = orjson.loads(value)
     except orjson.JSONDecodeError:
@@ -73,7 +100,7 @@ def parse_lifecycle(messages: Iterable[RawMessage], config: DecoderConfig = _DEF
         if message.value is None:
             dead.append(dead_letter(None, message.source, "encoding", "message has no value (a tombstone)"))
             continue
-        kind, problem = _record_type(message)
+        kind, problem = _record_type(message, config)
         if kind is None:
             framed = message.value[:1] in (b"\x00", b"\xc3")
             dead.append(dead_letter(message.value, message.source, "unknown_schema_id" if framed else "schema", problem,

@@ -44,7 +44,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka import TopicPartition as CTopicPartition
 from kafka import TopicPartition
 
-from pipelines.core.violations import decode_single_object
+from pipelines.core.violations import decode_record
 from pipelines.devtools.generator import TrafficMix, generate
 from pipelines.devtools.localkafka import LocalKafka, free_port
 from pipelines.kafka.admin import KafkaConfig, committed_offsets, create_topics, end_offsets
@@ -409,7 +409,7 @@ def _latency(kafka: KafkaConfig, bench: EventsBench, client: str) -> dict[str, A
         while any(consumer.position(tp) < ends[tp] for tp in tps):
             for records in consumer.poll(timeout_ms=1000).values():
                 for record in records:
-                    violation = decode_single_object(record.value, "violation")
+                    violation = decode_record(record.value, "violation")
                     sent = sent_at.get(violation["event_id"])
                     if sent is not None:
                         latencies.append(record.timestamp / 1000 - sent)

@@ -178,7 +178,7 @@ def test_the_burn_down_runs_over_the_days():
 
 def test_findings_become_violations_of_the_shared_contract():
     from pipelines.audits.migration.violations import migration_violation
-    from pipelines.core.violations import decode_single_object, describe_violation, encode_single_object
+    from pipelines.core.violations import decode_record, describe_violation, encode_single_object
 
     events = [event("store", "u1", at(1)), event("write", "u2", at(5))]
     lifecycle = [record("dataset_lifecycle", 4, lifecycle_id="l-1", lifecycle_state_change="DROP", producer="catalog")]
@@ -189,7 +189,7 @@ def test_findings_become_violations_of_the_shared_contract():
     again = [migration_violation(f, DAY, ledger.policy) for f in close(events, lifecycle)[1].findings]
     assert [v["violation_id"] for v in again] == [v["violation_id"] for v in violations]  # a replay gives the same ids
     for violation in violations:
-        decoded = decode_single_object(encode_single_object(violation, "violation"), "violation")
+        decoded = decode_record(encode_single_object(violation, "violation"), "violation")
         assert decoded["kind"] == "migration" and decoded["evidence"] == violation["evidence"]
         head = describe_violation(decoded).splitlines()[0]
         assert violation["event_id"] in head and "pii.contact" in head

@@ -61,7 +61,7 @@ def test_deadlines_and_beyond_use_dates_are_instants_too():
     (orjson.dumps({**RECORDS["deletion_receipt"], "method": "SHRED"}), "invalid_value", "'SHRED' is not one of"),
     (orjson.dumps({**RECORDS["deletion_request"], "deadline": "soon"}), None, None),  # the deadline is the suite's business
     (b"\xc3\x01" + b"\x00" * 8 + b"x", "unknown_schema_id", "is none of the lifecycle schemas"),
-    (b"\x00\x00\x00\x00\x07rest", "unknown_schema_id", "Confluent-framed lifecycle records are not read yet"),
+    (b"\x00\x00\x00\x00\x07rest", "unknown_schema_id", "Confluent schema id 7: lifecycle records in the Confluent wire format need --schema-registry-url"),
     (b"{not json", "json", "not valid JSON"),
 ])
 def test_what_cannot_be_read_is_a_dead_letter_that_says_why(value, kind, words):

@@ -12,7 +12,7 @@ from pipelines.audits.moderation.policy import load_moderation_policy
 from pipelines.core.batches import day_parts
 from pipelines.core.pseudonym import Pseudonymizer
 from pipelines.core.records import MessageBatch, RawMessage, SourceOffset
-from pipelines.core.violations import decode_single_object, describe_violation, encode_single_object
+from pipelines.core.violations import decode_record, describe_violation, encode_single_object
 from tests.unit.audits.moderation.test_policy import RETIRED, decision
 
 
@@ -56,11 +56,11 @@ def test_decisions_that_break_rules_become_violations_in_the_shared_contract(aud
 
     # The violations topic's Avro contract takes them as they are.
     for violation in audited.violations:
-        decoded = decode_single_object(encode_single_object(violation, "violation"), "violation")
+        decoded = decode_record(encode_single_object(violation, "violation"), "violation")
         assert {k: v for k, v in decoded.items() if k != "event_time_ms"} == {k: v for k, v in violation.items() if k != "event_time_ms"}
 
     # The demo's printer names the decision, its category and the reviewer's country, not an absent flow.
-    head, message = describe_violation(decode_single_object(encode_single_object(abroad, "violation"), "violation")).split("\n")
+    head, message = describe_violation(decode_record(encode_single_object(abroad, "violation"), "violation")).split("\n")
     assert head.endswith("us-reviewers d-2  STATEMENT_CATEGORY_SCAMS_AND_FRAUD  actor in IN"), head
     assert message.strip() == abroad["message"]
 
