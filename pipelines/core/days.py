@@ -153,10 +153,11 @@ class DayPart:
     def _keep(self, violation_id: str, details: ViolationDetails) -> None:
         if violation_id in self.revisions:  # a later revision already decided it
             return
-        # Two events that share an event id give one violation id; keep the
-        # smaller details so the result never depends on arrival order.
+        # Two events that share an event id give one violation id: the one
+        # with the smaller leaf hash stands (never arrival order), the rule
+        # `verify` applies to a violations file too (core.violations.standing).
         known = self.violations.get(violation_id)
-        if known is None or details < known:
+        if known is None or details.leaf < known.leaf:
             self.violations[violation_id] = details
 
     def add_dead_letters(self, letters: Iterable[Mapping[str, Any]]) -> None:
@@ -170,13 +171,19 @@ class DayPart:
         rests somewhere)."""
         self.late_events[other.day] += other.events
         self.late_event_ids = sorted(set(self.late_event_ids) | set(other.event_ids))[:LATE_IDS_LISTED]
-        self.late_violations.update((violation_id, details.leaf) for violation_id, details in other.violations.items())
+        self._keep_late((violation_id, details.leaf) for violation_id, details in other.violations.items())
         self._merge_sections({name: section for name, section in other.sections.items() if name in carried})
 
     def _take_late_counts(self, holder: DayPart) -> None:
         self.late_events.update(holder.late_events)
         self.late_event_ids = sorted(set(self.late_event_ids) | set(holder.late_event_ids))[:LATE_IDS_LISTED]
-        self.late_violations.update(holder.late_violations)
+        self._keep_late(holder.late_violations.items())
+
+    def _keep_late(self, leaves: Iterable[tuple[str, bytes]]) -> None:
+        for violation_id, leaf in leaves:
+            known = self.late_violations.get(violation_id)
+            if known is None or leaf < known:
+                self.late_violations[violation_id] = leaf
 
     def take_late(self, holder: DayPart) -> None:
         """Adopt the late events ``holder`` collected since the last summary."""

@@ -16,6 +16,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from pipelines.core import schemas
 from pipelines.core.audit import Audit, RulesIdentity
 from pipelines.core.avrowire import compile_writer
+from pipelines.core.merkle import leaf_hash, violation_leaf
 from pipelines.core.pseudonym import Pseudonymizer
 from pipelines.core.quality.expectations import Expectation
 from pipelines.core.quality.suites import QualitySuite
@@ -147,13 +148,16 @@ def revision_of(violation: Mapping[str, Any]) -> tuple[int, bool]:
 
 def standing(violations: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
     """The violations that stand, by id, in whatever order they were read: a
-    window's newest revision replaces the earlier ones; a retraction removes it."""
-    newest: dict[str, Mapping[str, Any]] = {}
+    window's newest revision replaces the earlier ones; a retraction removes
+    it; of two with one id and revision (two events that share an event id),
+    the one with the smaller leaf hash stands, as in the day's summary."""
+    newest: dict[str, tuple[Mapping[str, Any], bytes]] = {}
     for violation in violations:
+        leaf = leaf_hash(violation_leaf(violation))
         known = newest.get(violation["violation_id"])
-        if known is None or revision_of(violation)[0] > revision_of(known)[0]:
-            newest[violation["violation_id"]] = violation
-    return {vid: v for vid, v in newest.items() if not revision_of(v)[1]}
+        if known is None or (revision_of(violation)[0], known[1]) > (revision_of(known[0])[0], leaf):
+            newest[violation["violation_id"]] = (violation, leaf)
+    return {vid: v for vid, (v, _) in newest.items() if not revision_of(v)[1]}
 
 
 def encode_single_object(record: Mapping[str, Any], schema_name: str, wire: schemas.WireFormat = schemas.SINGLE_OBJECT) -> bytes:

@@ -80,3 +80,21 @@ def test_one_violation_id_from_two_events_does_not_depend_on_order():
             day.merge(part)
         documents.append(canonical_json(day.finish([AUDIT])))
     assert documents[0] == documents[1]
+
+
+def test_of_two_violations_with_one_id_the_smaller_leaf_stands_in_the_day_and_in_verify():
+    """Two events sharing an event id give one violation id: the day's root and
+    `verify` over a violations file must pick the same one, whatever the order."""
+    from pipelines.core.merkle import leaf_hash, root_of_leaf_hashes, violation_leaf
+    from pipelines.core.violations import standing
+
+    first = {"violation_id": "same", "rule_id": "R", "kind": "quality", "severity": "medium", "event_time_ms": T0 + 3_600_000,
+             "server_id": "app-2", "message": "first"}
+    second = {**first, "event_time_ms": T0 + 7_200_000, "server_id": "app-1", "message": "second"}
+    smaller = min((first, second), key=lambda v: leaf_hash(violation_leaf(v)))
+    for order in ([first, second], [second, first]):
+        day = DayPart(DAY)
+        day.add_violations("residency", order)
+        tree = day.finish([AUDIT])["violations_tree"]
+        assert tree["count"] == 1 and tree["merkle_root"] == root_of_leaf_hashes([leaf_hash(violation_leaf(smaller))])
+        assert standing(order) == {"same": smaller}
