@@ -30,7 +30,7 @@ from kafka import TopicPartition
 from pipelines.core.days import day_of
 from pipelines.core.merkle import timestamps_as_millis
 from pipelines.core.signing import SIGNING_KEY_ENV, SIGNING_KEY_FILE_ENV, SigningKey, key_id, load_public_key
-from pipelines.core.violations import decode_record, describe_violation, revision_of
+from pipelines.core.violations import decode_record, describe_violation, revision_of, standing
 from pipelines.devtools.generator import GeneratedMessage, Stretch, TrafficMix, generate_timeline, over_days
 from pipelines.devtools.localkafka import LocalKafka, default_broker, ensure_broker_jars, free_port, port_is_free
 from pipelines.devtools.localregistry import LocalRegistry, default_registry, ensure_registry_app, fresh_registry
@@ -545,6 +545,10 @@ def _record(violation: dict, tally: _Tally) -> None:
         if violation["violation_id"] in day:
             day[violation["violation_id"]] = violation  # the newest revision stands
             return
+    known = day.get(violation["violation_id"])
+    if known is not None:  # two events sharing an event id: one violation id, the day keeps the one its root does
+        day[violation["violation_id"]] = standing([known, violation])[violation["violation_id"]]
+        return
     tally.violations += 1
     tally.by_severity[violation["severity"]] += 1
     tally.by_kind["window quality" if violation.get("window") else violation["kind"]] += 1
