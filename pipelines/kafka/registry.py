@@ -18,7 +18,7 @@ import logging
 import ssl
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pipelines.core import schemas
@@ -62,7 +62,6 @@ class RegistryConfig:
     ssl_keyfile: str | None = None
     timeout_seconds: float = 10.0
     patience_seconds: float = 300.0
-    extra: tuple[tuple[str, str], ...] = field(default=())
 
     def describe(self) -> str:
         auth = f", basic auth as {self.basic_auth_user} (password from {self.basic_auth_password.describe()})" if self.basic_auth_user and self.basic_auth_password else ""
@@ -90,7 +89,6 @@ class RegistryConfig:
             conf["ssl.certificate.location"] = self.ssl_certfile
         if self.ssl_keyfile:
             conf["ssl.key.location"] = self.ssl_keyfile
-        conf.update(self.extra)
         try:
             client = SchemaRegistryClient(conf)
         except (ValueError, TypeError) as exc:
